@@ -1,0 +1,37 @@
+"""Paths and helpers shared by the tests (a plain module: import it as `support`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+SPECS = DATA / "specs"
+COMPAT = DATA / "compat"
+
+
+def find_uv() -> str:
+    """The uv binary the tests use: the dev dependency next to this Python, else PATH.
+
+    uv is a pinned dev dependency, so a missing uv is an error, never a skip.
+    """
+    candidate = Path(sys.executable).with_name("uv")
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("uv")
+    if found is None:
+        pytest.fail("uv is not installed: install the dev dependencies (see README.md)")
+    return found
+
+
+def run(command: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing its output as text."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("PYTHONPATH", None)
+    return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, encoding="utf-8", check=False)

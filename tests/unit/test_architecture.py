@@ -1,0 +1,61 @@
+"""Guard tests on the package's structure: which module may import which."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from support import ROOT
+
+PACKAGE = ROOT / "venvstacks"
+
+# Bottom-up: each module may import only the package modules listed for it.
+ALLOWED = {
+    "__init__": set(),
+    "errors": set(),
+    "versions": {"errors"},
+    "markers": {"errors", "versions"},
+    "reqs": {"errors", "versions", "markers"},
+    "platforms": set(),
+    "spec": {"platforms", "reqs"},
+    "tomlfields": {"errors"},
+    "layering": {"platforms", "reqs"},
+    "uvconfig": {"reqs", "spec", "tomlfields"},
+    "specfields": {"errors", "platforms", "reqs", "tomlfields"},
+    "specmodules": {"tomlfields"},
+    "specrefs": {"layering", "spec", "tomlfields"},
+    "specload": {"errors", "layering", "platforms", "spec", "specfields", "specmodules", "specrefs", "tomlfields", "uvconfig"},
+    "selection": {"spec"},
+    "render": {"spec"},
+    "cli": {"__init__", "errors", "render", "selection", "spec", "specload"},
+    "__main__": {"cli"},
+}
+
+
+def _package_imports(path: Path) -> set[str]:
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                imported.add(node.module.split(".")[0])
+            else:
+                imported.update("__init__" if alias.name == "__version__" else alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("venvstacks"):
+            imported.add("absolute import of venvstacks")
+    return imported
+
+
+def test_every_module_is_in_the_table() -> None:
+    assert sorted(p.stem for p in PACKAGE.glob("*.py")) == sorted(ALLOWED)
+
+
+def test_modules_import_only_lower_layers() -> None:
+    for path in sorted(PACKAGE.glob("*.py")):
+        extra = _package_imports(path) - ALLOWED[path.stem]
+        assert not extra, f"{path.name} imports {sorted(extra)}"
+
+
+def test_only_one_module_runs_subprocesses() -> None:
+    for path in sorted(PACKAGE.glob("*.py")):
+        if path.name != "_proc.py":
+            assert "subprocess" not in path.read_text(encoding="utf-8"), path.name

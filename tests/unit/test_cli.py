@@ -1,0 +1,130 @@
+"""The command line, run in-process: exit codes, streams and messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from support import COMPAT, SPECS
+from venvstacks import __version__
+from venvstacks.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(capsys, "--version") == (0, f"venvstacks: {__version__}\n", "")
+    assert _run(capsys, "-V") == (0, f"venvstacks: {__version__}\n", "")
+
+
+def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = _run(capsys, "--help")
+    assert status == 0 and err == ""
+    assert out.startswith("usage: venvstacks ")
+    assert "show" in out and "-v, --verbose" in out and "-q, --quiet" in out
+
+
+def test_show_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _run(capsys, "show", "--help")
+    assert status == 0
+    for option in ("--include PATTERN", "--allow-missing", "--json", "--build-dir DIR"):
+        assert option in out
+    assert "venvstacks show venvstacks.toml" in out
+
+
+def test_no_arguments_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = _run(capsys)
+    assert status == 2 and out == ""
+    assert err.startswith("usage: venvstacks ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["show"], "the following arguments are required: SPEC_PATH", id="missing-spec"),
+        pytest.param(["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'", id="unknown-command"),
+        pytest.param(["show", "--frob", "x.toml"], "unrecognized arguments: --frob", id="unknown-option"),
+        pytest.param(["-v"], "a command is required", id="no-command"),
+        pytest.param(["lock", "x.toml"], "invalid choice: 'lock'", id="not-yet-a-command"),
+    ],
+)
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    status, out, err = _run(capsys, *argv)
+    assert status == 2 and out == ""
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_show(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = _run(capsys, "show", str(COMPAT / "venvstacks.toml"))
+    assert status == 0 and err == ""
+    assert out.splitlines()[0] == str(COMPAT / "venvstacks.toml")
+    assert "    └── *app-records -> app-records@???\n" in out
+
+
+def test_show_json(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = _run(capsys, "show", "--json", str(COMPAT / "venvstacks.toml"))
+    assert status == 0 and err == ""
+    data = json.loads(out)
+    assert sorted(data) == ["applications", "frameworks", "runtimes", "spec_name"]
+    assert [layer["name"] for layer in data["frameworks"]] == ["framework-web", "framework-web-extra"]
+    assert out == json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def test_options_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = _run(capsys, "show", str(SPECS / "error_unknown_key.toml"), "-q")
+    assert status == 1 and out == ""
+    assert err.startswith("error: ")
+
+
+def test_include_without_match_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = str(COMPAT / "venvstacks.toml")
+    status, out, err = _run(capsys, "show", "--include", "app-nothing", spec)
+    assert (status, out) == (1, "")
+    assert err == "error: no layers match --include 'app-nothing' (pass --allow-missing to continue without them)\n"
+    status, out, err = _run(capsys, "show", "--include", "app-nothing", "--include", "app-dates", "--allow-missing", spec)
+    assert status == 0
+    assert err == "warning: no layers match --include 'app-nothing'\n"
+    assert "app-dates" in out and "app-records" not in out
+    status, out, err = _run(capsys, "-q", "show", "--include", "app-nothing", "--allow-missing", spec)
+    assert status == 0 and err == ""
+
+
+def test_invalid_spec_exits_1_with_one_line_per_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    path = SPECS / "error_many_at_once.toml"
+    status, out, err = _run(capsys, "show", str(path))
+    assert status == 1 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 6
+    assert all(line.startswith(f"error: {path}: ") for line in lines)
+    assert "Traceback" not in err
+
+
+def test_verbose_error_shows_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = _run(capsys, "-v", "show", str(SPECS / "error_unknown_key.toml"))
+    assert status == 1
+    assert "Traceback (most recent call last)" in err
+    assert err.rstrip().splitlines()[-1].startswith("error: ")
+
+
+def test_missing_spec_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    status, out, err = _run(capsys, "show", str(tmp_path / "absent.toml"))
+    assert (status, out) == (1, "")
+    assert err == f"error: {tmp_path / 'absent.toml'}: no such file\n"
+
+
+def test_warnings_go_to_stderr_unless_quiet(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = tmp_path / "venvstacks.toml"
+    spec.write_text('[[runtimes]]\nname = "rt"\nfully_versioned_name = "cpython@3.12.1"\nrequirements = []\n', encoding="utf-8")
+    status, out, err = _run(capsys, "show", str(spec))
+    assert status == 0 and "*rt" in out
+    assert err == (
+        f"warning: {spec}: runtime 'rt': field 'fully_versioned_name' is deprecated; rename it to 'python_implementation'\n"
+    )
+    assert _run(capsys, "-q", "show", str(spec))[2] == ""
