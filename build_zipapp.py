@@ -73,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the single-file venvstacks zipapp.")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"where to write it (default: {DEFAULT_OUTPUT.relative_to(HERE)})")
     args = parser.parse_args(argv)
-    path = build(args.output)
-    print(path)
+    path = build(args.output.absolute())
+    try:
+        print(path.relative_to(Path.cwd()))
+    except ValueError:
+        print(path)
     return 0
 
 

@@ -101,7 +101,8 @@ def _read_requirements(reader: TableReader) -> tuple[Requirement, ...] | None:
         try:
             parsed.append(Requirement.parse(text))
         except InvalidRequirement as exc:
-            reader.error(f"requirements[{position}]", f"invalid requirement syntax: {exc}")
+            detail = str(exc).removeprefix("invalid requirement ")
+            reader.error(f"requirements[{position}]", f"invalid requirement syntax {detail}")
     return tuple(parsed) if len(parsed) == len(texts) else None
 
 

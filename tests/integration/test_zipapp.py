@@ -27,6 +27,8 @@ def test_build_script_writes_dist_by_default(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.pyz").exists()
     assert result.stdout.strip() == str(tmp_path / "out.pyz")
+    in_tree = run([sys.executable, "build_zipapp.py"], cwd=ROOT)
+    assert in_tree.returncode == 0 and in_tree.stdout == "dist/venvstacks.pyz\n"
 
 
 def test_zipapp_contents(pyz: Path) -> None:

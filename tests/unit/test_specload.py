@@ -71,12 +71,16 @@ def test_folder_instead_of_file(tmp_path: Path) -> None:
         load_spec(tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read files whatever their mode")
-def test_unreadable_file(tmp_path: Path) -> None:
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # File modes don't stop root, so the refusal is simulated at the read.
     spec = tmp_path / "venvstacks.toml"
     spec.write_text("", encoding="utf-8")
-    spec.chmod(0)
-    with pytest.raises(SpecError, match=r"cannot be read \(permission denied\)$"):
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(SpecError, match=r"venvstacks\.toml: cannot be read \(permission denied\)$"):
         load_spec(spec)
 
 
