@@ -1,4 +1,4 @@
-"""Shared fixtures: the built zipapp."""
+"""Shared fixtures: the built zipapp, and the runtime archives from `runtimes.py`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,18 @@ import pytest
 from support import ROOT
 
 sys.path.insert(0, str(ROOT))
+
+# Importing the fixtures registers them for every test.
+from runtimes import (  # noqa: E402,F401
+    patchelf,
+    pyenv_prefixes,
+    pyenv_root,
+    runtime_archive_dir,
+    runtime_archive_tool,
+    runtime_archives,
+    runtime_archives_built_locally,
+    strip_tool,
+)
 
 
 @pytest.fixture(scope="session")

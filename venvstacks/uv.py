@@ -1,0 +1,139 @@
+"""The only module that knows uv's command line.
+
+`find_uv` locates the binary (`--uv`, then `VENVSTACKS_UV`, then `PATH`, then
+`python -m uv`); the `*_argv` functions spell out each command as a pure list;
+`Uv` runs them through the command runner. uv never reads the user's own
+configuration files: every call names our generated config file (which stops
+uv discovering any other) and the runner drops ambient `UV_*` settings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import _proc
+from .errors import CommandError, UvError
+
+__all__ = ["Uv", "find_uv", "lock_argv", "export_argv", "python_install_argv", "UV_HINT"]
+
+UV_ENV_VARIABLE = "VENVSTACKS_UV"
+UV_HINT = (
+    "uv was not found: install it (for example 'python3 -m pip install uv'), "
+    f"or name the binary with --uv PATH or the {UV_ENV_VARIABLE} environment variable"
+)
+_VERSION = re.compile(r"uv ([0-9][^\s]*)")
+# Flags every command gets: quiet, no colour, never a uv-managed interpreter.
+_COMMON = ("--quiet", "--color", "never", "--no-python-downloads")
+
+
+def lock_argv(uv: Sequence[str], *, project: Path, python: Path, config_file: Path) -> list[str]:
+    """Resolve a layer's synthetic project afresh (`--upgrade`: no previous pins)."""
+    return [
+        *uv, "lock",
+        "--project", str(project),
+        "--python", str(python),
+        "--config-file", str(config_file),
+        "--upgrade",
+        "--no-managed-python",
+        *_COMMON,
+    ]  # fmt: skip
+
+
+def export_argv(uv: Sequence[str], *, project: Path, python: Path, config_file: Path, output: Path) -> list[str]:
+    """Export a resolved project's lock as a PEP 751 `pylock.toml` without file paths in comments."""
+    return [
+        *uv, "export",
+        "--project", str(project),
+        "--python", str(python),
+        "--config-file", str(config_file),
+        "--locked",
+        "--format", "pylock.toml",
+        "--output-file", str(output),
+        "--no-header",
+        "--no-annotate",
+        "--no-emit-project",
+        "--no-managed-python",
+        *_COMMON,
+    ]  # fmt: skip
+
+
+def python_install_argv(uv: Sequence[str], *, version: str, install_dir: Path, config_file: Path) -> list[str]:
+    """Download a managed CPython into a folder of ours, linking nothing into the user's PATH."""
+    return [
+        *uv, "python", "install", f"cpython-{version}",
+        "--install-dir", str(install_dir),
+        "--no-bin",
+        "--config-file", str(config_file),
+        "--quiet", "--color", "never",
+    ]  # fmt: skip
+
+
+def version_argv(uv: Sequence[str]) -> list[str]:
+    """Ask uv for its version."""
+    return [*uv, "--version"]
+
+
+@dataclass(frozen=True)
+class Uv:
+    """A located uv, ready to run commands."""
+
+    command: tuple[str, ...]
+    """How to start uv: its binary, or a Python with `-m uv`."""
+    version: str
+    runner: _proc.Runner = field(default=_proc.run, compare=False, repr=False)
+
+    def run(self, argv: Sequence[str], *, description: str, env: Mapping[str, str] | None = None) -> _proc.CommandResult:
+        """Run one uv command; a failure becomes a UvError carrying uv's explanation."""
+        try:
+            return self.runner(argv, description=description, env=env)
+        except UvError:
+            raise
+        except CommandError as exc:
+            raise UvError(str(exc)) from None
+
+
+def _probe(command: tuple[str, ...], runner: _proc.Runner) -> str | None:
+    try:
+        result = runner(version_argv(command), description="checking the uv version")
+    except CommandError:
+        return None
+    match = _VERSION.search(result.stdout)
+    return match[1] if match else None
+
+
+def find_uv(
+    explicit: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    runner: _proc.Runner = _proc.run,
+) -> Uv:
+    """Find a working uv: `explicit` (from `--uv`), `VENVSTACKS_UV`, `PATH`, then `python -m uv`."""
+    environ = os.environ if environ is None else environ
+    named = explicit or environ.get(UV_ENV_VARIABLE)
+    if named:
+        where = "--uv" if explicit else UV_ENV_VARIABLE
+        path = shutil.which(named) or named
+        version = _probe((path,), runner)
+        if version is None:
+            msg = f"{where} names {named!r}, which is not a working uv binary"
+            raise UvError(msg)
+        return Uv((path,), version, runner)
+    candidates: list[tuple[str, ...]] = []
+    on_path = shutil.which("uv")
+    if on_path:
+        candidates.append((on_path,))
+    beside = Path(sys.executable).with_name("uv")
+    if beside.exists() and str(beside) != on_path:
+        candidates.append((str(beside),))
+    candidates.append((sys.executable, "-m", "uv"))
+    for command in candidates:
+        version = _probe(command, runner)
+        if version is not None:
+            return Uv(command, version, runner)
+    raise UvError(UV_HINT)
