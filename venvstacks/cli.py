@@ -19,6 +19,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
+    from pathlib import Path
+
     from .spec import StackSpec
 
 __all__ = ["main"]
@@ -51,6 +53,14 @@ class _Args(argparse.Namespace):
     allow_missing: bool
     json: bool
     build_dir: str
+    reset_lock: list[str] | None
+    if_needed: bool
+    lock_dependencies: bool
+    index: bool
+    local_wheels: list[str] | None
+    python_archive_dir: str | None
+    uv: str | None
+    clean: bool
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,26 +115,7 @@ def _build_parser() -> _Parser:
         epilog="examples:\n  venvstacks show venvstacks.toml\n  venvstacks show --include 'app-*' --json venvstacks.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    show.add_argument("spec_path", metavar="SPEC_PATH", help="the stack specification (a TOML file)")
-    show.add_argument(
-        "--build-dir",
-        default="_build",
-        metavar="DIR",
-        help="the build folder, relative to the spec's folder (default: _build)",
-    )
-    show.add_argument(
-        "--include",
-        action="append",
-        metavar="PATTERN",
-        help="only layers whose build name matches this wildcard pattern, plus the layers "
-        "they use and the layers that use them (repeatable)",
-    )
-    show.add_argument(
-        "--allow-missing",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="only warn when an --include pattern matches no layer",
-    )
+    _add_spec_options(show)
     show.add_argument(
         "--json",
         action=argparse.BooleanOptionalAction,
@@ -133,7 +124,97 @@ def _build_parser() -> _Parser:
     )
     _add_output_options(show, suppress=True)
     show.set_defaults(handler=_cmd_show)
+    lock = commands.add_parser(
+        "lock",
+        help="lock every layer's requirements for all its target platforms",
+        description=(
+            "Resolve each layer's requirements with uv for all of the layer's target platforms at "
+            "once, constrained to the versions the layers underneath install, and write the locks "
+            "to requirements/<layer>/ next to the spec. By default every selected layer is "
+            "relocked; a lock that comes out the same keeps its time and version."
+        ),
+        epilog=(
+            "examples:\n"
+            "  venvstacks lock venvstacks.toml\n"
+            "  venvstacks lock --if-needed --python-archive-dir ~/pbs venvstacks.toml\n"
+            "  venvstacks lock --include 'framework-*' --reset-lock 'framework-torch' venvstacks.toml"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_spec_options(lock)
+    _add_lock_options(lock)
+    _add_output_options(lock, suppress=True)
+    lock.set_defaults(handler=_cmd_lock)
     return parser
+
+
+def _add_spec_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec_path", metavar="SPEC_PATH", help="the stack specification (a TOML file)")
+    parser.add_argument(
+        "--build-dir",
+        default="_build",
+        metavar="DIR",
+        help="the build folder, relative to the spec's folder (default: _build)",
+    )
+    parser.add_argument(
+        "--include",
+        action="append",
+        metavar="PATTERN",
+        help="only layers whose build name matches this wildcard pattern, plus the layers "
+        "they use and the layers that use them (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="only warn when an --include or --reset-lock pattern matches no layer",
+    )
+
+
+def _add_lock_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--if-needed",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="lock only layers without a valid lock (others are not passed to uv at all)",
+    )
+    parser.add_argument(
+        "--reset-lock",
+        action="append",
+        metavar="PATTERN",
+        help="discard the existing lock of matching layers and lock them afresh (repeatable)",
+    )
+    parser.add_argument(
+        "--lock-dependencies",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="with --include, also relock the layers underneath (otherwise only if needed)",
+    )
+    parser.add_argument(
+        "--index",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let uv use package indexes (--no-index: only --local-wheels and find-links)",
+    )
+    parser.add_argument(
+        "--local-wheels",
+        action="append",
+        metavar="DIR",
+        help="a folder of wheels for uv to use, relative to the spec's folder (repeatable)",
+    )
+    parser.add_argument(
+        "--python-archive-dir",
+        metavar="DIR",
+        help="a folder of python-build-standalone runtime archives (default: "
+        "$VENVSTACKS_PYTHON_ARCHIVE_DIR, else uv downloads the runtime)",
+    )
+    parser.add_argument("--uv", metavar="PATH", help="the uv binary to use (default: $VENVSTACKS_UV, then PATH)")
+    parser.add_argument(
+        "--clean",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="unpack the runtimes afresh before locking",
+    )
 
 
 class _Output:
@@ -149,6 +230,11 @@ class _Output:
         """The command's result, on stdout."""
         self.stdout.write(text)
         self.stdout.flush()
+
+    def info(self, message: str) -> None:
+        """Detail shown with -v."""
+        if self.verbose and not self.quiet:
+            self.stderr.write(f"{message}\n")
 
     def warning(self, message: str) -> None:
         """A non-fatal problem, on stderr unless --quiet."""
@@ -174,24 +260,96 @@ def _cmd_show(args: _Args, out: _Output) -> int:
     import json
 
     from .render import render_tree, stack_status
-    from .selection import select_layers
 
     spec = _load_spec(args.spec_path, out)
     selected = None
     if args.include:
-        selection = select_layers(spec, args.include)
-        if selection.unmatched_patterns:
-            patterns = ", ".join(repr(p) for p in selection.unmatched_patterns)
-            if not args.allow_missing:
-                out.error(f"no layers match --include {patterns} (pass --allow-missing to continue without them)")
-                return EXIT_FAILURE
-            out.warning(f"no layers match --include {patterns}")
-        selected = selection.build_names
-    status = stack_status(spec, selected=selected)
+        selected = _selection(spec, args, out, args.include, "--include").build_names
+    from .lockstate import check_stack_locks
+    from .render import LockState
+
+    checks = check_stack_locks(spec)
+    status = stack_status(
+        spec,
+        selected=selected,
+        lock_state=lambda layer: LockState(checks[layer.build_name].valid, checks[layer.build_name].lock_version),
+    )
     if args.json:
         out.result(json.dumps(status, indent=2, sort_keys=True) + "\n")
     else:
         out.result(render_tree(status))
+    return EXIT_OK
+
+
+def _spec_relative(spec: StackSpec, value: str) -> Path:
+    """A path option resolved from the spec's folder (as upstream does), `~` expanded."""
+    import os
+    from pathlib import Path
+
+    return Path(os.path.normpath(spec.spec_dir / os.path.expanduser(value)))
+
+
+def _selection(spec: StackSpec, args: _Args, out: _Output, patterns: list[str] | None, what: str) -> Any:
+    from .selection import select_layers
+
+    selection = select_layers(spec, patterns)
+    if selection.unmatched_patterns:
+        unmatched = ", ".join(repr(p) for p in selection.unmatched_patterns)
+        if not args.allow_missing:
+            from .errors import VenvStacksError
+
+            msg = f"no layers match {what} {unmatched} (pass --allow-missing to continue without them)"
+            raise VenvStacksError(msg)
+        out.warning(f"no layers match {what} {unmatched}")
+    return selection
+
+
+def _cmd_lock(args: _Args, out: _Output) -> int:
+    import os
+    from pathlib import Path
+
+    from .locking import LockSettings, environ_exclude_newer, lock_stack
+    from .runtimeenv import ARCHIVE_DIR_VARIABLE
+    from .selection import lock_wants
+    from .uv import find_uv
+
+    spec = _load_spec(args.spec_path, out)
+    include = args.include
+    if args.reset_lock and not include:
+        include = ["*"]
+    selection = _selection(spec, args, out, include, "--include")
+    wants = lock_wants(spec, selection, if_needed=args.if_needed, lock_dependencies=args.lock_dependencies)
+    reset: frozenset[str] = frozenset()
+    if args.reset_lock:
+        resets = _selection(spec, args, out, args.reset_lock, "--reset-lock")
+        reset = frozenset(layer.build_name for layer in resets.included if layer.build_name in wants)
+    archive_dir = args.python_archive_dir or os.environ.get(ARCHIVE_DIR_VARIABLE) or None
+    settings = LockSettings(
+        build_dir=_spec_relative(spec, args.build_dir),
+        archive_dir=Path(os.path.abspath(os.path.expanduser(archive_dir))) if archive_dir else None,
+        use_index=args.index,
+        local_wheels=tuple(_spec_relative(spec, d) for d in args.local_wheels or ()),
+        clean=args.clean,
+        exclude_newer=environ_exclude_newer(),
+    )
+    found: list[Any] = []
+
+    def uv() -> Any:
+        if not found:
+            found.append(find_uv(args.uv))
+            out.info(f"using uv {found[0].version} ({' '.join(found[0].command)})")
+        return found[0]
+
+    outcomes = lock_stack(spec, wants, settings, uv=uv, reset=reset)
+    if not outcomes:
+        out.result("No environments found to lock\n")
+        return EXIT_OK
+    lines = ["Locked environments:"]
+    for outcome in outcomes:
+        where = os.path.relpath(outcome.pylock, spec.spec_dir)
+        lines.append(f"  {where} (locked at: {outcome.locked_at}) [{outcome.action}]")
+    lines.append(f"All paths reported relative to {spec.spec_dir}")
+    out.result("\n".join(lines) + "\n")
     return EXIT_OK
 
 
@@ -219,8 +377,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args, out)
 
 
+def _setup_logging(out: _Output) -> None:
+    import logging
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if record.levelno >= logging.ERROR:
+                out.error(message)
+            elif record.levelno >= logging.WARNING:
+                out.warning(message)
+            else:
+                out.info(message)
+
+    logger = logging.getLogger("venvstacks")
+    logger.handlers[:] = [Handler()]
+    logger.propagate = False
+    if out.quiet:
+        logger.setLevel(logging.ERROR)
+    elif out.verbose >= 2:
+        logger.setLevel(logging.DEBUG)
+    elif out.verbose:
+        logger.setLevel(logging.INFO)
+    else:
+        logger.setLevel(logging.WARNING)
+
+
 def _run(args: _Args, out: _Output) -> int:
     from .errors import VenvStacksError
+
+    _setup_logging(out)
 
     try:
         status: int = args.handler(args, out)

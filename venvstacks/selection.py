@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 
 from .spec import LayerSpec, StackSpec
 
-__all__ = ["Selection", "select_layers"]
+__all__ = ["Selection", "select_layers", "lock_wants"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,20 @@ def select_layers(spec: StackSpec, patterns: Sequence[str] | None) -> Selection:
         and any(dep.build_name in chosen for dep in spec.dependencies(layer))
     )
     return Selection(included, dependencies, derived, unmatched)
+
+
+def lock_wants(
+    spec: StackSpec, selection: Selection, *, if_needed: bool, lock_dependencies: bool
+) -> dict[str, bool | None]:
+    """What `lock` should do to each picked layer: True relocks it, None locks it only if needed.
+
+    Included layers and the layers built on them follow `--if-needed`; the
+    layers underneath are locked only if needed, unless `--lock-dependencies`.
+    """
+    chosen: bool | None = None if if_needed else True
+    wants: dict[str, bool | None] = {}
+    for layer in selection.included + selection.derived:
+        wants[layer.build_name] = chosen
+    for layer in selection.dependencies:
+        wants[layer.build_name] = chosen if lock_dependencies else None
+    return wants

@@ -35,7 +35,11 @@ ALLOWED = {
     "selection": {"spec"},
     "lockfiles": {"platforms", "spec"},
     "render": {"spec"},
-    "cli": {"__init__", "errors", "render", "selection", "spec", "specload"},
+    "pylockedit": {"errors", "lockfiles", "markers", "platforms", "reqs", "tomlw", "wheels"},
+    "lockstate": {"lockfiles", "spec"},
+    "runtimeenv": {"errors", "extract", "fsutil", "pbs", "spec", "uv"},
+    "locking": {"errors", "fsutil", "lockfiles", "lockstate", "pylockedit", "reqs", "runtimeenv", "spec", "tomlw", "uv", "uvconfig", "wheels"},
+    "cli": {"__init__", "errors", "locking", "lockstate", "render", "runtimeenv", "selection", "spec", "specload", "uv"},
     "__main__": {"cli"},
 }
 

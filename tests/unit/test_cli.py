@@ -51,7 +51,7 @@ def test_no_arguments_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]
         pytest.param(["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'", id="unknown-command"),
         pytest.param(["show", "--frob", "x.toml"], "unrecognized arguments: --frob", id="unknown-option"),
         pytest.param(["-v"], "a command is required", id="no-command"),
-        pytest.param(["lock", "x.toml"], "invalid choice: 'lock'", id="not-yet-a-command"),
+        pytest.param(["build", "x.toml"], "invalid choice: 'build'", id="not-yet-a-command"),
     ],
 )
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
@@ -61,11 +61,20 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]
     assert "Traceback" not in err
 
 
-def test_show(capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_reads_upstream_locks_as_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    # tests/data/compat/requirements was written by upstream venvstacks 0.8:
+    # no layer may be marked '*', exactly as upstream's own `show` printed it.
     status, out, err = _run(capsys, "show", str(COMPAT / "venvstacks.toml"))
     assert status == 0 and err == ""
-    assert out.splitlines()[0] == str(COMPAT / "venvstacks.toml")
-    assert "    └── *app-records -> app-records@???\n" in out
+    upstream = (COMPAT / "upstream-show.txt").read_text(encoding="utf-8")
+    assert out == upstream.replace("<spec dir>", str(COMPAT))
+
+
+def test_show_json_matches_upstream(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _run(capsys, "show", "--json", str(COMPAT / "venvstacks.toml"))
+    upstream = (COMPAT / "upstream-show.json").read_text(encoding="utf-8")
+    assert status == 0
+    assert out == upstream.replace("<spec dir>", str(COMPAT))
 
 
 def test_show_json(capsys: pytest.CaptureFixture[str]) -> None:

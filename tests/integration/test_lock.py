@@ -1,0 +1,327 @@
+"""`lock` against PyPI with real uv and real runtimes: contents, reuse, invalidation, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from support import SPECS, find_uv, run
+
+pytestmark = pytest.mark.slow
+
+# exclude-newer pins what PyPI offers, so the locks are the same on every run.
+STACK = """\
+[[runtimes]]
+name = "cpython-3.11"
+python_implementation = "cpython@3.11.7"
+requirements = ["packaging"]
+
+[[runtimes]]
+name = "cpython-3.12"
+python_implementation = "cpython@3.12.1"
+requirements = []
+
+[[frameworks]]
+name = "web"
+runtime = "cpython-3.11"
+requirements = ["idna", "certifi"]
+
+[[frameworks]]
+name = "web-extra"
+frameworks = ["web"]
+requirements = ["six", "colorama; sys_platform == 'win32'"]
+
+[[applications]]
+name = "dates"
+launch_module = "launch/dates.py"
+frameworks = ["web-extra"]
+requirements = ["python-dateutil", "idna"]
+
+[[applications]]
+name = "records"
+launch_module = "launch/records.py"
+runtime = "cpython-3.12"
+versioned = true
+requirements = ["attrs"]
+
+[tool.uv]
+exclude-newer = "2025-08-27T00:00:00Z"
+"""
+LAYERS = ["cpython-3.11", "cpython-3.12", "framework-web", "framework-web-extra", "app-dates", "app-records"]
+
+
+def _write_stack(folder: Path, text: str = STACK) -> Path:
+    (folder / "launch").mkdir(parents=True, exist_ok=True)
+    (folder / "launch" / "dates.py").write_text("import dateutil\nprint('dates')\n", encoding="utf-8")
+    (folder / "launch" / "records.py").write_text("import attrs\nprint('records')\n", encoding="utf-8")
+    spec = folder / "venvstacks.toml"
+    spec.write_text(text, encoding="utf-8")
+    return spec
+
+
+@pytest.fixture(scope="module")
+def uv_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A uv wrapper that records every call, so tests can see when uv ran."""
+    folder = tmp_path_factory.mktemp("uvwrap")
+    log = folder / "calls.log"
+    wrapper = folder / "uv"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {find_uv()} "$@"\n', encoding="utf-8")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    return wrapper, log
+
+
+def _venvstacks(*args: str, pyz: Path, archive_dir: Path, uv: Path | None = None, cwd: Path | None = None) -> tuple[int, str, str]:
+    env = {"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(archive_dir)}
+    if uv is not None:
+        env["VENVSTACKS_UV"] = str(uv)
+    result = run([sys.executable, str(pyz), *args], env=env, cwd=cwd)
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path]) -> Path:
+    """A six-layer stack on two runtimes, locked once for the tests of this module."""
+    spec = _write_stack(tmp_path_factory.mktemp("stack"))
+    status, out, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=runtime_archive_dir, uv=uv_log[0])
+    assert status == 0, err
+    assert out.startswith("Locked environments:\n")
+    return spec
+
+
+def _actions(out: str) -> dict[str, str]:
+    """What `lock` said it did to each layer, from its output lines."""
+    actions = {}
+    for line in out.splitlines()[1:-1]:
+        layer = line.split("/")[1]
+        actions[layer] = line.rsplit("[", 1)[1].rstrip("]")
+    return actions
+
+
+def _pylock(spec: Path, layer: str) -> dict:
+    folder = spec.parent / "requirements" / layer
+    return tomllib.loads(next(folder.glob("pylock.*.toml")).read_text(encoding="utf-8"))
+
+
+def _packages(spec: Path, layer: str) -> dict[str, dict]:
+    return {p["name"]: p for p in _pylock(spec, layer)["packages"]}
+
+
+def _meta(spec: Path, layer: str) -> dict:
+    folder = spec.parent / "requirements" / layer
+    return json.loads(next(folder.glob("pylock.*.meta.json")).read_text(encoding="utf-8"))
+
+
+def test_lock_files_and_contents(locked: Path) -> None:
+    for layer in LAYERS:
+        folder = locked.parent / "requirements" / layer
+        stem = layer.replace(".", "_")
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [f"requirements-{stem}.in", f"pylock.{stem}.toml", f"pylock.{stem}.meta.json", f"packages-{layer}.txt"]
+        )
+    runtime = _packages(locked, "cpython-3.11")
+    assert list(runtime) == ["packaging"]
+    assert runtime["packaging"]["version"] == "25.0"
+    web = _packages(locked, "framework-web")
+    assert sorted(web) == ["certifi", "idna"]
+    extra = _packages(locked, "framework-web-extra")
+    # colorama is Windows-only: kept with its marker; six everywhere: no marker.
+    assert extra["colorama"]["marker"] == "sys_platform == 'win32'"
+    assert "marker" not in extra["six"]
+    dates = _packages(locked, "app-dates")
+    # What lower layers provide stays in the lock (with its version) but can never be installed.
+    assert dates["idna"] == {"name": "idna", "version": web["idna"]["version"], "marker": "sys_platform == 'from_lower_layer'"}
+    assert dates["six"]["marker"] == "sys_platform == 'from_lower_layer'"
+    assert "wheels" in dates["python-dateutil"] and "index" in dates["python-dateutil"]
+    for layer in LAYERS:
+        for package in _pylock(locked, layer)["packages"]:
+            assert "sdist" not in package
+            for wheel in package.get("wheels", []):
+                assert wheel["url"].endswith(".whl") and wheel["hashes"]["sha256"]
+    summary = (locked.parent / "requirements" / "app-dates" / "packages-app-dates.txt").read_text(encoding="utf-8")
+    assert summary.startswith("# Package summary for app-dates\n#     Auto-generated by venvstacks (DO NOT EDIT)\npython-dateutil==")
+    assert "\n# Shared packages inherited from other layers\nidna==" in summary
+    meta = _meta(locked, "cpython-3.11")
+    assert meta["locked_at"] == "2025-08-27T00:00:00+00:00"
+    assert meta["lock_version"] == 1
+    assert meta["runtime_archive"]["name"].startswith("cpython-3.11.7+")
+    assert len(meta["runtime_archive"]["sha256"]) == 64
+
+
+def test_show_after_locking(locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    status, out, _ = _venvstacks("show", str(locked), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0
+    assert "*" not in out
+    assert "    └── app-records -> app-records@1\n" in out
+
+
+def test_relock_is_byte_identical_and_keeps_times(locked: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path) -> None:
+    before = {p: p.read_bytes() for p in (locked.parent / "requirements").rglob("*") if p.is_file()}
+    mtimes = {p: p.stat().st_mtime_ns for p in before}
+    status, out, err = _venvstacks("lock", str(locked), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    assert out.count("[unchanged]") == len(LAYERS)
+    after = {p: p.read_bytes() for p in (locked.parent / "requirements").rglob("*") if p.is_file()}
+    assert after == before
+    assert {p: p.stat().st_mtime_ns for p in after} == mtimes  # not even rewritten
+    # A fresh copy of the stack in another folder locks to the same bytes.
+    copy = _write_stack(tmp_path / "again")
+    status, _, err = _venvstacks("lock", str(copy), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    again = {p.relative_to(copy.parent): p.read_bytes() for p in (copy.parent / "requirements").rglob("*") if p.is_file()}
+    assert again == {p.relative_to(locked.parent): b for p, b in before.items()}
+
+
+def test_lock_if_needed_runs_no_uv(locked: Path, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path]) -> None:
+    wrapper, log = uv_log
+    log.write_text("", encoding="utf-8")
+    status, out, err = _venvstacks("lock", "--if-needed", str(locked), pyz=pyz, archive_dir=runtime_archive_dir, uv=wrapper)
+    assert status == 0, err
+    assert out.count("[skipped]") == len(LAYERS)
+    assert log.read_text(encoding="utf-8") == ""
+
+
+def test_if_needed_relocks_what_changed_and_what_is_above(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path]) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
+    spec = folder / "venvstacks.toml"
+    spec.write_text(STACK.replace('requirements = ["idna", "certifi"]', 'requirements = ["idna", "certifi", "charset-normalizer"]'), encoding="utf-8")
+    old_dates = _meta(spec, "app-dates")
+    wrapper, log = uv_log
+    log.write_text("", encoding="utf-8")
+    status, out, err = _venvstacks("lock", "--if-needed", str(spec), pyz=pyz, archive_dir=runtime_archive_dir, uv=wrapper)
+    assert status == 0, err
+    assert _actions(out) == {
+        "cpython-3.11": "skipped", "cpython-3.12": "skipped", "framework-web": "locked",
+        "framework-web-extra": "unchanged", "app-dates": "unchanged", "app-records": "skipped",
+    }  # fmt: skip
+    assert "charset-normalizer" in _packages(spec, "framework-web")
+    # The layers above were re-resolved, but came out the same: time and version stay.
+    assert _meta(spec, "app-dates") == old_dates
+    assert [line.split()[0] for line in log.read_text(encoding="utf-8").splitlines()].count("lock") == 3
+
+
+def test_versioned_layer_bumps_without_uv(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path]) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
+    spec = folder / "venvstacks.toml"
+    (folder / "launch" / "records.py").write_text("import attrs\nprint('records 2')\n", encoding="utf-8")
+    wrapper, log = uv_log
+    log.write_text("", encoding="utf-8")
+    status, out, err = _venvstacks("lock", "--if-needed", str(spec), pyz=pyz, archive_dir=runtime_archive_dir, uv=wrapper)
+    assert status == 0, err
+    assert "app-records.toml (locked at: 2025-08-27T00:00:00+00:00) [versioned]" in out
+    assert _meta(spec, "app-records")["lock_version"] == 2
+    assert log.read_text(encoding="utf-8") == ""
+    status, out, _ = _venvstacks("show", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert "app-records -> app-records@2" in out
+
+
+def test_reset_lock_and_include(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
+    spec = folder / "venvstacks.toml"
+    status, out, err = _venvstacks("lock", "--include", "framework-web-extra", "--reset-lock", "framework-web-extra", str(spec),
+                                   pyz=pyz, archive_dir=runtime_archive_dir)  # fmt: skip
+    assert status == 0, err
+    # the included layer (reset, so relocked), the layers underneath (only if needed)
+    # and the layers built on it
+    assert _actions(out) == {
+        "cpython-3.11": "skipped", "framework-web": "skipped", "framework-web-extra": "unchanged", "app-dates": "unchanged",
+    }  # fmt: skip
+    status, _, err = _venvstacks("lock", "--include", "nothing-*", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 1
+    assert err == "error: no layers match --include 'nothing-*' (pass --allow-missing to continue without them)\n"
+
+
+def _lock_error(tmp_path: Path, pyz: Path, archive_dir: Path, text: str) -> str:
+    spec = _write_stack(tmp_path / "bad", text)
+    status, out, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=archive_dir)
+    assert status == 1 and out == ""
+    assert "Traceback" not in err
+    return err
+
+
+RUNTIME_ONLY = '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@3.11.7"\n'
+CLAMP = '[tool.uv]\nexclude-newer = "2025-08-27T00:00:00Z"\n'
+
+
+def test_unresolvable_requirements_name_the_layer(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    err = _lock_error(tmp_path, pyz, runtime_archive_dir, RUNTIME_ONLY + 'requirements = ["numpy<2.0", "numpy>=2.0"]\n' + CLAMP)
+    assert err.startswith("error: failed to lock layer 'rt':\n")
+    assert "numpy" in err and "unsatisfiable" in err
+
+
+def test_conflict_between_layers(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    text = (RUNTIME_ONLY + 'requirements = ["six==1.16.0"]\n'
+            '[[frameworks]]\nname = "x"\nruntime = "rt"\nrequirements = ["six>=1.17"]\n' + CLAMP)  # fmt: skip
+    err = _lock_error(tmp_path, pyz, runtime_archive_dir, text)
+    assert err.startswith("error: failed to lock layer 'framework-x':\n")
+
+
+def test_missing_wheels_are_reported_together(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    # pywin32 has only Windows wheels; windows-curses too.
+    err = _lock_error(tmp_path, pyz, runtime_archive_dir, RUNTIME_ONLY + 'requirements = ["pywin32", "windows-curses", "six"]\n' + CLAMP)
+    lines = err.splitlines()
+    assert lines[0] == "error: rt: some packages have no wheels for all target platforms:"
+    assert any(line.startswith("error:   pywin32: no wheels for linux_x86_64, linux_aarch64, macosx_arm64, macosx_x86_64") for line in lines)
+    assert any(line.startswith("error:   windows-curses: no wheels for") for line in lines)
+    assert lines[-1].startswith("error: Set platforms = [")
+
+
+def test_runtime_not_available(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    text = '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@3.11.99"\nrequirements = []\n'
+    err = _lock_error(tmp_path, pyz, runtime_archive_dir, text)
+    assert "no CPython 3.11.99 archive for" in err and "(it has: " in err
+
+
+def test_uv_not_found(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    spec = _write_stack(tmp_path / "s", RUNTIME_ONLY + "requirements = []\n")
+    status, _, err = _venvstacks("lock", "--uv", str(tmp_path / "no-uv"), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 1
+    assert err.startswith("error: --uv names ") and "not a working uv binary" in err
+
+
+def test_local_wheels_without_index(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    wheels = tmp_path / "wheels"
+    downloaded = run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), "six==1.17.0"])
+    assert downloaded.returncode == 0, downloaded.stderr
+    spec = _write_stack(tmp_path / "s", RUNTIME_ONLY + 'requirements = ["six"]\n')
+    status, _, err = _venvstacks("lock", "--no-index", "--local-wheels", str(wheels), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    (six,) = _pylock(spec, "rt")["packages"]
+    # Local wheels are recorded relative to the lock folder, never by absolute path.
+    assert six["wheels"][0]["path"] == os.path.relpath(wheels / "six-1.17.0-py2.py3-none-any.whl", spec.parent / "requirements" / "rt")
+    assert "url" not in six["wheels"][0]
+
+
+def test_seed_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    text = (
+        '[[runtimes]]\nname = "cpython@3.11"\nfully_versioned_name = "cpython@3.11.7"\nrequirements = ["numpy"]\n'
+        '[[frameworks]]\nname = "sklearn"\nruntime = "cpython@3.11"\nrequirements = ["scikit-learn"]\n'
+        '[[applications]]\nname = "classification-demo"\nlaunch_module = "launch/dates.py"\nframeworks = ["sklearn"]\nrequirements = ["scikit-learn"]\n'
+        '[[applications]]\nname = "clustering-demo"\nlaunch_module = "launch/records.py"\nframeworks = ["sklearn"]\nrequirements = ["scikit-learn"]\n'
+        # By this date scikit-learn and scipy have wheels for all six platforms (win_arm64 included).
+        '[tool.uv]\nexclude-newer = "2026-11-01T00:00:00Z"\n'
+    )
+    spec = _write_stack(tmp_path / "seed", text)
+    status, out, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    assert "fully_versioned_name" in err  # the deprecation warning
+    assert list(_packages(spec, "cpython@3.11")) == ["numpy"]
+    framework = _packages(spec, "framework-sklearn")
+    assert framework["numpy"]["marker"] == "sys_platform == 'from_lower_layer'"
+    assert {"scikit-learn", "scipy", "joblib", "threadpoolctl"} <= set(framework)
+    for app in ("app-classification-demo", "app-clustering-demo"):
+        packages = _packages(spec, app)
+        assert packages["scikit-learn"]["marker"] == "sys_platform == 'from_lower_layer'"
+        assert packages["scikit-learn"]["version"] == framework["scikit-learn"]["version"]
+        assert all(p.get("marker", "").endswith("from_lower_layer'") for p in packages.values())
+    # numpy has wheels for all six platforms: nothing was filtered.
+    assert len(_pylock(spec, "cpython@3.11")["packages"][0]["wheels"]) > 6

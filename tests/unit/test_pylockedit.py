@@ -1,0 +1,109 @@
+"""Editing uv's export into a layer's lock: platforms, shared packages, sources, paths, gaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from venvstacks.platforms import TargetPlatform as P
+from venvstacks.pylockedit import LayerTarget, LowerPin, constraint_lines, edit_pylock, lower_pins, render_pylock
+
+ALL = tuple(P)
+TARGET = LayerTarget(ALL, "cpython", "3.11.7", (2, 28), (13, 0))
+
+
+def _wheel(filename: str) -> dict:
+    return {"url": f"https://files.example/{filename}", "size": 1, "hashes": {"sha256": "ab" * 32}}
+
+
+def _package(name: str, version: str, *wheels: str, marker: str | None = None) -> dict:
+    package: dict = {"name": name, "version": version}
+    if marker:
+        package["marker"] = marker
+    package["index"] = "https://index.example/simple"
+    package["sdist"] = {"url": f"https://files.example/{name}-{version}.tar.gz"}
+    package["wheels"] = [_wheel(w) for w in wheels]
+    return package
+
+
+def _export(*packages: dict) -> dict:
+    return {"lock-version": "1.0", "created-by": "uv", "requires-python": "==3.11.*", "packages": list(packages)}
+
+
+def test_constraints_from_lower_layers() -> None:
+    pins = lower_pins(
+        [
+            {"packages": [{"name": "NumPy", "version": "2.0.0"}, {"name": "six", "version": "1.0", "marker": "sys_platform == 'from_lower_layer'"}]},
+            {"packages": [
+                {"name": "torch", "version": "2.8.0", "marker": "sys_platform == 'darwin'"},
+                {"name": "torch", "version": "2.8.0+cpu", "marker": "sys_platform == 'linux'"},
+                {"name": "numpy", "version": "1.0"},
+            ]},
+        ]
+    )  # fmt: skip
+    assert pins[0] == LowerPin("numpy", "2.0.0", None)
+    assert constraint_lines(pins) == [
+        "numpy==2.0.0",
+        "torch==2.8.0 ; sys_platform == 'darwin'",
+        "torch==2.8.0+cpu ; sys_platform == 'linux'",
+    ]
+
+
+def test_markers_are_filtered_to_the_target_platforms(tmp_path: Path) -> None:
+    exported = _export(
+        _package("six", "1.17.0", "six-1.17.0-py2.py3-none-any.whl", marker="python_version >= '3.8'"),
+        _package("colorama", "0.4.6", "colorama-0.4.6-py2.py3-none-any.whl", marker="sys_platform == 'win32'"),
+        _package("old", "1.0", "old-1.0-py3-none-any.whl", marker="python_version < '3.9'"),
+    )
+    data, gaps = edit_pylock(exported, TARGET, [], tmp_path)
+    assert gaps == []
+    six, colorama = data["packages"]
+    assert "marker" not in six  # holds everywhere
+    assert colorama["marker"] == "sys_platform == 'win32'"
+    assert all("sdist" not in p for p in data["packages"])
+    assert [p["name"] for p in data["packages"]] == ["six", "colorama"]  # 'old' applies nowhere
+
+
+def test_packages_from_lower_layers_are_kept_but_never_installed(tmp_path: Path) -> None:
+    exported = _export(
+        _package("numpy", "2.0.0", "numpy-2.0.0-py3-none-any.whl"),
+        _package("torch", "2.8.0", "torch-2.8.0-py3-none-any.whl", marker="sys_platform == 'darwin'"),
+        _package("attrs", "25.3.0", "attrs-25.3.0-py3-none-any.whl"),
+    )
+    pins = [LowerPin("numpy", "2.0.0", None), LowerPin("torch", "2.8.0", "sys_platform == 'darwin'")]
+    data, _ = edit_pylock(exported, TARGET, pins, tmp_path)
+    numpy, torch, attrs = data["packages"]
+    assert numpy == {"name": "numpy", "version": "2.0.0", "marker": "sys_platform == 'from_lower_layer'"}
+    assert torch == {"name": "torch", "version": "2.8.0", "marker": "(sys_platform == 'darwin') and sys_platform == 'from_lower_layer'"}
+    assert attrs["index"] == "https://index.example/simple" and len(attrs["wheels"]) == 1
+
+
+def test_local_wheels_become_relative_paths(tmp_path: Path) -> None:
+    wheel_dir = tmp_path / "wheels"
+    exported = _export({"name": "six", "version": "1.17.0", "wheels": [
+        {"url": (wheel_dir / "six-1.17.0-py2.py3-none-any.whl").as_uri(), "hashes": {"sha256": "00" * 32}},
+    ]})  # fmt: skip
+    data, _ = edit_pylock(exported, TARGET, [], tmp_path / "requirements" / "rt")
+    assert data["packages"][0]["wheels"] == [{"hashes": {"sha256": "00" * 32}, "path": "../../wheels/six-1.17.0-py2.py3-none-any.whl"}]
+
+
+def test_wheel_gaps(tmp_path: Path) -> None:
+    exported = _export(
+        _package("winonly", "1.0", "winonly-1.0-cp311-cp311-win_amd64.whl"),
+        _package("linuxonly", "1.0", "linuxonly-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", marker="sys_platform == 'linux'"),
+    )
+    _, gaps = edit_pylock(exported, TARGET, [], tmp_path)
+    assert [(g.package, g.missing) for g in gaps] == [
+        ("winonly", (P.LINUX_X86_64, P.LINUX_AARCH64, P.MACOSX_ARM64, P.MACOSX_X86_64, P.WIN_ARM64)),
+        ("linuxonly", (P.LINUX_AARCH64,)),
+    ]
+
+
+def test_render_has_the_header_and_uv_layout() -> None:
+    text = render_pylock("framework-x", _export({"name": "six", "version": "1.17.0", "wheels": [_wheel("six-1.17.0-py3-none-any.whl")]}))
+    assert text.startswith(
+        "# Locked requirements for framework-x (DO NOT EDIT)\n"
+        "#     Auto-generated by venvstacks with the following command:\n"
+        "#         venvstacks lock\n"
+        'lock-version = "1.0"\ncreated-by = "uv"\nrequires-python = "==3.11.*"\n\n[[packages]]\nname = "six"\n'
+    )
+    assert '\nwheels = [{ url = "https://files.example/six-1.17.0-py3-none-any.whl", size = 1, hashes = { sha256 = "' in text
