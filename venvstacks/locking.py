@@ -12,8 +12,10 @@ import datetime
 import logging
 import os
 import re
+import threading
 import tomllib
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -161,9 +163,18 @@ class _Run:
     runtimes: dict[str, RuntimeInstall] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
     """Layers whose locked packages changed in this run: the layers above must follow."""
+    guard: threading.Lock = field(default_factory=threading.Lock)
 
     def runtime(self, layer: LayerSpec) -> RuntimeInstall:
         runtime = layer if isinstance(layer, RuntimeSpec) else self.spec.runtime(layer.runtime)
+        with self.guard:
+            return self._runtime(runtime)
+
+    def find_uv(self) -> Uv:
+        with self.guard:
+            return self.uv()
+
+    def _runtime(self, runtime: RuntimeSpec) -> RuntimeInstall:
         if runtime.name not in self.runtimes:
             uv = None if self.settings.archive_dir else self.uv()
             self.runtimes[runtime.name] = ensure_runtime(
@@ -190,7 +201,7 @@ def _resolve(run: _Run, layer: LayerSpec, paths: LockPaths) -> dict[str, Any]:
     write_text_atomic(resolve_dir / "pyproject.toml", _project_text(spec, layer, constraint_lines(pins), project_settings))
     exported_path = resolve_dir / "pylock.toml"
     exported_path.unlink(missing_ok=True)
-    uv = run.uv()
+    uv = run.find_uv()
     _LOG.info("locking layer %r", layer.build_name)
     try:
         uv.run(lock_argv(uv.command, project=resolve_dir, python=runtime.python, config_file=config_file),
@@ -247,7 +258,7 @@ def _lock_layer(run: _Run, layer: LayerSpec, want: bool | None) -> LockOutcome:
     )
     archive = None
     if isinstance(layer, RuntimeSpec):
-        install = run.runtimes[layer.name]
+        install = run.runtime(layer)
         archive = {"name": install.archive_name, **({"sha256": install.archive_sha256} if install.archive_sha256 else {})}
     same = old is not None and all(getattr(old, key) == value for key, value in hashes.items())
     if same:
@@ -259,7 +270,8 @@ def _lock_layer(run: _Run, layer: LayerSpec, want: bool | None) -> LockOutcome:
         metadata = LockMetadata(lock_version=version, locked_at=run.locked_at(), runtime_archive=archive, **hashes)
         action = "locked"
     if old is None or old.requirements_hash != hashes["requirements_hash"]:
-        run.changed.add(layer.build_name)
+        with run.guard:
+            run.changed.add(layer.build_name)
     write_text_atomic(paths.pylock, text)
     write_text_atomic(paths.summary, summary_text(layer.build_name, data))
     write_text_atomic(paths.metadata, metadata.to_json())
@@ -282,20 +294,49 @@ def lock_stack(
     their pylock first. `uv` is called only when uv is really needed.
     """
     run = _Run(spec, settings, uv, now)
-    outcomes: list[LockOutcome] = []
+    layers = [layer for layer in spec.layers() if layer.build_name in wants]
     for layer in spec.layers():
         if layer.build_name not in wants:
-            if any(dep.build_name in run.changed for dep in spec.dependencies(layer)):
-                _LOG.warning("layer %r builds on a layer whose lock changed: lock it too", layer.build_name)
             continue
-        if layer.build_name in reset:
-            LockPaths.for_layer(spec, layer).pylock.unlink(missing_ok=True)
         for dep in spec.dependencies(layer):
             if dep.build_name not in wants and not check_layer_lock(spec, dep).valid:
                 msg = f"layer {layer.build_name!r} cannot be locked: layer {dep.build_name!r} underneath it has no valid lock"
                 raise LockError(msg)
-        outcomes.append(_lock_layer(run, layer, True if layer.build_name in reset else wants[layer.build_name]))
-    return outcomes
+    for layer in layers:
+        if layer.build_name in reset:
+            LockPaths.for_layer(spec, layer).pylock.unlink(missing_ok=True)
+    # Layers at the same height (nothing between them) are locked concurrently:
+    # uv spends most of its time waiting on the network and the cache.
+    outcomes: dict[str, LockOutcome] = {}
+    for wave in _waves(spec, layers):
+        with ThreadPoolExecutor(max_workers=min(len(wave), os.cpu_count() or 1)) as pool:
+            futures = {
+                layer.build_name: pool.submit(_lock_layer, run, layer, True if layer.build_name in reset else wants[layer.build_name])
+                for layer in wave
+            }
+        failures = [future.exception() for future in futures.values() if future.exception() is not None]
+        if failures:
+            messages = [str(exc) for exc in failures if isinstance(exc, LockError)]
+            others = [exc for exc in failures if not isinstance(exc, LockError)]
+            if others:
+                raise others[0]
+            raise LockError("\n".join(messages))
+        outcomes.update({name: future.result() for name, future in futures.items()})
+    for layer in spec.layers():
+        if layer.build_name not in wants and any(dep.build_name in run.changed for dep in spec.dependencies(layer)):
+            _LOG.warning("layer %r builds on a layer whose lock changed: lock it too", layer.build_name)
+    return [outcomes[layer.build_name] for layer in layers]
+
+
+def _waves(spec: StackSpec, layers: list[LayerSpec]) -> list[list[LayerSpec]]:
+    """The layers grouped by height: each group only builds on the groups before it."""
+    height: dict[str, int] = {}
+    for layer in spec.layers():
+        height[layer.build_name] = 1 + max((height[dep.build_name] for dep in spec.dependencies(layer)), default=-1)
+    waves: dict[int, list[LayerSpec]] = {}
+    for layer in layers:
+        waves.setdefault(height[layer.build_name], []).append(layer)
+    return [waves[level] for level in sorted(waves)]
 
 
 def environ_exclude_newer() -> str | None:

@@ -20,12 +20,12 @@ pytestmark = pytest.mark.slow
 STACK = """\
 [[runtimes]]
 name = "cpython-3.11"
-python_implementation = "cpython@3.11.7"
+python_implementation = "cpython@{py311}"
 requirements = ["packaging"]
 
 [[runtimes]]
 name = "cpython-3.12"
-python_implementation = "cpython@3.12.1"
+python_implementation = "cpython@{py312}"
 requirements = []
 
 [[frameworks]]
@@ -57,7 +57,20 @@ exclude-newer = "2025-08-27T00:00:00Z"
 LAYERS = ["cpython-3.11", "cpython-3.12", "framework-web", "framework-web-extra", "app-dates", "app-records"]
 
 
-def _write_stack(folder: Path, text: str = STACK) -> Path:
+@pytest.fixture(scope="module")
+def versions(runtime_archives: dict[str, Path]) -> dict[str, str]:
+    """The full Python versions of the runtime archives in use (home-made or real PBS ones)."""
+    from venvstacks.pbs import parse_runtime_archive_name
+
+    found = {}
+    for minor, path in runtime_archives.items():
+        name = parse_runtime_archive_name(path.name)
+        assert name is not None, path
+        found[f"py{minor.replace('.', '')}"] = name.version
+    return found
+
+
+def _write_stack(folder: Path, text: str) -> Path:
     (folder / "launch").mkdir(parents=True, exist_ok=True)
     (folder / "launch" / "dates.py").write_text("import dateutil\nprint('dates')\n", encoding="utf-8")
     (folder / "launch" / "records.py").write_text("import attrs\nprint('records')\n", encoding="utf-8")
@@ -86,9 +99,15 @@ def _venvstacks(*args: str, pyz: Path, archive_dir: Path, uv: Path | None = None
 
 
 @pytest.fixture(scope="module")
-def locked(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path]) -> Path:
+def stack(versions: dict[str, str]) -> str:
+    """The six-layer stack, for the runtime versions in use."""
+    return STACK.format(**versions)
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path], stack: str) -> Path:
     """A six-layer stack on two runtimes, locked once for the tests of this module."""
-    spec = _write_stack(tmp_path_factory.mktemp("stack"))
+    spec = _write_stack(tmp_path_factory.mktemp("stack"), stack)
     status, out, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=runtime_archive_dir, uv=uv_log[0])
     assert status == 0, err
     assert out.startswith("Locked environments:\n")
@@ -150,7 +169,7 @@ def test_lock_files_and_contents(locked: Path) -> None:
     meta = _meta(locked, "cpython-3.11")
     assert meta["locked_at"] == "2025-08-27T00:00:00+00:00"
     assert meta["lock_version"] == 1
-    assert meta["runtime_archive"]["name"].startswith("cpython-3.11.7+")
+    assert meta["runtime_archive"]["name"].startswith("cpython-3.11.")
     assert len(meta["runtime_archive"]["sha256"]) == 64
 
 
@@ -161,7 +180,7 @@ def test_show_after_locking(locked: Path, pyz: Path, runtime_archive_dir: Path) 
     assert "    └── app-records -> app-records@1\n" in out
 
 
-def test_relock_is_byte_identical_and_keeps_times(locked: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path) -> None:
+def test_relock_is_byte_identical_and_keeps_times(locked: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path, stack: str) -> None:
     before = {p: p.read_bytes() for p in (locked.parent / "requirements").rglob("*") if p.is_file()}
     mtimes = {p: p.stat().st_mtime_ns for p in before}
     status, out, err = _venvstacks("lock", str(locked), pyz=pyz, archive_dir=runtime_archive_dir)
@@ -171,7 +190,7 @@ def test_relock_is_byte_identical_and_keeps_times(locked: Path, pyz: Path, runti
     assert after == before
     assert {p: p.stat().st_mtime_ns for p in after} == mtimes  # not even rewritten
     # A fresh copy of the stack in another folder locks to the same bytes.
-    copy = _write_stack(tmp_path / "again")
+    copy = _write_stack(tmp_path / "again", stack)
     status, _, err = _venvstacks("lock", str(copy), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     again = {p.relative_to(copy.parent): p.read_bytes() for p in (copy.parent / "requirements").rglob("*") if p.is_file()}
@@ -187,11 +206,13 @@ def test_lock_if_needed_runs_no_uv(locked: Path, pyz: Path, runtime_archive_dir:
     assert log.read_text(encoding="utf-8") == ""
 
 
-def test_if_needed_relocks_what_changed_and_what_is_above(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path]) -> None:
+def test_if_needed_relocks_what_changed_and_what_is_above(
+    tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path], stack: str
+) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
     spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.replace('requirements = ["idna", "certifi"]', 'requirements = ["idna", "certifi", "charset-normalizer"]'), encoding="utf-8")
+    spec.write_text(stack.replace('requirements = ["idna", "certifi"]', 'requirements = ["idna", "certifi", "charset-normalizer"]'), encoding="utf-8")
     old_dates = _meta(spec, "app-dates")
     wrapper, log = uv_log
     log.write_text("", encoding="utf-8")
@@ -248,26 +269,28 @@ def _lock_error(tmp_path: Path, pyz: Path, archive_dir: Path, text: str) -> str:
     return err
 
 
-RUNTIME_ONLY = '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@3.11.7"\n'
+def _runtime(versions: dict[str, str]) -> str:
+    version = versions["py311"]
+    return f'[[runtimes]]\nname = "rt"\npython_implementation = "cpython@{version}"\n'
 CLAMP = '[tool.uv]\nexclude-newer = "2025-08-27T00:00:00Z"\n'
 
 
-def test_unresolvable_requirements_name_the_layer(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
-    err = _lock_error(tmp_path, pyz, runtime_archive_dir, RUNTIME_ONLY + 'requirements = ["numpy<2.0", "numpy>=2.0"]\n' + CLAMP)
+def test_unresolvable_requirements_name_the_layer(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
+    err = _lock_error(tmp_path, pyz, runtime_archive_dir, _runtime(versions) + 'requirements = ["numpy<2.0", "numpy>=2.0"]\n' + CLAMP)
     assert err.startswith("error: failed to lock layer 'rt':\n")
     assert "numpy" in err and "unsatisfiable" in err
 
 
-def test_conflict_between_layers(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
-    text = (RUNTIME_ONLY + 'requirements = ["six==1.16.0"]\n'
+def test_conflict_between_layers(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
+    text = (_runtime(versions) + 'requirements = ["six==1.16.0"]\n'
             '[[frameworks]]\nname = "x"\nruntime = "rt"\nrequirements = ["six>=1.17"]\n' + CLAMP)  # fmt: skip
     err = _lock_error(tmp_path, pyz, runtime_archive_dir, text)
     assert err.startswith("error: failed to lock layer 'framework-x':\n")
 
 
-def test_missing_wheels_are_reported_together(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+def test_missing_wheels_are_reported_together(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
     # pywin32 has only Windows wheels; windows-curses too.
-    err = _lock_error(tmp_path, pyz, runtime_archive_dir, RUNTIME_ONLY + 'requirements = ["pywin32", "windows-curses", "six"]\n' + CLAMP)
+    err = _lock_error(tmp_path, pyz, runtime_archive_dir, _runtime(versions) + 'requirements = ["pywin32", "windows-curses", "six"]\n' + CLAMP)
     lines = err.splitlines()
     assert lines[0] == "error: rt: some packages have no wheels for all target platforms:"
     assert any(line.startswith("error:   pywin32: no wheels for linux_x86_64, linux_aarch64, macosx_arm64, macosx_x86_64") for line in lines)
@@ -281,18 +304,18 @@ def test_runtime_not_available(tmp_path: Path, pyz: Path, runtime_archive_dir: P
     assert "no CPython 3.11.99 archive for" in err and "(it has: " in err
 
 
-def test_uv_not_found(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
-    spec = _write_stack(tmp_path / "s", RUNTIME_ONLY + "requirements = []\n")
+def test_uv_not_found(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
+    spec = _write_stack(tmp_path / "s", _runtime(versions) + "requirements = []\n")
     status, _, err = _venvstacks("lock", "--uv", str(tmp_path / "no-uv"), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 1
     assert err.startswith("error: --uv names ") and "not a working uv binary" in err
 
 
-def test_local_wheels_without_index(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+def test_local_wheels_without_index(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
     wheels = tmp_path / "wheels"
     downloaded = run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), "six==1.17.0"])
     assert downloaded.returncode == 0, downloaded.stderr
-    spec = _write_stack(tmp_path / "s", RUNTIME_ONLY + 'requirements = ["six"]\n')
+    spec = _write_stack(tmp_path / "s", _runtime(versions) + 'requirements = ["six"]\n')
     status, _, err = _venvstacks("lock", "--no-index", "--local-wheels", str(wheels), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     (six,) = _pylock(spec, "rt")["packages"]
@@ -301,9 +324,10 @@ def test_local_wheels_without_index(tmp_path: Path, pyz: Path, runtime_archive_d
     assert "url" not in six["wheels"][0]
 
 
-def test_seed_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+def test_seed_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
+    version = versions["py311"]
     text = (
-        '[[runtimes]]\nname = "cpython@3.11"\nfully_versioned_name = "cpython@3.11.7"\nrequirements = ["numpy"]\n'
+        f'[[runtimes]]\nname = "cpython@3.11"\nfully_versioned_name = "cpython@{version}"\nrequirements = ["numpy"]\n'
         '[[frameworks]]\nname = "sklearn"\nruntime = "cpython@3.11"\nrequirements = ["scikit-learn"]\n'
         '[[applications]]\nname = "classification-demo"\nlaunch_module = "launch/dates.py"\nframeworks = ["sklearn"]\nrequirements = ["scikit-learn"]\n'
         '[[applications]]\nname = "clustering-demo"\nlaunch_module = "launch/records.py"\nframeworks = ["sklearn"]\nrequirements = ["scikit-learn"]\n'
@@ -325,3 +349,39 @@ def test_seed_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> N
         assert all(p.get("marker", "").endswith("from_lower_layer'") for p in packages.values())
     # numpy has wheels for all six platforms: nothing was filtered.
     assert len(_pylock(spec, "cpython@3.11")["packages"][0]["wheels"]) > 6
+
+
+def test_runtime_from_uv_managed_downloads(tmp_path: Path, pyz: Path, runtime_archives: dict[str, Path], versions: dict[str, str]) -> None:
+    # Without an archive folder the runtime comes from `uv python install`. No
+    # download site is reachable here, so uv is pointed at a download list that
+    # offers one of our archives (uv verifies its sha256 like a real download).
+    from venvstacks.pbs import sha256_file
+
+    archive = runtime_archives["3.11"]
+    major, minor, patch = versions["py311"].split(".")
+    key = f"cpython-{versions['py311']}-linux-x86_64-gnu"
+    listing = {key: {
+        "name": "cpython", "arch": {"family": "x86_64", "variant": None}, "os": "linux", "libc": "gnu",
+        "major": int(major), "minor": int(minor), "patch": int(patch), "prerelease": "",
+        "url": archive.as_uri(), "sha256": sha256_file(archive), "variant": None, "build": "local",
+    }}  # fmt: skip
+    (tmp_path / "downloads.json").write_text(json.dumps(listing), encoding="utf-8")
+    spec = _write_stack(tmp_path / "s", _runtime(versions) + 'requirements = ["six"]\n' + CLAMP)
+    env = {"UV_PYTHON_DOWNLOADS_JSON_URL": str(tmp_path / "downloads.json"), "VENVSTACKS_PYTHON_ARCHIVE_DIR": ""}
+    result = run([sys.executable, str(pyz), "lock", str(spec)], env=env)
+    assert result.returncode == 0, result.stderr
+    assert (spec.parent / "_build" / "rt" / "bin" / "python3").exists()
+    assert _meta(spec, "rt")["runtime_archive"] == {"name": f"uv-managed {key}"}
+    # Nothing went into the user's own folders.
+    assert not (Path.home() / ".local" / "bin" / f"python{major}.{minor}").exists()
+
+
+def test_runtime_download_failure_says_where_it_looked(tmp_path: Path, pyz: Path, versions: dict[str, str]) -> None:
+    spec = _write_stack(tmp_path / "s", _runtime(versions) + "requirements = []\n")
+    env = {"UV_PYTHON_INSTALL_MIRROR": (tmp_path / "no-mirror").as_uri(), "VENVSTACKS_PYTHON_ARCHIVE_DIR": "", "UV_OFFLINE": "1"}
+    result = run([sys.executable, str(pyz), "lock", str(spec)], env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"error: runtime 'rt': no cpython@{versions['py311']} runtime found: no runtime archive folder was given "
+        "(--python-archive-dir or VENVSTACKS_PYTHON_ARCHIVE_DIR), and uv could not download it:\n"
+    )
