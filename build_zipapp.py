@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import py_compile
+import subprocess
 import sys
 import tempfile
 import zipapp
@@ -38,25 +38,36 @@ sys.exit(main())
 '''
 
 
-def _bytecode(source: Path, name: str, scratch: Path) -> bytes:
-    # Bytecode for the building interpreter, checked by nothing but its magic
-    # number: another Python version ignores it and compiles the source, this
-    # one skips compiling on every start (zipimport cannot cache bytecode).
-    target = scratch / (name.replace("/", "_") + "c")
-    py_compile.compile(
-        str(source), cfile=str(target), dfile=name, doraise=True,
-        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-    )  # fmt: skip
-    return target.read_bytes()
+# Compiled in a fresh interpreter: marshal's output depends on the reference
+# counts of the objects it writes, so compiling inside a long-lived process
+# (a test session, say) could change the bytes from one build to the next.
+_COMPILE = """
+import py_compile, sys
+for source, target, name in zip(*[iter(sys.argv[1:])] * 3):
+    py_compile.compile(source, cfile=target, dfile=name, doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+"""
+
+
+def _bytecode(sources: list[tuple[Path, str]], scratch: Path) -> dict[str, bytes]:
+    """Bytecode for the building interpreter, by name in the archive.
+
+    It is checked by nothing but its magic number: another Python version
+    ignores it and compiles the source, this one skips compiling on every
+    start (zipimport cannot cache bytecode itself).
+    """
+    argv = [sys.executable, "-I", "-c", _COMPILE]
+    for source, name in sources:
+        argv += [str(source), str(scratch / (name.replace("/", "_") + "c")), name]
+    subprocess.run(argv, check=True)
+    return {name + "c": (scratch / (name.replace("/", "_") + "c")).read_bytes() for _, name in sources}
 
 
 def _sources(scratch: Path) -> list[tuple[str, bytes]]:
     """Every file of the archive as (name inside it, content), in sorted order."""
-    files = []
-    for path in (HERE / PACKAGE).glob("*.py"):
-        name = f"{PACKAGE}/{path.name}"
-        files.append((name, path.read_bytes()))
-        files.append((name + "c", _bytecode(path, name, scratch)))
+    modules = [(path, f"{PACKAGE}/{path.name}") for path in sorted((HERE / PACKAGE).glob("*.py"))]
+    files = [(name, path.read_bytes()) for path, name in modules]
+    files += list(_bytecode(modules, scratch).items())
     files.append(("__main__.py", ROOT_MAIN.encode("utf-8")))
     return sorted(files)
 

@@ -39,7 +39,14 @@ def test_zipapp_contents(pyz: Path) -> None:
         assert "__main__.py" in names
         package = sorted(p.name for p in (ROOT / "venvstacks").glob("*.py"))
         assert sorted(n.removeprefix("venvstacks/") for n in names if n.startswith("venvstacks/") and n.endswith(".py")) == package
-        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+        assert not [n for n in names if "__pycache__" in n]
+        # next to each module, its bytecode for the building Python (unchecked hash-based)
+        sources = [n for n in names if n.startswith("venvstacks/") and n.endswith(".py")]
+        assert sorted(n for n in names if n.endswith(".pyc")) == sorted(n + "c" for n in sources)
+        pyc = archive.read("venvstacks/cli.pyc")
+        import importlib.util
+
+        assert pyc[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(pyc[4:8], "little") == 0b01
         assert {info.date_time for info in archive.infolist()} == {(2000, 1, 1, 0, 0, 0)}
 
 
