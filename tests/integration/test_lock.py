@@ -385,3 +385,61 @@ def test_runtime_download_failure_says_where_it_looked(tmp_path: Path, pyz: Path
         f"error: runtime 'rt': no cpython@{versions['py311']} runtime found: no runtime archive folder was given "
         "(--python-archive-dir or VENVSTACKS_PYTHON_ARCHIVE_DIR), and uv could not download it:\n"
     )
+
+
+def test_ambient_uv_configuration_is_ignored(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    # A user-level uv.toml and UV_* settings that would change the result (or break it).
+    config_home = tmp_path / "config"
+    (config_home / "uv").mkdir(parents=True)
+    (config_home / "uv" / "uv.toml").write_text('exclude-newer = "2019-01-01T00:00:00Z"\nindex-url = "https://nowhere.invalid/simple"\n', encoding="utf-8")
+    folder = tmp_path / "copy"
+    shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
+    before = {p: p.read_bytes() for p in (folder / "requirements").rglob("*") if p.is_file()}
+    env = {
+        "VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir), "XDG_CONFIG_HOME": str(config_home),
+        "UV_INDEX_URL": "https://nowhere.invalid/simple", "UV_EXCLUDE_NEWER": "", "UV_NO_BUILD": "0",
+    }  # fmt: skip
+    result = run([sys.executable, str(pyz), "lock", str(folder / "venvstacks.toml")], env=env)
+    assert result.returncode == 0, result.stderr
+    assert {p: p.read_bytes() for p in (folder / "requirements").rglob("*") if p.is_file()} == before
+
+
+def test_changed_runtime_archive_is_reported(tmp_path: Path, pyz: Path, runtime_archives: dict[str, Path], versions: dict[str, str]) -> None:
+    import gzip
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    archive = runtime_archives["3.11"]
+    shutil.copy(archive, first / archive.name)
+    # The same runtime, compressed differently: other bytes, another sha256.
+    (second / archive.name).write_bytes(gzip.compress(gzip.decompress(archive.read_bytes()), compresslevel=1, mtime=0))
+    spec = _write_stack(tmp_path / "s", _runtime(versions) + "requirements = []\n" + CLAMP)
+    for folder in (first, second):
+        result = run([sys.executable, str(pyz), "lock", "--python-archive-dir", str(folder), str(spec)])
+        assert result.returncode == 0, result.stderr
+        if folder is first:
+            assert result.stderr == ""
+            first_sha = _meta(spec, "rt")["runtime_archive"]["sha256"]
+    assert "warning: runtime 'rt': the runtime archive changed: it was " in result.stderr
+    second_sha = _meta(spec, "rt")["runtime_archive"]["sha256"]
+    assert first_sha != second_sha and second_sha in result.stderr
+    assert _meta(spec, "rt")["lock_version"] == 1
+
+
+def test_package_pinned_to_a_named_index(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
+    wheels = tmp_path / "wheels"
+    downloaded = run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), "six==1.16.0"])
+    assert downloaded.returncode == 0, downloaded.stderr
+    text = (
+        _runtime(versions) + 'requirements = ["six", "idna"]\npackage_indexes = { six = "local" }\n' + CLAMP
+        + f'[[tool.uv.index]]\nname = "local"\nurl = "{wheels.as_posix()}"\nformat = "flat"\nexplicit = true\n'
+    )
+    spec = _write_stack(tmp_path / "s", text)
+    status, _, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    packages = _packages(spec, "rt")
+    # six comes only from the pinned index (which holds 1.16.0); idna still from PyPI
+    assert packages["six"]["version"] == "1.16.0"
+    assert packages["six"]["wheels"][0]["path"].endswith("six-1.16.0-py2.py3-none-any.whl")
+    assert packages["idna"]["index"].startswith("https://") and "wheels" in packages["idna"]
