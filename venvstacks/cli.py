@@ -61,6 +61,8 @@ class _Args(argparse.Namespace):
     python_archive_dir: str | None
     uv: str | None
     clean: bool
+    lock_if_needed: bool
+    build_derived: bool
 
 
 class _Parser(argparse.ArgumentParser):
@@ -145,6 +147,45 @@ def _build_parser() -> _Parser:
     _add_lock_options(lock)
     _add_output_options(lock, suppress=True)
     lock.set_defaults(handler=_cmd_lock)
+    build = commands.add_parser(
+        "build",
+        help="build locked layers into working environments in the build folder",
+        description=(
+            "Build each selected layer for this machine: runtimes with their own packages, "
+            "framework and application layers as virtual environments holding only their own "
+            "packages, linked to the layers underneath. A layer whose lock, spec entry and "
+            "sources are unchanged is not rebuilt."
+        ),
+        epilog=(
+            "examples:\n"
+            "  venvstacks build venvstacks.toml\n"
+            "  venvstacks build --lock-if-needed --python-archive-dir ~/pbs venvstacks.toml\n"
+            "  venvstacks build --include 'app-*' --clean venvstacks.toml"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_spec_options(build)
+    build.add_argument(
+        "--lock-if-needed",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="lock layers without a valid lock first (otherwise such layers are an error)",
+    )
+    build.add_argument(
+        "--build-derived",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="with --include, also build the layers built on the included ones",
+    )
+    build.add_argument(
+        "--clean",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="rebuild the selected layers from scratch, runtimes unpacked afresh",
+    )
+    _add_source_options(build)
+    _add_output_options(build, suppress=True)
+    build.set_defaults(handler=_cmd_build, if_needed=True, reset_lock=None, lock_dependencies=False)
     return parser
 
 
@@ -190,6 +231,16 @@ def _add_lock_options(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="with --include, also relock the layers underneath (otherwise only if needed)",
     )
+    _add_source_options(parser)
+    parser.add_argument(
+        "--clean",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="unpack the runtimes afresh before locking",
+    )
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index",
         action=argparse.BooleanOptionalAction,
@@ -209,12 +260,6 @@ def _add_lock_options(parser: argparse.ArgumentParser) -> None:
         "$VENVSTACKS_PYTHON_ARCHIVE_DIR, else uv downloads the runtime)",
     )
     parser.add_argument("--uv", metavar="PATH", help="the uv binary to use (default: $VENVSTACKS_UV, then PATH)")
-    parser.add_argument(
-        "--clean",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="unpack the runtimes afresh before locking",
-    )
 
 
 class _Output:
@@ -304,14 +349,88 @@ def _selection(spec: StackSpec, args: _Args, out: _Output, patterns: list[str] |
     return selection
 
 
-def _cmd_lock(args: _Args, out: _Output) -> int:
+def _archive_dir(args: _Args) -> Path | None:
     import os
     from pathlib import Path
 
-    from .locking import LockSettings, environ_exclude_newer, lock_stack
     from .runtimeenv import ARCHIVE_DIR_VARIABLE
-    from .selection import lock_wants
+
+    archive_dir = args.python_archive_dir or os.environ.get(ARCHIVE_DIR_VARIABLE) or None
+    return Path(os.path.abspath(os.path.expanduser(archive_dir))) if archive_dir else None
+
+
+def _lock_settings(spec: StackSpec, args: _Args) -> Any:
+    from .locking import LockSettings, environ_exclude_newer
+
+    return LockSettings(
+        build_dir=_spec_relative(spec, args.build_dir),
+        archive_dir=_archive_dir(args),
+        use_index=args.index,
+        local_wheels=tuple(_spec_relative(spec, d) for d in args.local_wheels or ()),
+        clean=args.clean,
+        exclude_newer=environ_exclude_newer(),
+    )
+
+
+def _uv_finder(args: _Args, out: _Output) -> Any:
+    """A function that finds uv the first time it is really needed."""
     from .uv import find_uv
+
+    found: list[Any] = []
+
+    def uv() -> Any:
+        if not found:
+            found.append(find_uv(args.uv))
+            out.info(f"using uv {found[0].version} ({' '.join(found[0].command)})")
+        return found[0]
+
+    return uv
+
+
+def _cmd_build(args: _Args, out: _Output) -> int:
+    import os
+
+    from .building import BuildSettings, build_stack
+    from .errors import BuildError
+    from .locking import lock_stack
+    from .lockstate import check_stack_locks
+    from .platforms import host_platform
+
+    spec = _load_spec(args.spec_path, out)
+    selection = _selection(spec, args, out, args.include, "--include")
+    chosen = {layer.build_name for layer in selection.included + selection.dependencies}
+    if args.build_derived or not args.include:
+        chosen |= {layer.build_name for layer in selection.derived}
+    host = host_platform()
+    if host is None:
+        raise BuildError("this machine is not one of the platforms venvstacks builds for")
+    layers = [layer for layer in spec.layers() if layer.build_name in chosen]
+    skipped = [layer for layer in layers if host not in layer.platforms]
+    layers = [layer for layer in layers if host in layer.platforms]
+    for layer in skipped:
+        out.warning(f"skipping layer {layer.build_name!r}: it does not target this platform ({host})")
+    uv = _uv_finder(args, out)
+    if args.lock_if_needed:
+        lock_stack(spec, {layer.build_name: None for layer in layers}, _lock_settings(spec, args), uv=uv)
+    settings = BuildSettings(
+        build_dir=_spec_relative(spec, args.build_dir), host=host, archive_dir=_archive_dir(args), clean=args.clean
+    )
+    outcomes = build_stack(spec, layers, settings, check_stack_locks(spec), uv=uv)
+    if not outcomes:
+        out.result("No environments found to build\n")
+        return EXIT_OK
+    lines = ["Built environments:"]
+    lines += [f"  {os.path.relpath(o.path, spec.spec_dir)} [{o.action}]" for o in outcomes]
+    lines.append(f"All paths reported relative to {spec.spec_dir}")
+    out.result("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _cmd_lock(args: _Args, out: _Output) -> int:
+    import os
+
+    from .locking import lock_stack
+    from .selection import lock_wants
 
     spec = _load_spec(args.spec_path, out)
     include = args.include
@@ -323,24 +442,8 @@ def _cmd_lock(args: _Args, out: _Output) -> int:
     if args.reset_lock:
         resets = _selection(spec, args, out, args.reset_lock, "--reset-lock")
         reset = frozenset(layer.build_name for layer in resets.included if layer.build_name in wants)
-    archive_dir = args.python_archive_dir or os.environ.get(ARCHIVE_DIR_VARIABLE) or None
-    settings = LockSettings(
-        build_dir=_spec_relative(spec, args.build_dir),
-        archive_dir=Path(os.path.abspath(os.path.expanduser(archive_dir))) if archive_dir else None,
-        use_index=args.index,
-        local_wheels=tuple(_spec_relative(spec, d) for d in args.local_wheels or ()),
-        clean=args.clean,
-        exclude_newer=environ_exclude_newer(),
-    )
-    found: list[Any] = []
-
-    def uv() -> Any:
-        if not found:
-            found.append(find_uv(args.uv))
-            out.info(f"using uv {found[0].version} ({' '.join(found[0].command)})")
-        return found[0]
-
-    outcomes = lock_stack(spec, wants, settings, uv=uv, reset=reset)
+    settings = _lock_settings(spec, args)
+    outcomes = lock_stack(spec, wants, settings, uv=_uv_finder(args, out), reset=reset)
     if not outcomes:
         out.result("No environments found to lock\n")
         return EXIT_OK

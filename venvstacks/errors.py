@@ -55,6 +55,10 @@ class LockError(VenvStacksError):
     """A layer could not be locked."""
 
 
+class BuildError(VenvStacksError):
+    """A layer could not be built."""
+
+
 class SpecIssue:
     """One problem found in a stack specification, located as precisely as possible."""
 

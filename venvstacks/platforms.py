@@ -17,6 +17,8 @@ __all__ = [
     "parse_macosx_target",
     "sort_platforms",
     "marker_environment",
+    "host_platform",
+    "uv_python_platform",
 ]
 
 
@@ -142,3 +144,33 @@ def marker_environment(
         "platform_system": platform_system,
         "platform_machine": _MACHINES[platform],
     }
+
+
+def host_platform() -> TargetPlatform | None:
+    """The target platform this machine is, if it is one venvstacks knows."""
+    import sysconfig
+
+    name = sysconfig.get_platform().lower().replace("-", "_").replace(".", "_")
+    if name.startswith("macosx_"):
+        import platform as _platform
+
+        machine = _platform.machine().lower()
+        name = "macosx_" + ("arm64" if machine in ("arm64", "aarch64") else "x86_64")
+    aliases = {"win_amd64": "win_amd64", "win_arm64": "win_arm64", "linux_x86_64": "linux_x86_64", "linux_aarch64": "linux_aarch64"}
+    value = aliases.get(name, name)
+    try:
+        return TargetPlatform(value)
+    except ValueError:
+        return None
+
+
+def uv_python_platform(platform: TargetPlatform, linux: LinuxTarget) -> str:
+    """uv's `--python-platform` name for installing a layer's wheels on `platform`."""
+    arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}[platform.value.split("_", 1)[1]]
+    family = platform.os_family
+    if family == "linux":
+        major, minor = linux.version
+        return f"{arch}-manylinux_{major}_{minor}"
+    if family == "macosx":
+        return f"{arch}-apple-darwin"
+    return f"{arch}-pc-windows-msvc"

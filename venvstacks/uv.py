@@ -20,7 +20,7 @@ from pathlib import Path
 from . import _proc
 from .errors import CommandError, UvError
 
-__all__ = ["Uv", "find_uv", "lock_argv", "export_argv", "python_install_argv", "UV_HINT"]
+__all__ = ["Uv", "find_uv", "lock_argv", "export_argv", "python_install_argv", "pip_install_argv", "pip_uninstall_argv", "UV_HINT"]
 
 UV_ENV_VARIABLE = "VENVSTACKS_UV"
 UV_HINT = (
@@ -72,6 +72,26 @@ def python_install_argv(uv: Sequence[str], *, version: str, install_dir: Path, c
         "--config-file", str(config_file),
         "--quiet", "--color", "never",
     ]  # fmt: skip
+
+
+def pip_install_argv(uv: Sequence[str], *, python: Path, pylock: Path, python_platform: str) -> list[str]:
+    """Install exactly what a layer's pylock holds for this host: wheels only, copied files."""
+    return [
+        *uv, "pip", "install",
+        "--python", str(python),
+        "--no-config",
+        "--no-build",
+        "--link-mode", "copy",
+        "--python-platform", python_platform,
+        "--preview-features", "pylock",
+        "-r", str(pylock),
+        *_COMMON,
+    ]  # fmt: skip
+
+
+def pip_uninstall_argv(uv: Sequence[str], *, python: Path, packages: Sequence[str]) -> list[str]:
+    """Remove packages from an environment (ones that are not there are skipped)."""
+    return [*uv, "pip", "uninstall", "--python", str(python), "--no-config", *packages, *_COMMON]
 
 
 def version_argv(uv: Sequence[str]) -> list[str]:

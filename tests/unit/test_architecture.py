@@ -39,7 +39,17 @@ ALLOWED = {
     "lockstate": {"lockfiles", "spec"},
     "runtimeenv": {"errors", "extract", "fsutil", "pbs", "spec", "uv"},
     "locking": {"errors", "fsutil", "lockfiles", "lockstate", "pylockedit", "reqs", "runtimeenv", "spec", "tomlw", "uv", "uvconfig", "wheels"},
-    "cli": {"__init__", "errors", "locking", "lockstate", "render", "runtimeenv", "selection", "spec", "specload", "uv"},
+    "postinstall": set(),
+    "dynlib": {"errors"},
+    "portability": {"errors"},
+    "building": {
+        "__init__", "_proc", "dynlib", "errors", "fsutil", "lockfiles", "lockstate", "platforms",
+        "portability", "postinstall", "runtimeenv", "spec", "uv",
+    },
+    "cli": {
+        "__init__", "building", "errors", "locking", "lockstate", "platforms", "render", "runtimeenv",
+        "selection", "spec", "specload", "uv",
+    },
     "__main__": {"cli"},
 }
 

@@ -1,0 +1,255 @@
+"""Building locked layers into working environments in the build folder.
+
+A runtime layer is the unpacked runtime with its own locked packages installed
+straight into it. Framework and application layers are virtual environments on
+their runtime holding only their own locked packages; a generated
+`sitecustomize.py` puts the layers underneath on sys.path, and a `bin/python`
+wrapper puts their shared libraries on the loader's path. Each layer records
+what it was built from; an unchanged layer is not rebuilt, and a layer without
+that record (a build that stopped half-way) is rebuilt from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__, _proc
+from .dynlib import find_shared_libraries, link_dynlibs, plan_dynlib_links
+from .errors import BuildError, CommandError, UvError
+from .fsutil import write_text_atomic
+from .lockfiles import LockPaths, module_hash
+from .lockstate import LockCheck
+from .platforms import TargetPlatform, uv_python_platform
+from .portability import prune_records, relativise_symlinks, remove_foreign_executables
+from .postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper, render_sitecustomize
+from .runtimeenv import ensure_runtime, runtime_python
+from .spec import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
+from .uv import Uv, pip_install_argv, pip_uninstall_argv
+
+__all__ = ["BuildSettings", "BuildOutcome", "build_stack", "layer_config", "site_dir"]
+
+_LOG = logging.getLogger(__name__)
+_BUILD_TOOLS = ("pip", "setuptools", "wheel")
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Where the build happens and where runtimes come from."""
+
+    build_dir: Path
+    host: TargetPlatform
+    archive_dir: Path | None = None
+    clean: bool = False
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """What building did to one layer."""
+
+    build_name: str
+    path: Path
+    action: str
+    """`built`, or `up to date` when nothing it is built from changed."""
+
+
+def site_dir(spec: StackSpec, layer: LayerSpec) -> str:
+    """A layer's site-packages, relative to the layer's folder."""
+    runtime = layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
+    return f"lib/python{runtime.python_implementation.short_version}/site-packages"
+
+
+def layer_config(spec: StackSpec, layer: LayerSpec, names: Callable[[LayerSpec], str]) -> dict[str, Any]:
+    """The content of `share/venv/metadata/venvstacks_layer.json`; `names` gives peers' folder names."""
+    runtime = layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
+    own_site = site_dir(spec, layer)
+    config: dict[str, Any] = {"py_version": runtime.python_implementation.version, "site_dir": own_site}
+    if isinstance(layer, RuntimeSpec):
+        config.update(python="bin/python3", base_python="bin/python3", pylib_dirs=[], dynlib_dirs=[])
+    else:
+        deps = spec.dependencies(layer)
+        config.update(
+            python="bin/python",
+            base_python=f"../{names(runtime)}/bin/python3",
+            pylib_dirs=[f"../{names(dep)}/{site_dir(spec, dep)}" for dep in deps],
+            dynlib_dirs=[f"../{names(dep)}/{DYNLIB_DIR}" for dep in deps],
+        )
+    if isinstance(layer, ApplicationSpec):
+        config["launch_module"] = layer.launch_module_name
+    return config
+
+
+def _state(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], archive: str | None) -> dict[str, Any]:
+    """Everything a built layer depends on; the layer is rebuilt when this changes."""
+    metadata = checks[layer.build_name].metadata
+    assert metadata is not None
+    state: dict[str, Any] = {
+        "tool_version": __version__,
+        "requirements_hash": metadata.requirements_hash,
+        "lock_version": metadata.lock_version,
+        "platforms": [str(p) for p in layer.platforms],
+        "linux_target": layer.linux_target.raw,
+        "macosx_target": layer.macosx_target.raw,
+        "dynlib_exclude": list(layer.dynlib_exclude),
+        "layers_underneath": [_deployed(dep, checks) for dep in spec.dependencies(layer)],
+        "runtime_archive": archive,
+    }
+    if isinstance(layer, ApplicationSpec):
+        state["modules"] = [module_hash(path) for path in (layer.launch_module, *layer.support_modules)]
+        state["module_names"] = [path.name for path in (layer.launch_module, *layer.support_modules)]
+    return state
+
+
+def _deployed(layer: LayerSpec, checks: Mapping[str, LockCheck]) -> str:
+    return layer.deployed_name(checks[layer.build_name].lock_version)
+
+
+def _state_path(path: Path) -> Path:
+    return path.with_name(path.name + ".last-build.json")
+
+
+def _remove(path: Path) -> None:
+    _state_path(path).unlink(missing_ok=True)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+class _Builder:
+    """Builds the layers of one stack."""
+
+    def __init__(self, spec: StackSpec, settings: BuildSettings, checks: Mapping[str, LockCheck], uv: Callable[[], Uv]) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.checks = checks
+        self.uv = uv
+
+    def path(self, layer: LayerSpec) -> Path:
+        return self.settings.build_dir / layer.build_name
+
+    def build(self, layer: LayerSpec) -> BuildOutcome:
+        path = self.path(layer)
+        archive = None
+        if isinstance(layer, RuntimeSpec):
+            # Cheap when the runtime is already unpacked from the same archive.
+            install = ensure_runtime(layer, self.settings.build_dir, archive_dir=self.settings.archive_dir,
+                                     uv=None if self.settings.archive_dir else self.uv())  # fmt: skip
+            archive = install.archive_sha256 or install.archive_name
+        state = _state(self.spec, layer, self.checks, archive)
+        state_text = json.dumps(state, indent=2, sort_keys=True) + "\n"
+        if not self.settings.clean and path.is_dir():
+            try:
+                if _state_path(path).read_text(encoding="utf-8") == state_text:
+                    return BuildOutcome(layer.build_name, path, "up to date")
+            except OSError:
+                pass
+        _LOG.info("building layer %r", layer.build_name)
+        # Until the record is written again at the very end, the layer counts as unbuilt.
+        _state_path(path).unlink(missing_ok=True)
+        if isinstance(layer, RuntimeSpec):
+            self._build_runtime(layer, path)
+        else:
+            self._build_layered(layer, path)
+        self._finish(layer, path)
+        write_text_atomic(_state_path(path), state_text)
+        return BuildOutcome(layer.build_name, path, "built")
+
+    def _install(self, layer: LayerSpec, python: Path) -> None:
+        uv = self.uv()
+        pylock = LockPaths.for_layer(self.spec, layer).pylock
+        env = {"UV_NO_INSTALLER_METADATA": "1", "MACOSX_DEPLOYMENT_TARGET": layer.macosx_target.raw}
+        platform = uv_python_platform(self.settings.host, layer.linux_target)
+        try:
+            uv.run(pip_install_argv(uv.command, python=python, pylock=pylock, python_platform=platform),
+                   description=f"installing the packages of layer {layer.build_name!r}", env=env)  # fmt: skip
+        except UvError as exc:
+            raise BuildError(f"failed to install into layer {layer.build_name!r}:\n{exc}") from None
+
+    def _build_runtime(self, layer: RuntimeSpec, path: Path) -> None:
+        ensure_runtime(layer, self.settings.build_dir, archive_dir=self.settings.archive_dir,
+                       uv=None if self.settings.archive_dir else self.uv(), clean=True)  # fmt: skip
+        python = runtime_python(path)
+        uv = self.uv()
+        try:
+            uv.run(pip_uninstall_argv(uv.command, python=python, packages=_BUILD_TOOLS),
+                   description=f"removing build tools from runtime {layer.build_name!r}")  # fmt: skip
+        except UvError as exc:
+            raise BuildError(str(exc)) from None
+        self._install(layer, python)
+
+    def _build_layered(self, layer: LayerSpec, path: Path) -> None:
+        _remove(path)
+        runtime = self.spec.runtime(layer.runtime)  # type: ignore[union-attr]
+        runtime_path = self.path(runtime)
+        try:
+            _proc.run([runtime_python(runtime_path), "-X", "utf8", "-Im", "venv", "--without-pip", "--symlinks", path],
+                      description=f"creating the virtual environment of layer {layer.build_name!r}")  # fmt: skip
+        except CommandError as exc:
+            raise BuildError(str(exc)) from None
+        self._link_python(layer, path)
+        site = path / site_dir(self.spec, layer)
+        peers = [f"../../../../{dep.build_name}/{site_dir(self.spec, dep)}" for dep in self.spec.dependencies(layer)]
+        write_text_atomic(site / "sitecustomize.py", render_sitecustomize(peers) or "")
+        self._install(layer, path / "bin" / "python")
+        if isinstance(layer, ApplicationSpec):
+            for module in (layer.launch_module, *layer.support_modules):
+                _copy_module(module, site / module.name)
+
+    def _link_python(self, layer: LayerSpec, path: Path) -> None:
+        runtime = self.spec.runtime(layer.runtime)  # type: ignore[union-attr]
+        bin_dir = path / "bin"
+        short = runtime.python_implementation.short_version
+        for name in ("python", "python3", f"python{short}"):
+            (bin_dir / name).unlink(missing_ok=True)
+        os.symlink(f"../../{runtime.build_name}/bin/python3", bin_dir / "python_")
+        os.symlink("python", bin_dir / "python3")
+        os.symlink("python", bin_dir / f"python{short}")
+        dynlib_dirs = [f"../../{dep.build_name}/{DYNLIB_DIR}" for dep in self.spec.dependencies(layer)]
+        wrapper = bin_dir / "python"
+        wrapper.write_text(render_python_wrapper(dynlib_dirs, macos=sys.platform == "darwin"), encoding="utf-8")
+        wrapper.chmod(0o755)
+
+    def _finish(self, layer: LayerSpec, path: Path) -> None:
+        site = path / site_dir(self.spec, layer)
+        version = (layer if isinstance(layer, RuntimeSpec) else self.spec.runtime(layer.runtime)).python_implementation.short_version
+        libraries = find_shared_libraries(site, exclude=layer.dynlib_exclude, python_version=version)
+        link_dynlibs(path, plan_dynlib_links(layer.build_name, libraries, site))
+        removed = remove_foreign_executables(path / "bin")
+        prune_records(site, removed)
+        relativise_symlinks(path, self.settings.build_dir)
+        config = layer_config(self.spec, layer, lambda dep: _deployed(dep, self.checks))
+        write_text_atomic(path / LAYER_CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _copy_module(source: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    if source.is_dir():
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git*"))
+    else:
+        shutil.copyfile(source, target)
+
+
+def build_stack(
+    spec: StackSpec,
+    layers: list[LayerSpec],
+    settings: BuildSettings,
+    checks: Mapping[str, LockCheck],
+    *,
+    uv: Callable[[], Uv],
+) -> list[BuildOutcome]:
+    """Build `layers` (lowest first); every one of them, and everything under them, must be locked."""
+    unlocked = [f"{layer.build_name} ({'; '.join(checks[layer.build_name].problems)})" for layer in layers if not checks[layer.build_name].valid]
+    if unlocked:
+        msg = "these layers must be locked before building (run 'venvstacks lock', or pass --lock-if-needed):\n  " + "\n  ".join(unlocked)
+        raise BuildError(msg)
+    builder = _Builder(spec, settings, checks, uv)
+    return [builder.build(layer) for layer in layers]
