@@ -63,6 +63,12 @@ class _Args(argparse.Namespace):
     clean: bool
     lock_if_needed: bool
     build_derived: bool
+    publish: bool
+    output_dir: str
+    force: bool
+    dry_run: bool
+    format: str
+    tag_outputs: bool
 
 
 class _Parser(argparse.ArgumentParser):
@@ -185,8 +191,90 @@ def _build_parser() -> _Parser:
     )
     _add_source_options(build)
     _add_output_options(build, suppress=True)
-    build.set_defaults(handler=_cmd_build, if_needed=True, reset_lock=None, lock_dependencies=False)
+    build.add_argument(
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="publish the built layers as archives too (see 'publish')",
+    )
+    _add_publish_options(build, default_output="_artifacts", archives=True)
+    build.set_defaults(handler=_cmd_build, if_needed=True, reset_lock=None, lock_dependencies=False, dry_run=False)
+    publish = commands.add_parser(
+        "publish",
+        help="archive built layers, with metadata, for deployment elsewhere",
+        description=(
+            "Write one reproducible archive per built layer for this platform, each holding the "
+            "layer under its deployed folder name with postinstall.py on top, and the metadata "
+            "describing them in __venvstacks__/. Layers whose inputs are unchanged since their "
+            "last archive are not archived again."
+        ),
+        epilog=(
+            "examples:\n"
+            "  venvstacks publish venvstacks.toml\n"
+            "  venvstacks publish --tag-outputs --output-dir demo_artifacts --format tar.gz venvstacks.toml"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_spec_options(publish)
+    _add_publish_options(publish, default_output="_artifacts", archives=True)
+    publish.add_argument(
+        "--dry-run",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show the metadata that would be published, without writing anything",
+    )
+    _add_output_options(publish, suppress=True)
+    publish.set_defaults(handler=_cmd_publish)
+    export = commands.add_parser(
+        "local-export",
+        help="export built layers to a folder as if published and unpacked",
+        description=(
+            "Copy each built layer to <output dir>/<deployed name> (hard links where possible), "
+            "exactly as its archive would unpack, run its post-install step, and write the same "
+            "metadata as publish without the archive fields."
+        ),
+        epilog="example:\n  venvstacks local-export --output-dir demo_export venvstacks.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_spec_options(export)
+    _add_publish_options(export, default_output="_export", archives=False)
+    export.add_argument(
+        "--dry-run",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show what would be exported, without writing anything",
+    )
+    _add_output_options(export, suppress=True)
+    export.set_defaults(handler=_cmd_export)
     return parser
+
+
+def _add_publish_options(parser: argparse.ArgumentParser, *, default_output: str, archives: bool) -> None:
+    parser.add_argument(
+        "--output-dir",
+        default=default_output,
+        metavar="DIR",
+        help=f"where to write, relative to the spec's folder (default: {default_output})",
+    )
+    parser.add_argument(
+        "--force",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="write every selected layer again, even if unchanged",
+    )
+    if archives:
+        parser.add_argument(
+            "--format",
+            choices=["tar.xz", "tar.gz", "zip", "tar.zst"],
+            default="tar.xz",
+            help="archive format (default: tar.xz; tar.zst needs Python 3.14 or newer)",
+        )
+        parser.add_argument(
+            "--tag-outputs",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="name archives <layer>-<platform>-<build> and metadata files <name>-<platform>",
+        )
 
 
 def _add_spec_options(parser: argparse.ArgumentParser) -> None:
@@ -415,12 +503,96 @@ def _cmd_build(args: _Args, out: _Output) -> int:
     settings = BuildSettings(
         build_dir=_spec_relative(spec, args.build_dir), host=host, archive_dir=_archive_dir(args), clean=args.clean
     )
-    outcomes = build_stack(spec, layers, settings, check_stack_locks(spec), uv=uv)
+    checks = check_stack_locks(spec)
+    outcomes = build_stack(spec, layers, settings, checks, uv=uv)
     if not outcomes:
         out.result("No environments found to build\n")
         return EXIT_OK
     lines = ["Built environments:"]
     lines += [f"  {os.path.relpath(o.path, spec.spec_dir)} [{o.action}]" for o in outcomes]
+    if args.publish:
+        from .publishing import publish_layers
+
+        published = publish_layers(spec, layers, checks, _publish_settings(spec, args, host))
+        lines.append("Published archives:")
+        lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in published]
+    lines.append(f"All paths reported relative to {spec.spec_dir}")
+    out.result("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _publish_settings(spec: StackSpec, args: _Args, host: Any) -> Any:
+    from .archive import ArchiveFormat, available_formats
+    from .errors import VenvStacksError
+    from .publishing import PublishSettings
+
+    fmt = ArchiveFormat(getattr(args, "format", "tar.xz"))
+    if fmt not in available_formats():
+        raise VenvStacksError(f"--format {fmt}: this Python cannot write it (tar.zst needs Python 3.14 or newer)")
+    return PublishSettings(
+        build_dir=_spec_relative(spec, args.build_dir),
+        output_dir=_spec_relative(spec, args.output_dir),
+        platform=host,
+        fmt=fmt,
+        tag_outputs=getattr(args, "tag_outputs", False),
+        force=args.force,
+        dry_run=args.dry_run,
+    )
+
+
+def _publish_selection(spec: StackSpec, args: _Args, out: _Output) -> tuple[list[Any], Any, Any]:
+    from .errors import BuildError
+    from .lockstate import check_stack_locks
+    from .platforms import host_platform
+
+    selection = _selection(spec, args, out, args.include, "--include")
+    chosen = {layer.build_name for layer in (selection.included if args.include else selection.layers)}
+    host = host_platform()
+    if host is None:
+        raise BuildError("this machine is not one of the platforms venvstacks builds for")
+    layers = [layer for layer in spec.layers() if layer.build_name in chosen and host in layer.platforms]
+    checks = check_stack_locks(spec)
+    stale = [f"{layer.build_name} ({'; '.join(checks[layer.build_name].problems)})" for layer in layers if not checks[layer.build_name].valid]
+    if stale:
+        raise BuildError("these layers have no valid lock (lock and build them first):\n  " + "\n  ".join(stale))
+    return layers, checks, host
+
+
+def _cmd_publish(args: _Args, out: _Output) -> int:
+    import os
+
+    from .pubmeta import dump_json
+    from .publishing import publish_layers
+
+    spec = _load_spec(args.spec_path, out)
+    layers, checks, host = _publish_selection(spec, args, out)
+    published = publish_layers(spec, layers, checks, _publish_settings(spec, args, host))
+    if args.dry_run:
+        out.result(dump_json({"layers": {p.build_name: p.metadata for p in published}}))
+        out.result("Archive creation skipped (dry run)\n")
+        return EXIT_OK
+    lines = ["Published archives:"]
+    lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in published]
+    lines.append(f"All paths reported relative to {spec.spec_dir}")
+    out.result("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _cmd_export(args: _Args, out: _Output) -> int:
+    import os
+
+    from .pubmeta import dump_json
+    from .publishing import export_layers
+
+    spec = _load_spec(args.spec_path, out)
+    layers, checks, host = _publish_selection(spec, args, out)
+    exported = export_layers(spec, layers, checks, _publish_settings(spec, args, host))
+    if args.dry_run:
+        out.result(dump_json({"layers": {p.build_name: p.metadata for p in exported}}))
+        out.result("Environment export skipped (dry run)\n")
+        return EXIT_OK
+    lines = ["Exported environments:"]
+    lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in exported]
     lines.append(f"All paths reported relative to {spec.spec_dir}")
     out.result("\n".join(lines) + "\n")
     return EXIT_OK

@@ -9,11 +9,24 @@ A layer describes itself in `share/venv/metadata/venvstacks_layer.json`:
 `python`, `base_python`, `site_dir`, `py_version`, `pylib_dirs`,
 `dynlib_dirs` and, for applications, `launch_module`, every path relative
 to the layer's own folder.
+
+Run as a script (`<runtime>/bin/python3 <layer>/postinstall.py`, runtime
+first), it relinks the layer it sits in with `main()`. All layers of a stack
+are unpacked side by side under their deployed names, so the layers a config
+names are found next to this one. Running it again changes nothing, and after
+the whole deployment folder has moved it relinks the layers to the new place.
 """
 
+import ast
+import compileall
 import json
 import os
+import pprint
+import re
 import shlex
+import stat
+import sys
+import tempfile
 
 LAYER_CONFIG = "share/venv/metadata/venvstacks_layer.json"
 DYNLIB_DIR = "share/venv/dynlib"
@@ -107,13 +120,421 @@ def render_python_wrapper(dynlib_dirs, *, macos=False):
     return "\n".join(lines)
 
 
+_PATH_KEYS = ("python", "base_python", "site_dir")
+_PATH_LIST_KEYS = ("pylib_dirs", "dynlib_dirs")
+
+
 def load_layer_config(layer_dir):
     """A layer's config, with every path made absolute (symlinks not resolved)."""
     with open(os.path.join(layer_dir, LAYER_CONFIG), encoding="utf-8") as stream:
         config = json.load(stream)
+    return _resolve_config(layer_dir, config)
+
+
+def _resolve_config(layer_dir, config):
     resolved = dict(config)
-    for key in ("python", "base_python", "site_dir"):
+    for key in _PATH_KEYS:
         resolved[key] = os.path.abspath(os.path.join(layer_dir, config[key]))
-    for key in ("pylib_dirs", "dynlib_dirs"):
+    for key in _PATH_LIST_KEYS:
         resolved[key] = [os.path.abspath(os.path.join(layer_dir, path)) for path in config[key]]
     return resolved
+
+
+class PostinstallError(Exception):
+    """The layer cannot be relinked where it is; the message says why, on one line."""
+
+
+def read_layer_config(layer_dir):
+    """The config of the layer unpacked in `layer_dir`, checked against its surroundings.
+
+    Paths come back absolute, symlinks not resolved (see `load_layer_config`).
+    Raises PostinstallError when the config is missing or malformed, when a
+    path in it is absolute or leads outside the deployment folder (the
+    layer's parent), when the layer's own files lie outside the layer, or
+    when a layer it names is not unpacked next to it.
+    """
+    layer_dir = os.path.abspath(layer_dir)
+    path = os.path.join(layer_dir, LAYER_CONFIG)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            raw = json.load(stream)
+    except FileNotFoundError:
+        raise PostinstallError("no layer config at {} (is {} an unpacked venvstacks layer?)".format(path, layer_dir)) from None
+    except (OSError, ValueError) as exc:
+        raise PostinstallError("cannot read the layer config {}: {}".format(path, exc)) from None
+    problem = _config_shape_problem(raw)
+    if problem:
+        raise PostinstallError("invalid layer config {}: {}".format(path, problem))
+    config = _resolve_config(layer_dir, raw)
+    deployment = os.path.dirname(layer_dir)
+    for key, value, resolved in _config_paths(raw, config):
+        if not _is_inside(resolved, deployment):
+            msg = "layer config {}: {} entry {!r} leads outside the deployment folder {}".format(path, key, value, deployment)
+            raise PostinstallError(msg)
+        if key in ("python", "site_dir") and not _is_inside(resolved, layer_dir):
+            raise PostinstallError("layer config {}: {} entry {!r} leads outside the layer".format(path, key, value))
+    for key, value, resolved in _config_paths(raw, config):
+        if _is_inside(resolved, layer_dir):
+            continue
+        peer = os.path.join(deployment, os.path.relpath(resolved, deployment).split(os.sep)[0])
+        if not os.path.isdir(peer):
+            msg = "missing peer layer {!r}: {} needs it unpacked next to it, at {}".format(
+                os.path.basename(peer), os.path.basename(layer_dir), peer
+            )
+            raise PostinstallError(msg)
+        if key == "pylib_dirs" and not os.path.isdir(resolved):
+            raise PostinstallError("peer layer {!r} has no folder {}".format(os.path.basename(peer), resolved))
+    if not os.path.exists(config["base_python"]):
+        raise PostinstallError("the runtime's interpreter {} does not exist".format(config["base_python"]))
+    return config
+
+
+def _config_shape_problem(raw):
+    if not isinstance(raw, dict):
+        return "not a JSON object"
+    for key in _PATH_KEYS + ("py_version",):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            return "{} must be a non-empty string".format(key)
+    for key in _PATH_LIST_KEYS:
+        if not isinstance(raw.get(key), list) or not all(isinstance(item, str) and item for item in raw[key]):
+            return "{} must be a list of non-empty strings".format(key)
+    for key in _PATH_KEYS:
+        if os.path.isabs(raw[key]):
+            return "{} must be relative to the layer, not {!r}".format(key, raw[key])
+    for key in _PATH_LIST_KEYS:
+        for item in raw[key]:
+            if os.path.isabs(item):
+                return "{} entries must be relative to the layer, not {!r}".format(key, item)
+    return None
+
+
+def _config_paths(raw, config):
+    """(key, value as written, absolute path) for every path of a config."""
+    for key in _PATH_KEYS:
+        yield key, raw[key], config[key]
+    for key in _PATH_LIST_KEYS:
+        for value, resolved in zip(raw[key], config[key]):
+            yield key, value, resolved
+
+
+def _is_inside(path, folder):
+    """Whether the absolute `path` lies strictly inside the absolute `folder` (lexically)."""
+    try:
+        return path != folder and os.path.commonpath([path, folder]) == folder
+    except ValueError:  # on different drives
+        return False
+
+
+def _short_version(py_version):
+    return ".".join(py_version.split(".")[:2])
+
+
+def write_if_changed(path, content, mode=None):
+    """Write `content` (str as UTF-8, or bytes) to `path` through a temporary file and a rename.
+
+    A file that already holds exactly `content` is left alone, timestamps
+    included (only its mode is corrected). A new file gets `mode`, or the
+    replaced file's mode, or 0644. Returns whether the file was written.
+    """
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    try:
+        with open(path, "rb") as stream:
+            current = stream.read()
+    except FileNotFoundError:
+        current = None
+    if current == data and not os.path.islink(path):
+        if mode is not None and stat.S_IMODE(os.stat(path).st_mode) != mode:
+            os.chmod(path, mode)
+        return False
+    if mode is None:
+        mode = stat.S_IMODE(os.lstat(path).st_mode) if current is not None and not os.path.islink(path) else 0o644
+    folder, name = os.path.split(path)
+    handle, temporary = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    return True
+
+
+def link_if_changed(path, target):
+    """Make `path` a symlink to `target` (replacing whatever is there atomically); return whether it changed."""
+    try:
+        if os.readlink(path) == target:
+            return False
+    except OSError:
+        pass  # missing, or not a symlink: replaced below
+    temporary = os.path.join(os.path.dirname(path), ".{}.{}.tmp".format(os.path.basename(path), os.getpid()))
+    if os.path.lexists(temporary):
+        os.unlink(temporary)
+    os.symlink(target, temporary)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return True
+
+
+def relink_layered_environment(layer_dir, config):
+    """Regenerate the files of a layered environment that depend on where it is.
+
+    `config` comes from `read_layer_config`. That is `pyvenv.cfg` (absolute
+    paths, so it follows the deployment), the `sitecustomize.py` that chains
+    the lower layers and, on POSIX, the `bin/python` launcher with its
+    `python_` link to the runtime and the `python3`, `python3.X` links to it
+    (all relative). Returns the paths written.
+    """
+    changed = []
+    base_python = config["base_python"]
+    cfg = os.path.join(os.path.abspath(layer_dir), "pyvenv.cfg")
+    if write_if_changed(cfg, render_pyvenv_cfg(base_python, config["py_version"])):
+        changed.append(cfg)
+    site = config["site_dir"]
+    text = render_sitecustomize([os.path.relpath(path, site) for path in config["pylib_dirs"]])
+    if text is not None:
+        os.makedirs(site, exist_ok=True)
+        if write_if_changed(os.path.join(site, "sitecustomize.py"), text):
+            changed.append(os.path.join(site, "sitecustomize.py"))
+    if os.name != "posix":
+        return changed
+    python = config["python"]
+    bin_dir, launcher = os.path.split(python)
+    links = [
+        ("python_", os.path.relpath(base_python, bin_dir)),
+        ("python3", launcher),
+        ("python" + _short_version(config["py_version"]), launcher),
+    ]
+    for name, target in links:
+        if name != launcher and link_if_changed(os.path.join(bin_dir, name), target):
+            changed.append(os.path.join(bin_dir, name))
+    dynlib_dirs = [os.path.relpath(path, bin_dir) for path in config["dynlib_dirs"]]
+    if write_if_changed(python, render_python_wrapper(dynlib_dirs, macos=sys.platform == "darwin"), mode=0o755):
+        changed.append(python)
+    return changed
+
+
+# A recorded installation path only counts where it stands as a whole path: at the start of a
+# string or after a separator (or a -I/-L/-R/-F compiler flag), and followed by the end, "/" or
+# a separator. So "/install" is found in "-L/install/lib" but not in "/usr/bin/install -c".
+_BEFORE_PATH = r"(?:(?<![^\s\"'=:,;(\[{])|(?<=-[ILRF]))"
+_AFTER_PATH = r"(?![^\s\"'/:,;)\]}])"
+
+
+def replace_prefix(text, old, new):
+    """`text` with every whole-path occurrence of the folder `old` replaced by `new` (in one pass)."""
+    old = old.rstrip("/")
+    if not old or old == new:
+        return text
+    pattern = re.compile(_BEFORE_PATH + re.escape(old) + _AFTER_PATH)
+    return pattern.sub(lambda match: new, text)
+
+
+def _replace_in_values(value, old, new):
+    if isinstance(value, str):
+        return replace_prefix(value, old, new)
+    if isinstance(value, list):
+        return [_replace_in_values(item, old, new) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_replace_in_values(item, old, new) for item in value)
+    if isinstance(value, dict):
+        return {key: _replace_in_values(item, old, new) for key, item in value.items()}
+    return value
+
+
+def _build_time_vars(source):
+    """The `build_time_vars = {...}` statement of a `_sysconfigdata_*.py` source and its value."""
+    for node in ast.parse(source).body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == "build_time_vars"
+        ):
+            value = ast.literal_eval(node.value)
+            if isinstance(value, dict):
+                return node, value
+    raise ValueError("no build_time_vars dictionary")
+
+
+def recorded_prefix(source):
+    """The installation prefix (`build_time_vars['prefix']`) a `_sysconfigdata_*.py` source records."""
+    prefix = _build_time_vars(source)[1].get("prefix")
+    return prefix if isinstance(prefix, str) and prefix else None
+
+
+def rewrite_sysconfigdata(source, new_prefix):
+    """A `_sysconfigdata_*.py` source whose recorded prefix is `new_prefix` in every string value.
+
+    The dictionary is read with `ast.literal_eval` (never imported) and written
+    back sorted with `pprint`; the lines around it are kept. The source comes
+    back unchanged when nothing changes.
+    """
+    node, values = _build_time_vars(source)
+    old = values.get("prefix")
+    if not isinstance(old, str) or not old:
+        return source
+    updated = _replace_in_values(values, old, new_prefix)
+    if updated == values:
+        return source
+    lines = source.splitlines(True)
+    assignment = "build_time_vars = " + pprint.pformat(updated, width=80) + "\n"
+    return "".join(lines[: node.lineno - 1]) + assignment + "".join(lines[node.end_lineno :])
+
+
+_SHELL_PREFIX = re.compile(r"^prefix=([\"']?)([^\"'\n]+)\1[ \t]*$", re.MULTILINE)
+_PKGCONFIG_PREFIX = re.compile(r"^prefix=(\S.*?)[ \t]*$", re.MULTILINE)
+
+
+def relocate_config_script(text, new_prefix):
+    """A `bin/python3.X-config` script (shell or Python) moved to the runtime at `new_prefix`.
+
+    The shell flavour records its prefix as `prefix="..."`, which is replaced
+    everywhere. The Python flavour's shebang names the old interpreter, and a
+    shebang cannot hold a path with spaces, so it becomes a `/bin/sh`
+    trampoline that starts the interpreter next to the script.
+    """
+    first, newline, rest = text.partition("\n")
+    command = first[2:].strip().split(" ")[0] if first.startswith("#!") else ""
+    if os.path.basename(command).startswith("python"):
+        old = os.path.dirname(os.path.dirname(command))
+        trampoline = "#!/bin/sh\n'''exec' \"$(dirname -- \"$0\")\"/{} \"$0\" \"$@\"\n' '''".format(
+            shlex.quote(os.path.basename(command))
+        )
+        return trampoline + newline + replace_prefix(rest, old, new_prefix)
+    match = _SHELL_PREFIX.search(text)
+    return replace_prefix(text, match.group(2), new_prefix) if match else text
+
+
+def relocate_pkgconfig(text, new_prefix):
+    """A pkg-config `.pc` file whose `prefix=` line (and every path under it) names `new_prefix`."""
+    match = _PKGCONFIG_PREFIX.search(text)
+    return replace_prefix(text, match.group(1), new_prefix) if match else text
+
+
+def _remove_bytecode(source_path):
+    folder, name = os.path.split(source_path)
+    stem = os.path.splitext(name)[0]
+    cache = os.path.join(folder, "__pycache__")
+    stale = [os.path.join(folder, stem + ".pyc")]
+    if os.path.isdir(cache):
+        stale.extend(os.path.join(cache, entry) for entry in os.listdir(cache) if entry.startswith(stem + ".") and entry.endswith(".pyc"))
+    for path in stale:
+        if os.path.lexists(path):
+            os.unlink(path)
+
+
+def relocate_runtime(layer_dir, config):
+    """Make the runtime's build-time configuration name the folder it is in now.
+
+    `sysconfig` reads `lib/pythonX.Y/_sysconfigdata_*.py` for LIBDIR,
+    INCLUDEPY and friends, which record the prefix the runtime was installed
+    to when it was built (or relinked last). Each records its own prefix,
+    which is replaced by the layer's absolute location (symlinks not
+    resolved); so are the prefixes of `bin/python*-config` scripts and of
+    `lib/pkgconfig/*.pc`. Returns the paths written.
+    """
+    location = os.path.abspath(layer_dir)
+    changed = []
+    candidates = []
+    bin_dir = os.path.dirname(config["python"])
+    if os.path.isdir(bin_dir):
+        candidates.extend(
+            (os.path.join(bin_dir, name), relocate_config_script)
+            for name in sorted(os.listdir(bin_dir))
+            if name.startswith("python") and name.endswith("-config")
+        )
+    pkgconfig = os.path.join(location, "lib", "pkgconfig")
+    if os.path.isdir(pkgconfig):
+        candidates.extend(
+            (os.path.join(pkgconfig, name), relocate_pkgconfig) for name in sorted(os.listdir(pkgconfig)) if name.endswith(".pc")
+        )
+    for path, relocate in candidates:
+        if os.path.islink(path) or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as stream:
+            text = stream.read()
+        updated = relocate(text, location)
+        if updated != text and write_if_changed(path, updated.encode("utf-8", "surrogateescape")):
+            changed.append(path)
+    stdlib = os.path.dirname(config["site_dir"])
+    names = sorted(os.listdir(stdlib)) if os.path.isdir(stdlib) else []
+    for name in names:
+        if not (name.startswith("_sysconfigdata_") and name.endswith(".py")):
+            continue
+        path = os.path.join(stdlib, name)
+        with open(path, encoding="utf-8") as stream:
+            source = stream.read()
+        try:
+            updated = rewrite_sysconfigdata(source, location)
+        except (SyntaxError, ValueError) as exc:
+            raise PostinstallError("cannot read {}: {}".format(path, exc)) from None
+        if updated != source:
+            write_if_changed(path, updated)
+            _remove_bytecode(path)
+            changed.append(path)
+    return changed
+
+
+def compile_layer(layer_dir, config):
+    """Compile the bytecode of everything under the layer's `lib` folder with the running interpreter.
+
+    Files whose bytecode is up to date are left alone. Bytecode is only of use
+    to the Python version the layer runs on, so nothing is compiled (and None
+    is returned) when another version runs this script. Otherwise returns
+    whether every file compiled.
+    """
+    lib = os.path.join(os.path.abspath(layer_dir), "lib")
+    if _short_version(config["py_version"]) != "{}.{}".format(*sys.version_info[:2]):
+        return None
+    if not os.path.isdir(lib):
+        return True
+    return bool(compileall.compile_dir(lib, quiet=1))
+
+
+def _report(kind, message):
+    print("postinstall: {}: {}".format(kind, " ".join(str(message).splitlines())), file=sys.stderr)
+
+
+def main(layer_dir=None):
+    """Relink the layer in `layer_dir` (by default the folder holding this file) where it is.
+
+    Returns the exit status: 0 when done, 1 (after a one-line message on
+    stderr) when the layer's config is missing or invalid, leads outside the
+    deployment folder, or names a layer that is not unpacked next to it.
+    """
+    if layer_dir is None:
+        layer_dir = os.path.dirname(os.path.abspath(__file__))
+    layer_dir = os.path.abspath(layer_dir)
+    try:
+        config = read_layer_config(layer_dir)
+        if config["base_python"] == config["python"]:
+            relocate_runtime(layer_dir, config)
+        else:
+            relink_layered_environment(layer_dir, config)
+        compiled = compile_layer(layer_dir, config)
+    except PostinstallError as exc:
+        _report("error", exc)
+        return 1
+    except (OSError, ValueError) as exc:
+        _report("error", "relinking {} failed: {}".format(layer_dir, exc))
+        return 1
+    if compiled is None:
+        msg = "Python {}.{} runs this script, not the layer's {}: no bytecode compiled (run it with {})".format(
+            sys.version_info[0], sys.version_info[1], _short_version(config["py_version"]), config["base_python"]
+        )
+        _report("warning", msg)
+    elif not compiled:
+        _report("warning", "some files under {} could not be compiled to bytecode".format(os.path.join(layer_dir, "lib")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,6 +40,9 @@ ALLOWED = {
     "runtimeenv": {"errors", "extract", "fsutil", "pbs", "spec", "uv"},
     "locking": {"errors", "fsutil", "lockfiles", "lockstate", "pylockedit", "reqs", "runtimeenv", "spec", "tomlw", "uv", "uvconfig", "wheels"},
     "postinstall": set(),
+    "archive": {"errors"},
+    "pubmeta": {"lockfiles", "lockstate", "platforms", "spec"},
+    "publishing": {"__init__", "_proc", "archive", "errors", "fsutil", "lockstate", "platforms", "postinstall", "pubmeta", "spec"},
     "dynlib": {"errors"},
     "portability": {"errors"},
     "building": {
@@ -47,8 +50,8 @@ ALLOWED = {
         "portability", "postinstall", "runtimeenv", "spec", "uv",
     },
     "cli": {
-        "__init__", "building", "errors", "locking", "lockstate", "platforms", "render", "runtimeenv",
-        "selection", "spec", "specload", "uv",
+        "__init__", "archive", "building", "errors", "locking", "lockstate", "platforms", "pubmeta", "publishing",
+        "render", "runtimeenv", "selection", "spec", "specload", "uv",
     },
     "__main__": {"cli"},
 }

@@ -1,0 +1,210 @@
+"""`publish` and `local-export`: reproducible archives, upstream's metadata, working deployments."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from support import COMPAT, run
+
+pytestmark = pytest.mark.slow
+
+STACK = """\
+[[runtimes]]
+name = "cpython-3.11"
+python_implementation = "cpython@{py311}"
+requirements = ["packaging"]
+
+[[frameworks]]
+name = "web"
+runtime = "cpython-3.11"
+requirements = ["idna"]
+
+[[applications]]
+name = "hello"
+launch_module = "launch/hello"
+support_modules = ["launch/helpers.py"]
+frameworks = ["web"]
+requirements = ["six"]
+
+[[applications]]
+name = "counter"
+launch_module = "launch/counter.py"
+runtime = "cpython-3.11"
+versioned = true
+requirements = []
+
+[tool.uv]
+exclude-newer = "2025-08-27T00:00:00Z"
+"""
+LAYERS = ["cpython-3.11", "framework-web", "app-hello", "app-counter@1"]
+
+
+@pytest.fixture(scope="module")
+def py311(runtime_archives: dict[str, Path]) -> str:
+    from venvstacks.pbs import parse_runtime_archive_name
+
+    name = parse_runtime_archive_name(runtime_archives["3.11"].name)
+    assert name is not None
+    return name.version
+
+
+def _make_stack(folder: Path, py311: str) -> Path:
+    (folder / "launch" / "hello").mkdir(parents=True)
+    (folder / "launch" / "hello" / "__init__.py").write_text("", encoding="utf-8")
+    (folder / "launch" / "hello" / "__main__.py").write_text(
+        "import idna, six, helpers\nprint('hello', idna.encode('b\\u00fccher.example').decode(), six.PY3, helpers.VALUE)\n",
+        encoding="utf-8",
+    )
+    (folder / "launch" / "helpers.py").write_text("VALUE = 7\n", encoding="utf-8")
+    (folder / "launch" / "counter.py").write_text("import packaging\nprint('counter', packaging.__name__)\n", encoding="utf-8")
+    spec = folder / "venvstacks.toml"
+    spec.write_text(STACK.format(py311=py311), encoding="utf-8")
+    return spec
+
+
+def _vs(*args: str, pyz: Path, archive_dir: Path) -> tuple[int, str, str]:
+    result = run([sys.executable, str(pyz), *args], env={"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(archive_dir)})
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, py311: str) -> Path:
+    spec = _make_stack(tmp_path_factory.mktemp("stack"), py311)
+    status, out, err = _vs("build", "--lock-if-needed", "--publish", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    assert out.count("[archived]") == 4
+    return spec.parent / "_artifacts"
+
+
+def _archive(artifacts: Path, target: str) -> Path:
+    return artifacts / f"{target}.tar.xz"
+
+
+def test_archives_and_metadata(published: Path) -> None:
+    assert sorted(p.name for p in published.glob("*.tar.xz")) == sorted(f"{name}.tar.xz" for name in LAYERS)
+    manifest = json.loads((published / "__venvstacks__" / "venvstacks.json").read_text(encoding="utf-8"))
+    assert [e["install_target"] for e in manifest["layers"]["runtimes"]] == ["cpython-3.11"]
+    assert [e["install_target"] for e in manifest["layers"]["frameworks"]] == ["framework-web"]
+    assert [e["install_target"] for e in manifest["layers"]["applications"]] == ["app-hello", "app-counter@1"]
+    upstream = COMPAT / "upstream-published-metadata" / "env_metadata"
+    for layer, reference in [("cpython-3.11", "cpython-3.11"), ("framework-web", "framework-web"), ("app-counter", "app-records")]:
+        ours = json.loads((published / "__venvstacks__" / "env_metadata" / f"{layer}.json").read_text(encoding="utf-8"))
+        theirs = json.loads((upstream / f"{reference}.json").read_text(encoding="utf-8"))
+        assert sorted(ours) == sorted(theirs), layer  # the same fields as upstream
+        archive = published / ours["archive_name"]
+        assert ours["archive_size"] == archive.stat().st_size
+        assert ours["archive_hashes"] == {"sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
+        assert ours["target_platform"] == "linux_x86_64" and ours["archive_build"] == 1
+    hello = json.loads((published / "__venvstacks__" / "env_metadata" / "app-hello.json").read_text(encoding="utf-8"))
+    assert hello["required_layers"] == ["framework-web"] and hello["runtime_layer"] == "cpython-3.11"
+    assert hello["app_launch_module"] == "hello" and hello["app_launch_module_hash"].startswith("sha256/")
+    assert [m["name"] for m in hello["app_support_modules"]] == ["helpers"]
+    counter = json.loads((published / "__venvstacks__" / "env_metadata" / "app-counter.json").read_text(encoding="utf-8"))
+    assert counter["install_target"] == "app-counter@1" and counter["archive_name"] == "app-counter@1.tar.xz"
+
+
+def test_archive_entries(published: Path) -> None:
+    meta = json.loads((published / "__venvstacks__" / "env_metadata" / "app-hello.json").read_text(encoding="utf-8"))
+    with tarfile.open(_archive(published, "app-hello")) as archive:
+        members = archive.getmembers()
+    names = [m.name for m in members]
+    assert names[0] == "app-hello" and all(n == "app-hello" or n.startswith("app-hello/") for n in names)
+    assert "app-hello/postinstall.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(("sitecustomize.py", "/pyvenv.cfg"))]
+    clamp = int(__import__("datetime").datetime.fromisoformat(meta["locked_at"]).timestamp())
+    assert {m.mtime for m in members} == {clamp}
+    assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "root", "root")}
+    link = next(m for m in members if m.name == "app-hello/bin/python_")
+    assert link.issym() and link.linkname == "../../cpython-3.11/bin/python3"
+
+
+def _unpack_and_install(published: Path, target: Path) -> None:
+    target.mkdir(parents=True)
+    for layer in LAYERS:
+        with tarfile.open(_archive(published, layer)) as archive:
+            archive.extractall(target, filter="fully_trusted")  # layers link to their peers
+    python = target / "cpython-3.11" / "bin" / "python3"
+    for layer in LAYERS:
+        result = run([str(python), "-X", "utf8", "-I", str(target / layer / "postinstall.py")])
+        assert result.returncode == 0, (layer, result.stderr)
+
+
+def test_unpacked_archives_run_after_post_install(published: Path, tmp_path: Path) -> None:
+    target = tmp_path / "déployé ici"
+    _unpack_and_install(published, target)
+    result = run([str(target / "app-hello" / "bin" / "python"), "-m", "hello"])
+    assert (result.returncode, result.stdout, result.stderr) == (0, "hello xn--bcher-kva.example True 7\n", "")
+    result = run([str(target / "app-counter@1" / "bin" / "python"), "-m", "counter"])
+    assert (result.returncode, result.stdout) == (0, "counter packaging\n")
+
+
+def test_publishing_is_byte_reproducible(published: Path, tmp_path: Path, pyz: Path, runtime_archive_dir: Path, py311: str) -> None:
+    # The same stack built and published in another folder, later, gives the same bytes.
+    spec = _make_stack(tmp_path / "elsewhere" / "other stack", py311)
+    shutil.copytree(published.parent / "requirements", spec.parent / "requirements")
+    status, _, err = _vs("build", "--publish", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    again = spec.parent / "_artifacts"
+    for layer in LAYERS:
+        assert _archive(again, layer).read_bytes() == _archive(published, layer).read_bytes(), layer
+    assert (again / "__venvstacks__" / "venvstacks.json").read_bytes() == (published / "__venvstacks__" / "venvstacks.json").read_bytes()
+
+
+def test_unchanged_layers_are_not_archived_again(published: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    spec = published.parent / "venvstacks.toml"
+    before = {p.name: p.stat().st_mtime_ns for p in published.glob("*.tar.xz")}
+    status, out, err = _vs("publish", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    assert out.count("[unchanged]") == 4
+    assert {p.name: p.stat().st_mtime_ns for p in published.glob("*.tar.xz")} == before
+    # A launch module change of an unversioned app archives that app again, with the next build number.
+    main = spec.parent / "launch" / "hello" / "__main__.py"
+    main.write_text(main.read_text(encoding="utf-8").replace("'hello'", "'hello again'"), encoding="utf-8")
+    status, out, err = _vs("build", "--publish", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    assert out.count("[archived]") == 1 and "_artifacts/app-hello.tar.xz [archived]" in out
+    meta = json.loads((published / "__venvstacks__" / "env_metadata" / "app-hello.json").read_text(encoding="utf-8"))
+    assert meta["archive_build"] == 2
+
+
+def test_tagged_outputs_and_dry_run(published: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path) -> None:
+    spec = published.parent / "venvstacks.toml"
+    status, out, err = _vs("publish", "--dry-run", "--output-dir", str(tmp_path / "dry"), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    assert not (tmp_path / "dry").exists() or not any((tmp_path / "dry").rglob("*.tar.xz"))
+    assert json.loads(out.split("Archive creation skipped")[0])["layers"]["app-counter"]["archive_name"] == "app-counter@1.tar.xz"
+    status, out, err = _vs("publish", "--tag-outputs", "--format", "tar.gz", "--output-dir", str(tmp_path / "tagged"), str(spec),
+                           pyz=pyz, archive_dir=runtime_archive_dir)  # fmt: skip
+    assert status == 0, err
+    names = sorted(p.name for p in (tmp_path / "tagged").iterdir())
+    assert names == sorted(["__venvstacks__", *(f"{layer}-linux_x86_64-1.tar.gz" for layer in LAYERS)])
+    assert (tmp_path / "tagged" / "__venvstacks__" / "venvstacks-linux_x86_64.json").exists()
+    assert (tmp_path / "tagged" / "__venvstacks__" / "env_metadata" / "app-counter-linux_x86_64.json").exists()
+
+
+def test_local_export(published: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path) -> None:
+    spec = published.parent / "venvstacks.toml"
+    export = tmp_path / "export with space"
+    status, out, err = _vs("local-export", "--output-dir", str(export), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    assert out.count("[exported]") == 4
+    assert sorted(p.name for p in export.iterdir()) == sorted(["__venvstacks__", *LAYERS])
+    result = run([str(export / "app-counter@1" / "bin" / "python"), "-m", "counter"])
+    assert (result.returncode, result.stdout) == (0, "counter packaging\n")
+    meta = json.loads((export / "__venvstacks__" / "env_metadata" / "app-counter.json").read_text(encoding="utf-8"))
+    assert "archive_name" not in meta and meta["install_target"] == "app-counter@1"
+    # Files are hard links into the build tree where possible.
+    built = published.parent / "_build" / "framework-web" / "lib" / "python3.11" / "site-packages"
+    idna_init = next(built.glob("idna/__init__.py"))
+    exported = export / "framework-web" / "lib" / "python3.11" / "site-packages" / "idna" / "__init__.py"
+    assert os.path.samefile(idna_init, exported)
+    status, out, _ = _vs("local-export", "--output-dir", str(export), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert out.count("[unchanged]") == 4

@@ -1,0 +1,410 @@
+"""Layer archives: contents and order, overrides, reproducibility, refusals and failure handling."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+import time
+import tracemalloc
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from venvstacks import archive
+from venvstacks.archive import (
+    ArchiveFormat,
+    ArchiveResult,
+    FileEntry,
+    LinkEntry,
+    Override,
+    available_formats,
+    excluded,
+    write_layer_archive,
+)
+from venvstacks.errors import BuildError
+
+ROOT = "app-foo@3"
+CLAMP = 1_700_000_000  # 2023-11-14 22:13:20 UTC: an even second, exact in zip's DOS times
+SITE = "lib/python3.11/site-packages"
+try:
+    import compression.zstd  # type: ignore[import-not-found]  # noqa: F401  (Python 3.14+)
+except ImportError:
+    HAS_ZSTD = False
+else:
+    HAS_ZSTD = True
+FORMATS = available_formats()
+TAR_FORMATS = tuple(fmt for fmt in FORMATS if fmt is not ArchiveFormat.ZIP)
+
+FILES: dict[str, bytes] = {
+    "bin/tool": b"#!/bin/sh\necho tool\n",
+    f"{SITE}/pkg/__init__.py": b"VALUE = 1\n",
+    f"{SITE}/pkg/data file.txt": b"a name with a space\n",
+    f"{SITE}/pkg/\u00fcn\u00efc\u00f8d\u00e9.py": b"# a non-ASCII name\n",
+    f"{SITE}/pkg-1.0.dist-info/RECORD": b"pkg/__init__.py,,\n",
+    "share/.keep": b"",
+    "share/pyvenv.cfg": b"not at the top, so kept\n",
+    # Left out of every archive:
+    "pyvenv.cfg": b"home = /build/cpython/bin\n",
+    ".gitignore": b"*\n",
+    ".lock": b"",
+    f"{SITE}/.lock": b"",
+    "lib/python3.11/sitecustomize.py": b"import os\n",
+    f"{SITE}/sitecustomize.py": b"import sys\n",
+    f"{SITE}/pkg/__pycache__/__init__.cpython-311.pyc": b"\x00bytecode",
+    f"{SITE}/pkg/stale.pyc": b"\x00bytecode",
+}
+EXECUTABLES = {"bin/tool"}
+HARD_LINKS = {f"{SITE}/pkg/copy.txt": f"{SITE}/pkg/data file.txt"}
+SYMLINKS = {"bin/run": "tool", "lib64": "lib"}
+EMPTY_DIRS = ("share/empty",)
+
+Row = tuple[str, str, int, bytes]
+
+
+def folder(name: str) -> Row:
+    return (name, "dir", 0o755, b"")
+
+
+def file(name: str, content: bytes | None = None, mode: int = 0o644) -> Row:
+    return (name, "file", mode, FILES[name] if content is None else content)
+
+
+def link(name: str, target: str) -> Row:
+    return (name, "link", 0o777, target.encode())
+
+
+EXPECTED: list[Row] = [
+    folder(""),
+    folder("bin"),
+    link("bin/run", "tool"),
+    file("bin/tool", mode=0o755),
+    folder("lib"),
+    folder("lib/python3.11"),
+    folder(SITE),
+    folder(f"{SITE}/pkg"),  # with its contents before pkg-1.0.dist-info, though "-" sorts before "/"
+    file(f"{SITE}/pkg/__init__.py"),
+    file(f"{SITE}/pkg/copy.txt", FILES[f"{SITE}/pkg/data file.txt"]),
+    file(f"{SITE}/pkg/data file.txt"),
+    file(f"{SITE}/pkg/\u00fcn\u00efc\u00f8d\u00e9.py"),
+    folder(f"{SITE}/pkg-1.0.dist-info"),
+    file(f"{SITE}/pkg-1.0.dist-info/RECORD"),
+    link("lib64", "lib"),
+    folder("share"),
+    file("share/.keep"),
+    folder("share/empty"),
+    file("share/pyvenv.cfg"),
+]
+
+
+def rooted(rows: list[Row]) -> list[Row]:
+    return [("/".join(filter(None, (ROOT, name))), *rest) for name, *rest in rows]  # type: ignore[misc]
+
+
+def build_tree(
+    base: Path, *, reverse: bool = False, file_mode: int = 0o644, dir_mode: int = 0o755, mtime: float = 1e9
+) -> Path:
+    """The test layer under `base`, created in the given order, with the given modes and times."""
+    entries = list(FILES.items())
+    for rel, content in reversed(entries) if reverse else entries:
+        path = base / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        path.chmod(file_mode | 0o111 if rel in EXECUTABLES else file_mode)
+    for rel, original in HARD_LINKS.items():
+        os.link(base / original, base / rel)
+    for rel in EMPTY_DIRS:
+        (base / rel).mkdir(parents=True)
+    for rel, target in sorted(SYMLINKS.items(), reverse=reverse):
+        (base / rel).symlink_to(target)
+    for here, dirs, files in os.walk(base):
+        for name in dirs + files:
+            path = Path(here, name)
+            if not path.is_symlink() and path.is_dir():
+                path.chmod(dir_mode)
+            os.utime(path, (mtime, mtime), follow_symlinks=False)
+    os.utime(base, (mtime, mtime))
+    return base
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return build_tree(tmp_path / "build" / "app-foo")
+
+
+def listing(path: Path) -> list[Row]:
+    """(name, kind, mode, content or link target) of every entry, in archive order."""
+    rows: list[Row] = []
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as zipped:
+            for info in zipped.infolist():
+                mode = info.external_attr >> 16
+                kind = "dir" if stat.S_ISDIR(mode) else "link" if stat.S_ISLNK(mode) else "file"
+                assert kind != "dir" or info.filename.endswith("/")
+                rows.append((info.filename.rstrip("/"), kind, stat.S_IMODE(mode), zipped.read(info)))
+        return rows
+    with tarfile.open(path) as tar:
+        for member in tar:
+            assert member.isdir() or member.issym() or member.isreg(), member.name
+            kind = "dir" if member.isdir() else "link" if member.issym() else "file"
+            stream = tar.extractfile(member) if member.isreg() else None
+            payload = member.linkname.encode() if member.issym() else stream.read() if stream else b""
+            rows.append((member.name, kind, member.mode, payload))
+    return rows
+
+
+def write(tree: Path, destination: Path, fmt: ArchiveFormat, **kwargs: object) -> ArchiveResult:
+    options: dict[str, object] = {"root": ROOT, "clamp": CLAMP, "fmt": fmt} | kwargs
+    return write_layer_archive(tree, destination, **options)  # type: ignore[arg-type]
+
+
+def test_formats() -> None:
+    assert [fmt.suffix for fmt in ArchiveFormat] == [".tar.xz", ".tar.gz", ".zip", ".tar.zst"]
+    assert ArchiveFormat("tar.gz") is ArchiveFormat.TAR_GZ and str(ArchiveFormat.ZIP) == "zip"
+    assert FORMATS[:3] == (ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_GZ, ArchiveFormat.ZIP)
+    assert (ArchiveFormat.TAR_ZST in FORMATS) is HAS_ZSTD is ArchiveFormat.TAR_ZST.available
+
+
+def test_default_format_is_xz(tree: Path, tmp_path: Path) -> None:
+    result = write_layer_archive(tree, tmp_path / "out" / "layer.tar.xz", root=ROOT, clamp=CLAMP)
+    assert result.path.read_bytes()[:6] == b"\xfd7zXZ\x00"
+    assert result.path.read_bytes()[7] == 0x04  # stream flags: CRC64 check
+    assert listing(result.path) == rooted(EXPECTED)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_contents_and_order(tree: Path, tmp_path: Path, fmt: ArchiveFormat) -> None:
+    result = write(tree, tmp_path / f"layer{fmt.suffix}", fmt)
+    assert listing(result.path) == rooted(EXPECTED)
+    data = result.path.read_bytes()
+    assert (result.size, result.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert result.path == tmp_path / f"layer{fmt.suffix}"
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["build", result.path.name])
+
+
+@pytest.mark.parametrize("fmt", TAR_FORMATS)
+def test_tar_metadata(tree: Path, tmp_path: Path, fmt: ArchiveFormat) -> None:
+    result = write(tree, tmp_path / f"layer{fmt.suffix}", fmt)
+    with tarfile.open(result.path) as tar:
+        members = tar.getmembers()
+        assert tar.pax_headers == {}
+    for member in members:
+        assert (member.uid, member.gid, member.uname, member.gname) == (0, 0, "root", "root")
+        assert member.mtime == CLAMP and not member.islnk()
+        assert set(member.pax_headers) <= {"path"}
+    assert [m.name for m in members if m.pax_headers] == [f"{ROOT}/{SITE}/pkg/\u00fcn\u00efc\u00f8d\u00e9.py"]
+    if fmt is ArchiveFormat.TAR_GZ:
+        header = result.path.read_bytes()[:10]
+        assert header[3] == 0 and header[4:8] == bytes(4)  # no file name, no timestamp
+
+
+def test_zip_metadata(tree: Path, tmp_path: Path) -> None:
+    result = write(tree, tmp_path / "layer.zip", ArchiveFormat.ZIP)
+    with zipfile.ZipFile(result.path) as zipped:
+        assert zipped.testzip() is None
+        infos = zipped.infolist()
+    assert {info.date_time for info in infos} == {time.gmtime(CLAMP)[:6]}
+    assert {info.create_system for info in infos} == {3}
+    for info in infos:
+        mode = info.external_attr >> 16
+        assert bool(info.external_attr & 0x10) is stat.S_ISDIR(mode)
+        expected = zipfile.ZIP_DEFLATED if stat.S_ISREG(mode) else zipfile.ZIP_STORED
+        assert info.compress_type == expected, info.filename
+    early = write(tree, tmp_path / "early.zip", ArchiveFormat.ZIP, clamp=0)
+    with zipfile.ZipFile(early.path) as zipped:
+        assert {info.date_time for info in zipped.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_GZ, ArchiveFormat.ZIP])
+def test_overrides(tree: Path, tmp_path: Path, fmt: ArchiveFormat) -> None:
+    (tree / "bin" / "python_").symlink_to("/build/cpython-3.11/bin/python3")  # refused unless overridden
+    overrides: dict[str, Override] = {
+        f"{SITE}/pkg/__init__.py": FileEntry(b"VALUE = 2\n"),
+        "postinstall.py": FileEntry(b"print('deployed')\n"),
+        "bin/python_": LinkEntry("../../cpython-3.11/bin/python"),
+        "bin/run": None,
+        "share": None,
+        "missing/anyway": None,
+        "etc/layer/conf.sh": FileEntry(b"#!/bin/sh\n", mode=0o700),
+        "pyvenv.cfg": FileEntry(b"explicit entries win over the exclusions\n"),
+    }
+    result = write(tree, tmp_path / f"layer{fmt.suffix}", fmt, overrides=overrides)
+    expected = [
+        folder(""),
+        folder("bin"),
+        link("bin/python_", "../../cpython-3.11/bin/python"),
+        file("bin/tool", mode=0o755),
+        folder("etc"),
+        folder("etc/layer"),
+        ("etc/layer/conf.sh", "file", 0o755, b"#!/bin/sh\n"),
+        *EXPECTED[4:8],
+        file(f"{SITE}/pkg/__init__.py", b"VALUE = 2\n"),
+        *EXPECTED[9:15],
+        file("postinstall.py", b"print('deployed')\n"),
+        file("pyvenv.cfg", b"explicit entries win over the exclusions\n"),
+    ]
+    assert listing(result.path) == rooted(expected)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"/abs": FileEntry(b"")},
+        {"": FileEntry(b"")},
+        {"bin/": FileEntry(b"")},
+        {"bin/../x": None},
+        {"./x": FileEntry(b"")},
+        {"bin": FileEntry(b"")},
+        {"bin/tool/inside": FileEntry(b"")},
+        {"new": FileEntry(b""), "new/inside": FileEntry(b"")},
+        {"x": b"not an entry"},
+        {"bin/abs": LinkEntry("/usr/bin/python3")},
+        {"bin/far": LinkEntry("../../../elsewhere")},
+        {"bin/empty": LinkEntry("")},
+    ],
+)
+def test_bad_overrides(tree: Path, tmp_path: Path, overrides: Mapping[str, Override]) -> None:
+    with pytest.raises(BuildError):
+        write(tree, tmp_path / "out" / "layer.tar.gz", ArchiveFormat.TAR_GZ, overrides=overrides)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "target"),
+    [("bin/abs", "/usr/bin/python3"), ("up", "../sibling"), ("bin/up", "../../x"), ("a/b/c", "../x/../../../y")],
+)
+def test_refuses_unsafe_symlinks(tree: Path, tmp_path: Path, where: str, target: str) -> None:
+    (tree / where).parent.mkdir(parents=True, exist_ok=True)
+    (tree / where).symlink_to(target)
+    with pytest.raises(BuildError, match="symlink"):
+        write(tree, tmp_path / "layer.tar.gz", ArchiveFormat.TAR_GZ)
+    assert not (tmp_path / "layer.tar.gz").exists()
+
+
+def test_symlinks_inside_the_layer_are_fine(tree: Path, tmp_path: Path) -> None:
+    (tree / "share" / "deep").mkdir()
+    (tree / "share" / "deep" / "up").symlink_to("../../bin/./tool")
+    (tree / "share" / "dangling").symlink_to("nowhere/yet")
+    rows = listing(write(tree, tmp_path / "layer.tar.gz", ArchiveFormat.TAR_GZ).path)
+    added = [link("share/dangling", "nowhere/yet"), folder("share/deep"), link("share/deep/up", "../../bin/./tool")]
+    assert rows == rooted([*EXPECTED[:-2], *added, *EXPECTED[-2:]])
+
+
+def test_refuses_special_files(tree: Path, tmp_path: Path) -> None:
+    os.mkfifo(tree / "share" / "pipe")
+    with pytest.raises(BuildError, match="not a file, folder or symlink"):
+        write(tree, tmp_path / "layer.tar.gz", ArchiveFormat.TAR_GZ)
+    assert not (tmp_path / "layer.tar.gz").exists()
+
+
+@pytest.mark.parametrize(("root", "clamp"), [("a/b", CLAMP), ("", CLAMP), ("..", CLAMP), (ROOT, -1), (ROOT, 1.5)])
+def test_bad_root_or_clamp(tree: Path, tmp_path: Path, root: str, clamp: int) -> None:
+    with pytest.raises(BuildError):
+        write(tree, tmp_path / "layer.tar.gz", ArchiveFormat.TAR_GZ, root=root, clamp=clamp)
+
+
+def test_source_must_be_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="not a folder"):
+        write(tmp_path / "missing", tmp_path / "layer.tar.gz", ArchiveFormat.TAR_GZ)
+
+
+class ReversedScan:
+    """`os.scandir`, listing a folder in the reverse of the file system's order."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        with REAL_SCANDIR(path) as listing:
+            self.entries = list(listing)[::-1]
+
+    def __enter__(self) -> Iterator[os.DirEntry[str]]:
+        return iter(self.entries)
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+REAL_SCANDIR = os.scandir
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_reproducible(tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = build_tree(tmp_path / "one" / "deeper" / "layer", mtime=1e9)
+    old_umask = os.umask(0o002)
+    try:
+        second = build_tree(tmp_path / "two", reverse=True, file_mode=0o664, dir_mode=0o775, mtime=2e9 + 0.25)
+    finally:
+        os.umask(old_umask)
+    overrides = {"postinstall.py": FileEntry(b"print()\n"), "bin/python_": LinkEntry("../../rt/bin/python")}
+    results = [write(first, tmp_path / "out-a" / f"layer{fmt.suffix}", fmt, overrides=overrides)]
+    with monkeypatch.context() as patched:  # and list every folder backwards
+        patched.setattr(os, "scandir", ReversedScan)
+        results.append(write(second, tmp_path / "out-b" / f"layer{fmt.suffix}", fmt, overrides=overrides))
+    contents = [result.path.read_bytes() for result in results]
+    assert contents[0] == contents[1]
+    assert results[0].sha256 == results[1].sha256 == hashlib.sha256(contents[0]).hexdigest()
+    assert results[0].size == results[1].size == len(contents[0])
+    later = write(first, tmp_path / "out-c" / f"layer{fmt.suffix}", fmt, overrides=overrides, clamp=CLAMP + 86400)
+    assert later.sha256 != results[0].sha256
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.ZIP])
+def test_failure_keeps_old_destination(
+    tree: Path, tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    destination = out / f"layer{fmt.suffix}"
+    destination.write_bytes(b"the previous archive")
+    opened: list[Path] = []
+    seen_partials: list[str] = []
+
+    def failing_open(path: Path) -> BinaryIO:
+        opened.append(path)
+        seen_partials.extend(p.name for p in out.iterdir() if p.name.startswith(f".{destination.name}.partial-"))
+        if len(opened) == 3:
+            raise OSError("disk went away")
+        return path.open("rb")
+
+    monkeypatch.setattr(archive, "_open_source", failing_open)
+    with pytest.raises(OSError, match="disk went away"):
+        write(tree, destination, fmt)
+    assert seen_partials and len(set(seen_partials)) == 1
+    assert destination.read_bytes() == b"the previous archive"
+    assert [p.name for p in out.iterdir()] == [destination.name]
+
+
+@pytest.mark.skipif(HAS_ZSTD, reason="this Python can write tar.zst")
+def test_zstd_needs_compression_zstd(tree: Path, tmp_path: Path) -> None:
+    assert not ArchiveFormat.TAR_ZST.available and ArchiveFormat.TAR_ZST not in FORMATS
+    with pytest.raises(BuildError, match=r"\.tar\.zst.*compression\.zstd"):
+        write(tree, tmp_path / "out" / "layer.tar.zst", ArchiveFormat.TAR_ZST)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_GZ, ArchiveFormat.ZIP])
+def test_large_files_are_streamed(tmp_path: Path, fmt: ArchiveFormat) -> None:
+    size = 48 << 20
+    (tmp_path / "tree").mkdir()
+    with (tmp_path / "tree" / "big.bin").open("wb") as stream:
+        stream.truncate(size)  # sparse: cheap to make, and quick to compress
+    tracemalloc.start()
+    try:
+        result = write(tmp_path / "tree", tmp_path / f"big{fmt.suffix}", fmt)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"peak Python memory {peak} bytes"
+    assert result.size == result.path.stat().st_size < size // 100
+
+
+def test_excluded() -> None:
+    assert excluded("pyvenv.cfg") and excluded(".gitignore") and excluded(Path(".venv/bin"), is_dir=True)
+    assert not excluded("share/pyvenv.cfg") and not excluded("share/.keep")
+    assert excluded("a/__pycache__", is_dir=True) and excluded("a/__pycache__/x.txt")
+    assert not excluded("a/__pycache__")  # a file, oddly named
+    assert excluded("a/b/mod.cpython-311.pyc") and excluded("a/sitecustomize.py") and excluded("a/.lock")
+    assert not excluded("a/b/mod.py") and not excluded("bin/python")

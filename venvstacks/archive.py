@@ -1,0 +1,392 @@
+"""Reproducible layer archives: a built layer's folder tree as tar.xz, tar.gz, tar.zst or zip.
+
+The bytes depend on the tree's names, contents, symlink targets and execute bits, the
+overrides, `root`, `clamp` and the compressors: not on the tree's location, the time,
+the owner, the umask or the order the file system lists folders in.
+"""
+
+from __future__ import annotations
+
+import calendar
+import enum
+import functools
+import gzip
+import hashlib
+import importlib
+import io
+import lzma
+import os
+import posixpath
+import stat
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from types import ModuleType
+from typing import BinaryIO, Literal, cast
+
+from .errors import BuildError
+
+__all__ = [
+    "ArchiveFormat", "ArchiveResult", "FileEntry", "LinkEntry", "Override", "available_formats",
+    "write_layer_archive", "excluded", "DEFAULT_FORMAT", "XZ_PRESET", "GZIP_LEVEL", "ZIP_LEVEL", "ZSTD_LEVEL", "CHUNK_SIZE",
+]  # fmt: skip
+
+# Fixed compressor settings: changing any of them changes every archive's bytes.
+XZ_PRESET = 6  # `.tar.xz`, as `tarfile.open("w:xz")` (and so upstream) uses; xz's CRC64 check
+GZIP_LEVEL = 9  # `.tar.gz`, as `tarfile.open("w:gz")` and the gzip module default to
+ZIP_LEVEL = 6  # deflated `.zip` members: zlib's own default, as upstream's zips use
+ZSTD_LEVEL = 3  # `.tar.zst`: zstd's own default
+CHUNK_SIZE = 1 << 20  # how much of a file is in memory at a time while it is compressed
+
+_ZIP_EARLIEST = calendar.timegm((1980, 1, 1, 0, 0, 0))
+_ZIP_LATEST = calendar.timegm((2107, 12, 31, 23, 59, 58))
+_ZIP_LEVEL_FIELD = "compress_level" if hasattr(zipfile.ZipInfo, "compress_level") else "_compresslevel"  # 3.13+
+
+
+@functools.cache
+def _zstd_module() -> ModuleType | None:
+    """`compression.zstd` (Python 3.14+, built with libzstd), or None."""
+    try:
+        return importlib.import_module("compression.zstd")
+    except ImportError:
+        return None
+
+
+class ArchiveFormat(enum.StrEnum):
+    """An archive format, named by its file extension without the leading dot."""
+
+    TAR_XZ = "tar.xz"
+    TAR_GZ = "tar.gz"
+    ZIP = "zip"
+    TAR_ZST = "tar.zst"
+
+    @property
+    def suffix(self) -> str:
+        """The file name suffix, e.g. `.tar.xz`."""
+        return "." + self.value
+
+    @property
+    def available(self) -> bool:
+        """Whether this Python can write the format (`tar.zst` needs `compression.zstd`)."""
+        return self is not ArchiveFormat.TAR_ZST or _zstd_module() is not None
+
+
+DEFAULT_FORMAT = ArchiveFormat.TAR_XZ
+
+
+def available_formats() -> tuple[ArchiveFormat, ...]:
+    """The formats this Python can write, in declaration order."""
+    return tuple(fmt for fmt in ArchiveFormat if fmt.available)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file to put in the archive instead of (or in addition to) the tree's."""
+
+    content: bytes
+    mode: int = 0o644
+    """Only the execute bits count: the stored mode is 0o755 if any is set, else 0o644."""
+
+
+@dataclass(frozen=True)
+class LinkEntry:
+    """A symlink to put in the archive; relative, and it may reach sibling layers."""
+
+    target: str
+
+
+Override = FileEntry | LinkEntry | None
+"""What an override maps a layer path to: an entry, or None to leave the path out."""
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    """A written archive: where it is, its size in bytes and its SHA-256 (hex, no prefix)."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+_Parts = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One archive entry, before it is written; `parts` is its path inside the layer."""
+
+    parts: _Parts
+    kind: Literal["dir", "file", "link"]
+    mode: int
+    source: Path | None = None
+    content: bytes | None = None
+    target: str | None = None
+
+
+class _HashingWriter(io.RawIOBase):
+    """An unseekable sink that hashes and counts the bytes on their way to `raw`."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        self._raw.write(view)
+        self._sha256.update(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        if not self._raw.closed:
+            self._raw.flush()
+
+    def hexdigest(self) -> str:
+        return self._sha256.hexdigest()
+
+
+def _file_mode(mode: int) -> int:
+    return 0o755 if mode & 0o111 else 0o644
+
+
+def _excluded_name(name: str, *, top: bool, is_dir: bool) -> bool:
+    if name in ("sitecustomize.py", ".lock") or name.endswith(".pyc") or (is_dir and name == "__pycache__"):
+        return True
+    return top and (name == "pyvenv.cfg" or name.startswith("."))
+
+
+def excluded(path: PurePath | str, *, is_dir: bool = False) -> bool:
+    """Whether the relative layer path `path` (a folder if `is_dir`) stays out, overrides aside.
+
+    Left out: `__pycache__` folders, `*.pyc`, `sitecustomize.py` and uv's `.lock` files
+    anywhere; `pyvenv.cfg` and hidden entries at the top.
+    """
+    parts = PurePath(path).parts
+    last = len(parts) - 1
+    return any(
+        _excluded_name(name, top=index == 0, is_dir=is_dir or index < last) for index, name in enumerate(parts)
+    )
+
+
+def _check_link(parts: _Parts, target: str, *, reach: int) -> None:
+    """Refuse an absolute target, or one climbing more than `reach` folders above the layer."""
+    where = "/".join(parts)
+    if not target or posixpath.isabs(target):
+        raise BuildError(f"symlink {where!r} -> {target!r}: the target must be a relative path")
+    depth = len(parts) - 1
+    for piece in target.split("/"):
+        if piece == "..":
+            depth -= 1
+            if depth < -reach:
+                raise BuildError(f"symlink {where!r} -> {target!r} points outside the layer")
+        elif piece not in ("", "."):
+            depth += 1
+
+
+def _override_parts(key: str) -> _Parts:
+    parts = tuple(key.split("/"))
+    if any(piece in ("", ".", "..") or "\0" in piece for piece in parts):
+        raise BuildError(f"override path {key!r} is not a relative POSIX path inside the layer")
+    return parts
+
+
+def _scan(source: Path, dropped: set[_Parts], replaced: set[_Parts]) -> dict[_Parts, _Member]:
+    """Every entry of the tree that goes in the archive, keyed by its path parts."""
+    members: dict[_Parts, _Member] = {}
+    pending: list[tuple[Path, _Parts]] = [(source, ())]
+    while pending:
+        folder, prefix = pending.pop()
+        with os.scandir(folder) as listing:
+            for item in listing:
+                parts = (*prefix, item.name)
+                mode = item.stat(follow_symlinks=False).st_mode
+                if parts in dropped or _excluded_name(item.name, top=not prefix, is_dir=stat.S_ISDIR(mode)):
+                    continue
+                path = Path(item.path)
+                if stat.S_ISLNK(mode):
+                    target = os.readlink(path)
+                    if parts not in replaced:
+                        _check_link(parts, target, reach=0)
+                    members[parts] = _Member(parts, "link", 0o777, target=target)
+                elif stat.S_ISDIR(mode):
+                    members[parts] = _Member(parts, "dir", 0o755)
+                    pending.append((path, parts))
+                elif stat.S_ISREG(mode):
+                    members[parts] = _Member(parts, "file", _file_mode(mode), source=path)
+                else:
+                    raise BuildError(f"cannot archive {path}: not a file, folder or symlink")
+    return members
+
+
+def _apply_overrides(members: dict[_Parts, _Member], entries: dict[_Parts, FileEntry | LinkEntry]) -> None:
+    """Add or replace the overridden entries, creating any folders they need."""
+    for parts, entry in sorted(entries.items()):
+        where = "/".join(parts)
+        existing = members.get(parts)
+        if existing is not None and existing.kind == "dir":
+            raise BuildError(f"override {where!r} would replace a folder")
+        for depth in range(1, len(parts)):
+            parent = parts[:depth]
+            found = members.get(parent)
+            if found is None:
+                members[parent] = _Member(parent, "dir", 0o755)
+            elif found.kind != "dir":
+                raise BuildError(f"override {where!r}: {'/'.join(parent)!r} is not a folder")
+        if isinstance(entry, FileEntry):
+            members[parts] = _Member(parts, "file", _file_mode(entry.mode), content=bytes(entry.content))
+        else:
+            _check_link(parts, entry.target, reach=1)
+            members[parts] = _Member(parts, "link", 0o777, target=entry.target)
+
+
+def _collect(source: Path, overrides: Mapping[str, Override]) -> list[_Member]:
+    """The archive's members in order: sorted by path components, so a folder precedes its contents."""
+    if not source.is_dir():
+        raise BuildError(f"cannot archive {source}: not a folder")
+    dropped: set[_Parts] = set()
+    entries: dict[_Parts, FileEntry | LinkEntry] = {}
+    for key, entry in overrides.items():
+        parts = _override_parts(key)
+        if entry is None:
+            dropped.add(parts)
+        elif isinstance(entry, (FileEntry, LinkEntry)):
+            entries[parts] = entry
+        else:
+            raise BuildError(f"override {key!r}: expected FileEntry, LinkEntry or None, got {entry!r}")
+    members = _scan(source, dropped, set(entries))
+    members[()] = _Member((), "dir", 0o755)
+    _apply_overrides(members, entries)
+    return [members[parts] for parts in sorted(members)]
+
+
+def _open_source(path: Path) -> BinaryIO:
+    """Open a tree file for streaming into the archive."""
+    return path.open("rb")
+
+
+def _tar_info(name: str, member: _Member, clamp: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = {"dir": tarfile.DIRTYPE, "file": tarfile.REGTYPE, "link": tarfile.SYMTYPE}[member.kind]
+    info.linkname = member.target or ""
+    info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = member.mode, clamp, 0, 0, "root", "root"
+    return info
+
+
+def _compressor(sink: _HashingWriter, fmt: ArchiveFormat) -> io.BufferedIOBase:
+    """A compressing stream with fixed settings (and no name or time in its header) over `sink`."""
+    if fmt is ArchiveFormat.TAR_GZ:
+        return gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=GZIP_LEVEL, mtime=0)
+    if fmt is ArchiveFormat.TAR_XZ:
+        return lzma.LZMAFile(sink, "wb", format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET)
+    compressed: io.BufferedIOBase = cast(ModuleType, _zstd_module()).ZstdFile(sink, "wb", level=ZSTD_LEVEL)
+    return compressed
+
+
+def _write_tar(sink: _HashingWriter, fmt: ArchiveFormat, root: str, clamp: int, members: Iterable[_Member]) -> None:
+    with (
+        _compressor(sink, fmt) as packed,
+        tarfile.TarFile(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE) as tar,
+    ):
+        for member in members:
+            info = _tar_info("/".join((root, *member.parts)), member, clamp)
+            if member.source is not None:
+                with _open_source(member.source) as stream:
+                    info.size = os.fstat(stream.fileno()).st_size
+                    tar.addfile(info, stream)
+            elif member.content is not None:
+                info.size = len(member.content)
+                tar.addfile(info, io.BytesIO(member.content))
+            else:
+                tar.addfile(info)
+
+
+def _zip_info(name: str, member: _Member, date_time: tuple[int, ...]) -> zipfile.ZipInfo:
+    kinds = {"dir": stat.S_IFDIR, "file": stat.S_IFREG, "link": stat.S_IFLNK}
+    info = zipfile.ZipInfo(name + "/" if member.kind == "dir" else name, date_time=date_time)
+    info.create_system = 3  # Unix: the external attributes carry st_mode bits
+    info.external_attr = (kinds[member.kind] | member.mode) << 16
+    if member.kind == "dir":
+        info.external_attr |= 0x10  # MS-DOS directory flag
+        info.CRC = info.compress_size = info.file_size = 0
+    elif member.kind == "file":
+        info.compress_type = zipfile.ZIP_DEFLATED
+        setattr(info, _ZIP_LEVEL_FIELD, ZIP_LEVEL)
+    return info
+
+
+def _copy(stream: BinaryIO, out: BinaryIO, size: int) -> None:
+    """Copy exactly `size` bytes, a chunk at a time."""
+    while size > 0:
+        chunk = stream.read(min(size, CHUNK_SIZE))
+        if not chunk:
+            raise BuildError(f"{getattr(stream, 'name', 'a file')} shrank while it was being archived")
+        out.write(chunk)
+        size -= len(chunk)
+
+
+def _write_zip(sink: _HashingWriter, root: str, clamp: int, members: Iterable[_Member]) -> None:
+    date_time = time.gmtime(min(max(clamp, _ZIP_EARLIEST), _ZIP_LATEST))[:6]
+    # An unseekable sink makes zipfile stream each member, followed by a data descriptor.
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as archive:
+        for member in members:
+            info = _zip_info("/".join((root, *member.parts)), member, date_time)
+            if member.kind == "dir":
+                archive.mkdir(info)
+            elif member.kind == "link":
+                archive.writestr(info, (member.target or "").encode("utf-8"), zipfile.ZIP_STORED)
+            elif member.source is not None:
+                with _open_source(member.source) as stream:
+                    info.file_size = size = os.fstat(stream.fileno()).st_size
+                    with archive.open(info, "w") as out:
+                        _copy(stream, out, size)
+            else:
+                archive.writestr(info, member.content or b"", compresslevel=ZIP_LEVEL)
+
+
+def write_layer_archive(
+    source: Path, destination: Path, *, root: str, clamp: int,
+    fmt: ArchiveFormat = DEFAULT_FORMAT, overrides: Mapping[str, Override] = {},
+) -> ArchiveResult:  # fmt: skip
+    """Archive the tree `source`, as the folder `root`, into `destination`: reproducibly.
+
+    Every entry gets mtime `clamp`, owner root and a normalised mode; `excluded` paths stay
+    out; `overrides` map layer paths to a replacement entry, or to None to leave them out.
+    The archive takes its final name only once complete; on failure `destination` is as it was.
+    """
+    fmt = ArchiveFormat(fmt)
+    if not fmt.available:
+        raise BuildError(f"cannot write {fmt.suffix} archives: this Python has no compression.zstd (3.14+)")
+    if not root or root in (".", "..") or "/" in root or "\0" in root:
+        raise BuildError(f"archive root {root!r} must be a single folder name")
+    if isinstance(clamp, bool) or not isinstance(clamp, int) or clamp < 0:
+        raise BuildError(f"archive clamp {clamp!r} must be a non-negative number of seconds")
+    members = _collect(Path(source), overrides)
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(prefix=f".{destination.name}.partial-", dir=destination.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            sink = _HashingWriter(raw)
+            if fmt is ArchiveFormat.ZIP:
+                _write_zip(sink, root, clamp, members)
+            else:
+                _write_tar(sink, fmt, root, clamp, members)
+            sink.flush()
+        os.chmod(partial, 0o644)
+        os.replace(partial, destination)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    return ArchiveResult(path=destination, size=sink.size, sha256=sink.hexdigest())
