@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, _proc
+from .bundle import bundle_pylock
 from .dynlib import find_shared_libraries, link_dynlibs, plan_dynlib_links
 from .errors import BuildError, CommandError, UvError
 from .fsutil import write_text_atomic
@@ -48,6 +49,8 @@ class BuildSettings:
     host: TargetPlatform
     archive_dir: Path | None = None
     clean: bool = False
+    bundle: Path | None = None
+    """Install from this bundle's files only, never downloading anything."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,10 @@ class _Builder:
         uv = self.uv()
         pylock = LockPaths.for_layer(self.spec, layer).pylock
         env = {"UV_NO_INSTALLER_METADATA": "1", "MACOSX_DEPLOYMENT_TARGET": layer.macosx_target.raw}
+        if self.settings.bundle is not None:
+            copy = self.settings.build_dir / f"{layer.build_name}_install" / "pylock.toml"
+            pylock = bundle_pylock(self.spec, layer, self.settings.bundle, copy, self.settings.host)
+            env["UV_OFFLINE"] = "1"
         platform = uv_python_platform(self.settings.host, layer.linux_target)
         try:
             uv.run(pip_install_argv(uv.command, python=python, pylock=pylock, python_platform=platform),

@@ -59,6 +59,8 @@ class _Args(argparse.Namespace):
     index: bool
     local_wheels: list[str] | None
     python_archive_dir: str | None
+    bundle: str | None
+    platform: list[str] | None
     uv: str | None
     clean: bool
     lock_if_needed: bool
@@ -246,6 +248,41 @@ def _build_parser() -> _Parser:
     )
     _add_output_options(export, suppress=True)
     export.set_defaults(handler=_cmd_export)
+    fetch = commands.add_parser(
+        "fetch",
+        help="put everything building the locked stack needs into a bundle folder",
+        description=(
+            "Download every wheel named in the layers' locks for the chosen platforms, and copy "
+            "the runtime archives, into one bundle folder with a manifest of sizes and sha256 "
+            "digests (checked against the locks). Run it where the network is; then lock "
+            "--if-needed, build and publish with --bundle need no network. Running it again "
+            "fetches only what is missing."
+        ),
+        epilog="example:\n  venvstacks fetch --bundle stack-bundle --python-archive-dir ~/pbs venvstacks.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_spec_options(fetch)
+    fetch.add_argument("--bundle", required=True, metavar="DIR", help="the bundle folder to fill")
+    fetch.add_argument(
+        "--platform",
+        action="append",
+        metavar="PLATFORM",
+        choices=["linux_x86_64", "linux_aarch64", "macosx_arm64", "macosx_x86_64", "win_amd64", "win_arm64"],
+        help="a platform to fetch for (repeatable; default: this machine's)",
+    )
+    fetch.add_argument(
+        "--python-archive-dir",
+        metavar="DIR",
+        help="where the runtime archives come from (default: $VENVSTACKS_PYTHON_ARCHIVE_DIR)",
+    )
+    _add_output_options(fetch, suppress=True)
+    fetch.set_defaults(handler=_cmd_fetch)
+    for sub in (lock, build, publish):
+        sub.add_argument(
+            "--bundle",
+            metavar="DIR",
+            help="use only this bundle (from 'venvstacks fetch'): no index, no downloads",
+        )
     return parser
 
 
@@ -437,12 +474,15 @@ def _selection(spec: StackSpec, args: _Args, out: _Output, patterns: list[str] |
     return selection
 
 
-def _archive_dir(args: _Args) -> Path | None:
+def _archive_dir(args: _Args, *, from_bundle: bool = True) -> Path | None:
     import os
     from pathlib import Path
 
     from .runtimeenv import ARCHIVE_DIR_VARIABLE
 
+    bundle = _bundle_dir(args) if from_bundle else None
+    if bundle is not None:
+        return bundle / "runtimes"
     archive_dir = args.python_archive_dir or os.environ.get(ARCHIVE_DIR_VARIABLE) or None
     return Path(os.path.abspath(os.path.expanduser(archive_dir))) if archive_dir else None
 
@@ -498,10 +538,16 @@ def _cmd_build(args: _Args, out: _Output) -> int:
     for layer in skipped:
         out.warning(f"skipping layer {layer.build_name!r}: it does not target this platform ({host})")
     uv = _uv_finder(args, out)
-    if args.lock_if_needed:
+    if args.lock_if_needed and _bundle_dir(args) is not None:
+        checks = check_stack_locks(spec)
+        stale = [layer.build_name for layer in layers if not checks[layer.build_name].valid]
+        if stale:
+            raise BuildError("with --bundle these layers cannot be locked (that needs a package index): " + ", ".join(stale))
+    elif args.lock_if_needed:
         lock_stack(spec, {layer.build_name: None for layer in layers}, _lock_settings(spec, args), uv=uv)
     settings = BuildSettings(
-        build_dir=_spec_relative(spec, args.build_dir), host=host, archive_dir=_archive_dir(args), clean=args.clean
+        build_dir=_spec_relative(spec, args.build_dir), host=host, archive_dir=_archive_dir(args), clean=args.clean,
+        bundle=_bundle_dir(args),
     )
     checks = check_stack_locks(spec)
     outcomes = build_stack(spec, layers, settings, checks, uv=uv)
@@ -598,6 +644,43 @@ def _cmd_export(args: _Args, out: _Output) -> int:
     return EXIT_OK
 
 
+def _cmd_fetch(args: _Args, out: _Output) -> int:
+    import os
+    from pathlib import Path
+
+    from .bundle import fetch_bundle
+    from .errors import VenvStacksError
+    from .lockstate import check_stack_locks
+    from .platforms import TargetPlatform, host_platform
+
+    spec = _load_spec(args.spec_path, out)
+    selection = _selection(spec, args, out, args.include, "--include")
+    platforms = [TargetPlatform(p) for p in args.platform or [str(host_platform())]]
+    layers = [layer for layer in selection.layers if any(p in layer.platforms for p in platforms)]
+    checks = check_stack_locks(spec)
+    stale = [layer.build_name for layer in layers if not checks[layer.build_name].valid]
+    if stale:
+        raise VenvStacksError("these layers have no valid lock (run 'venvstacks lock' first): " + ", ".join(stale))
+    bundle = Path(os.path.abspath(args.bundle))
+    counts = fetch_bundle(spec, layers, bundle, platforms, archive_dir=_archive_dir(args, from_bundle=False))
+    out.result(f"Bundle {bundle}: {counts['fetched']} files fetched, {counts['present']} already present\n")
+    return EXIT_OK
+
+
+def _bundle_dir(args: _Args) -> Path | None:
+    import os
+    from pathlib import Path
+
+    from .bundle import bundle_runtimes
+
+    value = getattr(args, "bundle", None)
+    if not value:
+        return None
+    bundle = Path(os.path.abspath(os.path.expanduser(value)))
+    bundle_runtimes(bundle)  # checks that it is one
+    return bundle
+
+
 def _cmd_lock(args: _Args, out: _Output) -> int:
     import os
 
@@ -614,6 +697,17 @@ def _cmd_lock(args: _Args, out: _Output) -> int:
     if args.reset_lock:
         resets = _selection(spec, args, out, args.reset_lock, "--reset-lock")
         reset = frozenset(layer.build_name for layer in resets.included if layer.build_name in wants)
+    if _bundle_dir(args) is not None:
+        from .errors import LockError
+        from .lockstate import check_stack_locks
+
+        checks = check_stack_locks(spec)
+        stale = [name for name, want in wants.items() if want is not None or not checks[name].valid]
+        if stale or reset:
+            raise LockError(
+                "with --bundle, locking can only confirm valid locks (pass --if-needed); these layers "
+                "would need a package index: " + ", ".join(sorted(set(stale) | reset))
+            )
     settings = _lock_settings(spec, args)
     outcomes = lock_stack(spec, wants, settings, uv=_uv_finder(args, out), reset=reset)
     if not outcomes:

@@ -45,12 +45,13 @@ ALLOWED = {
     "publishing": {"__init__", "_proc", "archive", "errors", "fsutil", "lockstate", "platforms", "postinstall", "pubmeta", "spec"},
     "dynlib": {"errors"},
     "portability": {"errors"},
+    "bundle": {"errors", "fsutil", "lockfiles", "lockstate", "pbs", "platforms", "spec", "tomlw", "wheels"},
     "building": {
-        "__init__", "_proc", "dynlib", "errors", "fsutil", "lockfiles", "lockstate", "platforms",
+        "__init__", "_proc", "bundle", "dynlib", "errors", "fsutil", "lockfiles", "lockstate", "platforms",
         "portability", "postinstall", "runtimeenv", "spec", "uv",
     },
     "cli": {
-        "__init__", "archive", "building", "errors", "locking", "lockstate", "platforms", "pubmeta", "publishing",
+        "__init__", "archive", "building", "bundle", "errors", "locking", "lockstate", "platforms", "pubmeta", "publishing",
         "render", "runtimeenv", "selection", "spec", "specload", "uv",
     },
     "__main__": {"cli"},
