@@ -19,10 +19,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
-    from pathlib import Path
-
-    from .spec import StackSpec
-
 __all__ = ["main"]
 
 PROG = "venvstacks"
@@ -42,12 +38,16 @@ example:
 """
 
 
-class _Args(argparse.Namespace):
+class Args(argparse.Namespace):
     """The parsed command line, with every attribute any command can set."""
 
     verbose: int
     quiet: bool
     command: str | None
+    handler: str
+    artifacts_dir: str
+    target: str
+    deployment: str
     spec_path: str
     include: list[str] | None
     allow_missing: bool
@@ -133,7 +133,7 @@ def _build_parser() -> _Parser:
         help="print the stack as JSON instead of a tree",
     )
     _add_output_options(show, suppress=True)
-    show.set_defaults(handler=_cmd_show)
+    show.set_defaults(handler="show")
     lock = commands.add_parser(
         "lock",
         help="lock every layer's requirements for all its target platforms",
@@ -154,7 +154,7 @@ def _build_parser() -> _Parser:
     _add_spec_options(lock)
     _add_lock_options(lock)
     _add_output_options(lock, suppress=True)
-    lock.set_defaults(handler=_cmd_lock)
+    lock.set_defaults(handler="lock")
     build = commands.add_parser(
         "build",
         help="build locked layers into working environments in the build folder",
@@ -200,7 +200,7 @@ def _build_parser() -> _Parser:
         help="publish the built layers as archives too (see 'publish')",
     )
     _add_publish_options(build, default_output="_artifacts", archives=True)
-    build.set_defaults(handler=_cmd_build, if_needed=True, reset_lock=None, lock_dependencies=False, dry_run=False)
+    build.set_defaults(handler="build", if_needed=True, reset_lock=None, lock_dependencies=False, dry_run=False)
     publish = commands.add_parser(
         "publish",
         help="archive built layers, with metadata, for deployment elsewhere",
@@ -226,7 +226,7 @@ def _build_parser() -> _Parser:
         help="show the metadata that would be published, without writing anything",
     )
     _add_output_options(publish, suppress=True)
-    publish.set_defaults(handler=_cmd_publish)
+    publish.set_defaults(handler="publish")
     export = commands.add_parser(
         "local-export",
         help="export built layers to a folder as if published and unpacked",
@@ -247,7 +247,7 @@ def _build_parser() -> _Parser:
         help="show what would be exported, without writing anything",
     )
     _add_output_options(export, suppress=True)
-    export.set_defaults(handler=_cmd_export)
+    export.set_defaults(handler="export")
     fetch = commands.add_parser(
         "fetch",
         help="put everything building the locked stack needs into a bundle folder",
@@ -276,7 +276,43 @@ def _build_parser() -> _Parser:
         help="where the runtime archives come from (default: $VENVSTACKS_PYTHON_ARCHIVE_DIR)",
     )
     _add_output_options(fetch, suppress=True)
-    fetch.set_defaults(handler=_cmd_fetch)
+    fetch.set_defaults(handler="fetch")
+    deploy = commands.add_parser(
+        "deploy",
+        help="verify published archives and install them side by side in a folder",
+        description=(
+            "Read the published metadata in ARTIFACTS_DIR, check each archive's size and sha256 "
+            "before unpacking it, unpack the layers safely side by side into the target folder, "
+            "run their post-install steps with the right runtime (lowest layers first) and print "
+            "what is installed. Running it again changes nothing; a new archive build of a layer "
+            "replaces just that layer, atomically."
+        ),
+        epilog="example:\n  venvstacks deploy _artifacts --target /opt/stacks",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    deploy.add_argument("artifacts_dir", metavar="ARTIFACTS_DIR", help="a folder written by 'venvstacks publish'")
+    deploy.add_argument("--target", required=True, metavar="DIR", help="the folder to deploy the layers into")
+    deploy.add_argument(
+        "--include",
+        action="append",
+        metavar="PATTERN",
+        help="only layers matching this wildcard pattern, plus the layers they need (repeatable)",
+    )
+    _add_output_options(deploy, suppress=True)
+    deploy.set_defaults(handler="deploy")
+    verify = commands.add_parser(
+        "verify",
+        help="check a deployed stack against what was deployed",
+        description=(
+            "Check every layer deployed in DIR: missing or modified files, layers whose required "
+            "layers are absent, and broken links between layers. Exits 1 and names each problem."
+        ),
+        epilog="example:\n  venvstacks verify /opt/stacks",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("deployment", metavar="DIR", help="a folder 'venvstacks deploy' installed layers into")
+    _add_output_options(verify, suppress=True)
+    verify.set_defaults(handler="verify")
     for sub in (lock, build, publish):
         sub.add_argument(
             "--bundle",
@@ -387,10 +423,10 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uv", metavar="PATH", help="the uv binary to use (default: $VENVSTACKS_UV, then PATH)")
 
 
-class _Output:
+class Output:
     """Where the command's results, warnings and errors go."""
 
-    def __init__(self, args: _Args, stdout: TextIO, stderr: TextIO) -> None:
+    def __init__(self, args: Args, stdout: TextIO, stderr: TextIO) -> None:
         self.verbose = args.verbose
         self.quiet = args.quiet
         self.stdout = stdout
@@ -417,311 +453,6 @@ class _Output:
             self.stderr.write(f"error: {line}\n")
 
 
-def _load_spec(spec_path: str, out: _Output) -> StackSpec:
-    from .specload import load_spec
-
-    spec = load_spec(spec_path)
-    for warning in spec.warnings:
-        out.warning(warning)
-    return spec
-
-
-def _cmd_show(args: _Args, out: _Output) -> int:
-    import json
-
-    from .render import render_tree, stack_status
-
-    spec = _load_spec(args.spec_path, out)
-    selected = None
-    if args.include:
-        selected = _selection(spec, args, out, args.include, "--include").build_names
-    from .lockstate import check_stack_locks
-    from .render import LockState
-
-    checks = check_stack_locks(spec)
-    status = stack_status(
-        spec,
-        selected=selected,
-        lock_state=lambda layer: LockState(checks[layer.build_name].valid, checks[layer.build_name].lock_version),
-    )
-    if args.json:
-        out.result(json.dumps(status, indent=2, sort_keys=True) + "\n")
-    else:
-        out.result(render_tree(status))
-    return EXIT_OK
-
-
-def _spec_relative(spec: StackSpec, value: str) -> Path:
-    """A path option resolved from the spec's folder (as upstream does), `~` expanded."""
-    import os
-    from pathlib import Path
-
-    return Path(os.path.normpath(spec.spec_dir / os.path.expanduser(value)))
-
-
-def _selection(spec: StackSpec, args: _Args, out: _Output, patterns: list[str] | None, what: str) -> Any:
-    from .selection import select_layers
-
-    selection = select_layers(spec, patterns)
-    if selection.unmatched_patterns:
-        unmatched = ", ".join(repr(p) for p in selection.unmatched_patterns)
-        if not args.allow_missing:
-            from .errors import VenvStacksError
-
-            msg = f"no layers match {what} {unmatched} (pass --allow-missing to continue without them)"
-            raise VenvStacksError(msg)
-        out.warning(f"no layers match {what} {unmatched}")
-    return selection
-
-
-def _archive_dir(args: _Args, *, from_bundle: bool = True) -> Path | None:
-    import os
-    from pathlib import Path
-
-    from .runtimeenv import ARCHIVE_DIR_VARIABLE
-
-    bundle = _bundle_dir(args) if from_bundle else None
-    if bundle is not None:
-        return bundle / "runtimes"
-    archive_dir = args.python_archive_dir or os.environ.get(ARCHIVE_DIR_VARIABLE) or None
-    return Path(os.path.abspath(os.path.expanduser(archive_dir))) if archive_dir else None
-
-
-def _lock_settings(spec: StackSpec, args: _Args) -> Any:
-    from .locking import LockSettings, environ_exclude_newer
-
-    return LockSettings(
-        build_dir=_spec_relative(spec, args.build_dir),
-        archive_dir=_archive_dir(args),
-        use_index=args.index,
-        local_wheels=tuple(_spec_relative(spec, d) for d in args.local_wheels or ()),
-        clean=args.clean,
-        exclude_newer=environ_exclude_newer(),
-    )
-
-
-def _uv_finder(args: _Args, out: _Output) -> Any:
-    """A function that finds uv the first time it is really needed."""
-    from .uv import find_uv
-
-    found: list[Any] = []
-
-    def uv() -> Any:
-        if not found:
-            found.append(find_uv(args.uv))
-            out.info(f"using uv {found[0].version} ({' '.join(found[0].command)})")
-        return found[0]
-
-    return uv
-
-
-def _cmd_build(args: _Args, out: _Output) -> int:
-    import os
-
-    from .building import BuildSettings, build_stack
-    from .errors import BuildError
-    from .locking import lock_stack
-    from .lockstate import check_stack_locks
-    from .platforms import host_platform
-
-    spec = _load_spec(args.spec_path, out)
-    selection = _selection(spec, args, out, args.include, "--include")
-    chosen = {layer.build_name for layer in selection.included + selection.dependencies}
-    if args.build_derived or not args.include:
-        chosen |= {layer.build_name for layer in selection.derived}
-    host = host_platform()
-    if host is None:
-        raise BuildError("this machine is not one of the platforms venvstacks builds for")
-    layers = [layer for layer in spec.layers() if layer.build_name in chosen]
-    skipped = [layer for layer in layers if host not in layer.platforms]
-    layers = [layer for layer in layers if host in layer.platforms]
-    for layer in skipped:
-        out.warning(f"skipping layer {layer.build_name!r}: it does not target this platform ({host})")
-    uv = _uv_finder(args, out)
-    if args.lock_if_needed and _bundle_dir(args) is not None:
-        checks = check_stack_locks(spec)
-        stale = [layer.build_name for layer in layers if not checks[layer.build_name].valid]
-        if stale:
-            raise BuildError("with --bundle these layers cannot be locked (that needs a package index): " + ", ".join(stale))
-    elif args.lock_if_needed:
-        lock_stack(spec, {layer.build_name: None for layer in layers}, _lock_settings(spec, args), uv=uv)
-    settings = BuildSettings(
-        build_dir=_spec_relative(spec, args.build_dir), host=host, archive_dir=_archive_dir(args), clean=args.clean,
-        bundle=_bundle_dir(args),
-    )
-    checks = check_stack_locks(spec)
-    outcomes = build_stack(spec, layers, settings, checks, uv=uv)
-    if not outcomes:
-        out.result("No environments found to build\n")
-        return EXIT_OK
-    lines = ["Built environments:"]
-    lines += [f"  {os.path.relpath(o.path, spec.spec_dir)} [{o.action}]" for o in outcomes]
-    if args.publish:
-        from .publishing import publish_layers
-
-        published = publish_layers(spec, layers, checks, _publish_settings(spec, args, host))
-        lines.append("Published archives:")
-        lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in published]
-    lines.append(f"All paths reported relative to {spec.spec_dir}")
-    out.result("\n".join(lines) + "\n")
-    return EXIT_OK
-
-
-def _publish_settings(spec: StackSpec, args: _Args, host: Any) -> Any:
-    from .archive import ArchiveFormat, available_formats
-    from .errors import VenvStacksError
-    from .publishing import PublishSettings
-
-    fmt = ArchiveFormat(getattr(args, "format", "tar.xz"))
-    if fmt not in available_formats():
-        raise VenvStacksError(f"--format {fmt}: this Python cannot write it (tar.zst needs Python 3.14 or newer)")
-    return PublishSettings(
-        build_dir=_spec_relative(spec, args.build_dir),
-        output_dir=_spec_relative(spec, args.output_dir),
-        platform=host,
-        fmt=fmt,
-        tag_outputs=getattr(args, "tag_outputs", False),
-        force=args.force,
-        dry_run=args.dry_run,
-    )
-
-
-def _publish_selection(spec: StackSpec, args: _Args, out: _Output) -> tuple[list[Any], Any, Any]:
-    from .errors import BuildError
-    from .lockstate import check_stack_locks
-    from .platforms import host_platform
-
-    selection = _selection(spec, args, out, args.include, "--include")
-    chosen = {layer.build_name for layer in (selection.included if args.include else selection.layers)}
-    host = host_platform()
-    if host is None:
-        raise BuildError("this machine is not one of the platforms venvstacks builds for")
-    layers = [layer for layer in spec.layers() if layer.build_name in chosen and host in layer.platforms]
-    checks = check_stack_locks(spec)
-    stale = [f"{layer.build_name} ({'; '.join(checks[layer.build_name].problems)})" for layer in layers if not checks[layer.build_name].valid]
-    if stale:
-        raise BuildError("these layers have no valid lock (lock and build them first):\n  " + "\n  ".join(stale))
-    return layers, checks, host
-
-
-def _cmd_publish(args: _Args, out: _Output) -> int:
-    import os
-
-    from .pubmeta import dump_json
-    from .publishing import publish_layers
-
-    spec = _load_spec(args.spec_path, out)
-    layers, checks, host = _publish_selection(spec, args, out)
-    published = publish_layers(spec, layers, checks, _publish_settings(spec, args, host))
-    if args.dry_run:
-        out.result(dump_json({"layers": {p.build_name: p.metadata for p in published}}))
-        out.result("Archive creation skipped (dry run)\n")
-        return EXIT_OK
-    lines = ["Published archives:"]
-    lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in published]
-    lines.append(f"All paths reported relative to {spec.spec_dir}")
-    out.result("\n".join(lines) + "\n")
-    return EXIT_OK
-
-
-def _cmd_export(args: _Args, out: _Output) -> int:
-    import os
-
-    from .pubmeta import dump_json
-    from .publishing import export_layers
-
-    spec = _load_spec(args.spec_path, out)
-    layers, checks, host = _publish_selection(spec, args, out)
-    exported = export_layers(spec, layers, checks, _publish_settings(spec, args, host))
-    if args.dry_run:
-        out.result(dump_json({"layers": {p.build_name: p.metadata for p in exported}}))
-        out.result("Environment export skipped (dry run)\n")
-        return EXIT_OK
-    lines = ["Exported environments:"]
-    lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in exported]
-    lines.append(f"All paths reported relative to {spec.spec_dir}")
-    out.result("\n".join(lines) + "\n")
-    return EXIT_OK
-
-
-def _cmd_fetch(args: _Args, out: _Output) -> int:
-    import os
-    from pathlib import Path
-
-    from .bundle import fetch_bundle
-    from .errors import VenvStacksError
-    from .lockstate import check_stack_locks
-    from .platforms import TargetPlatform, host_platform
-
-    spec = _load_spec(args.spec_path, out)
-    selection = _selection(spec, args, out, args.include, "--include")
-    platforms = [TargetPlatform(p) for p in args.platform or [str(host_platform())]]
-    layers = [layer for layer in selection.layers if any(p in layer.platforms for p in platforms)]
-    checks = check_stack_locks(spec)
-    stale = [layer.build_name for layer in layers if not checks[layer.build_name].valid]
-    if stale:
-        raise VenvStacksError("these layers have no valid lock (run 'venvstacks lock' first): " + ", ".join(stale))
-    bundle = Path(os.path.abspath(args.bundle))
-    counts = fetch_bundle(spec, layers, bundle, platforms, archive_dir=_archive_dir(args, from_bundle=False))
-    out.result(f"Bundle {bundle}: {counts['fetched']} files fetched, {counts['present']} already present\n")
-    return EXIT_OK
-
-
-def _bundle_dir(args: _Args) -> Path | None:
-    import os
-    from pathlib import Path
-
-    from .bundle import bundle_runtimes
-
-    value = getattr(args, "bundle", None)
-    if not value:
-        return None
-    bundle = Path(os.path.abspath(os.path.expanduser(value)))
-    bundle_runtimes(bundle)  # checks that it is one
-    return bundle
-
-
-def _cmd_lock(args: _Args, out: _Output) -> int:
-    import os
-
-    from .locking import lock_stack
-    from .selection import lock_wants
-
-    spec = _load_spec(args.spec_path, out)
-    include = args.include
-    if args.reset_lock and not include:
-        include = ["*"]
-    selection = _selection(spec, args, out, include, "--include")
-    wants = lock_wants(spec, selection, if_needed=args.if_needed, lock_dependencies=args.lock_dependencies)
-    reset: frozenset[str] = frozenset()
-    if args.reset_lock:
-        resets = _selection(spec, args, out, args.reset_lock, "--reset-lock")
-        reset = frozenset(layer.build_name for layer in resets.included if layer.build_name in wants)
-    if _bundle_dir(args) is not None:
-        from .errors import LockError
-        from .lockstate import check_stack_locks
-
-        checks = check_stack_locks(spec)
-        stale = [name for name, want in wants.items() if want is not None or not checks[name].valid]
-        if stale or reset:
-            raise LockError(
-                "with --bundle, locking can only confirm valid locks (pass --if-needed); these layers "
-                "would need a package index: " + ", ".join(sorted(set(stale) | reset))
-            )
-    settings = _lock_settings(spec, args)
-    outcomes = lock_stack(spec, wants, settings, uv=_uv_finder(args, out), reset=reset)
-    if not outcomes:
-        out.result("No environments found to lock\n")
-        return EXIT_OK
-    lines = ["Locked environments:"]
-    for outcome in outcomes:
-        where = os.path.relpath(outcome.pylock, spec.spec_dir)
-        lines.append(f"  {where} (locked at: {outcome.locked_at}) [{outcome.action}]")
-    lines.append(f"All paths reported relative to {spec.spec_dir}")
-    out.result("\n".join(lines) + "\n")
-    return EXIT_OK
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit status."""
     stdout, stderr = sys.stdout, sys.stderr
@@ -735,18 +466,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(stderr)
         return EXIT_USAGE
     try:
-        args = parser.parse_args(arguments, namespace=_Args())
+        args = parser.parse_args(arguments, namespace=Args())
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_usage(stderr)
         stderr.write(f"{PROG}: error: a command is required\n")
         return EXIT_USAGE
-    out = _Output(args, stdout, stderr)
+    out = Output(args, stdout, stderr)
     return _run(args, out)
 
 
-def _setup_logging(out: _Output) -> None:
+def _setup_logging(out: Output) -> None:
     import logging
 
     class Handler(logging.Handler):
@@ -772,13 +503,16 @@ def _setup_logging(out: _Output) -> None:
         logger.setLevel(logging.WARNING)
 
 
-def _run(args: _Args, out: _Output) -> int:
+def _run(args: Args, out: Output) -> int:
     from .errors import VenvStacksError
 
     _setup_logging(out)
 
+    from . import commands
+
     try:
-        status: int = args.handler(args, out)
+        handler = getattr(commands, f"cmd_{args.handler}")
+        status: int = handler(args, out)
         return status
     except VenvStacksError as exc:
         if out.verbose:

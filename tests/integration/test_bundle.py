@@ -129,3 +129,36 @@ def test_lock_with_bundle_refuses_to_relock(stack: tuple[Path, Path], pyz: Path,
     result = run(_offline([sys.executable, str(pyz), "lock", "--bundle", str(bundle), str(spec)], tmp_path))
     assert result.returncode == 1
     assert result.stderr.startswith("error: with --bundle, locking can only confirm valid locks (pass --if-needed)")
+
+
+def test_round_trip_deploy_and_verify_without_network(stack: tuple[Path, Path], pyz: Path, tmp_path: Path) -> None:
+    # Runs after the offline build and publish above: deploy with the tool, run, then tamper.
+    spec, _ = stack
+    artifacts = spec.parent / "_artifacts"
+    if not (artifacts / "__venvstacks__" / "venvstacks.json").exists():
+        pytest.fail("the offline publish step did not run first")
+    target = tmp_path / "déployé ici"
+    result = run(_offline([sys.executable, str(pyz), "deploy", str(artifacts), "--target", str(target)], tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == ["  cpython-3.11 [installed]", "  framework-web [installed]", "  app-dates [installed]"]
+    app = run([str(target / "app-dates" / "bin" / "python"), "-m", "dates"])
+    assert (app.returncode, app.stdout) == (0, "dates 6\n")
+    assert run([sys.executable, str(pyz), "verify", str(target)]).returncode == 0
+    again = run([sys.executable, str(pyz), "deploy", str(artifacts), "--target", str(target)])
+    assert again.returncode == 0 and again.stdout.count("[unchanged]") == 3
+    # A tampered archive is refused before anything of it is unpacked.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(artifacts, tampered)
+    archive = tampered / "framework-web.tar.xz"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    refused = run([sys.executable, str(pyz), "deploy", str(tampered), "--target", str(tmp_path / "fresh")])
+    assert refused.returncode == 1 and "framework-web.tar.xz" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "fresh" / "framework-web").exists()
+    # A modified deployed file is reported by verify.
+    module = next((target / "framework-web").rglob("idna/core.py"))
+    module.write_text(module.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
+    checked = run([sys.executable, str(pyz), "verify", str(target)])
+    assert checked.returncode == 1
+    assert "framework-web" in checked.stderr and "idna/core.py" in checked.stderr

@@ -50,10 +50,12 @@ ALLOWED = {
         "__init__", "_proc", "bundle", "dynlib", "errors", "fsutil", "lockfiles", "lockstate", "platforms",
         "portability", "postinstall", "runtimeenv", "spec", "uv",
     },
-    "cli": {
-        "__init__", "archive", "building", "bundle", "errors", "locking", "lockstate", "platforms", "pubmeta", "publishing",
+    "deploying": {"_proc", "errors", "extract", "fsutil", "pubmeta"},
+    "commands": {
+        "archive", "building", "bundle", "cli", "deploying", "errors", "locking", "lockstate", "platforms", "pubmeta", "publishing",
         "render", "runtimeenv", "selection", "spec", "specload", "uv",
     },
+    "cli": {"__init__", "commands", "errors"},
     "__main__": {"cli"},
 }
 

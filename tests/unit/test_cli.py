@@ -51,7 +51,7 @@ def test_no_arguments_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]
         pytest.param(["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'", id="unknown-command"),
         pytest.param(["show", "--frob", "x.toml"], "unrecognized arguments: --frob", id="unknown-option"),
         pytest.param(["-v"], "a command is required", id="no-command"),
-        pytest.param(["deploy", "x.toml"], "invalid choice: 'deploy'", id="not-yet-a-command"),
+        pytest.param(["deploy", "artifacts"], "the following arguments are required: --target", id="deploy-needs-target"),
     ],
 )
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:

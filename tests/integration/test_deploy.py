@@ -1,0 +1,122 @@
+"""`deploy` and `verify` on a really built and published stack."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import run
+from venvstacks.deploying import DeployError, deploy, verify
+
+pytestmark = pytest.mark.slow
+
+STACK = """\
+[[runtimes]]
+name = "cpython-3.11"
+python_implementation = "cpython@{py311}"
+requirements = ["packaging"]
+
+[[frameworks]]
+name = "web"
+runtime = "cpython-3.11"
+requirements = ["idna"]
+
+[[applications]]
+name = "hello"
+launch_module = "launch/hello.py"
+frameworks = ["web"]
+requirements = ["six"]
+
+[[applications]]
+name = "counter"
+launch_module = "launch/counter.py"
+runtime = "cpython-3.11"
+versioned = true
+requirements = []
+
+[tool.uv]
+exclude-newer = "2025-08-27T00:00:00Z"
+"""
+LAYERS = ["cpython-3.11", "framework-web", "app-hello", "app-counter@1"]
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_archives: dict[str, Path]) -> Path:
+    from venvstacks.pbs import parse_runtime_archive_name
+
+    name = parse_runtime_archive_name(runtime_archives["3.11"].name)
+    assert name is not None
+    folder = tmp_path_factory.mktemp("stack")
+    (folder / "launch").mkdir()
+    (folder / "launch" / "hello.py").write_text(
+        "import idna, six\nprint('hello', idna.encode('b\\u00fccher.example').decode(), six.PY3)\n", encoding="utf-8"
+    )
+    (folder / "launch" / "counter.py").write_text("import packaging\nprint('counter', packaging.__name__)\n", encoding="utf-8")
+    spec = folder / "venvstacks.toml"
+    spec.write_text(STACK.format(py311=name.version), encoding="utf-8")
+    command = [sys.executable, str(pyz), "build", "--lock-if-needed", "--publish", str(spec)]
+    result = run(command, env={"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir)})
+    assert result.returncode == 0, result.stderr
+    return folder / "_artifacts"
+
+
+@pytest.fixture(scope="module")
+def deployed(published: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("deploy") / "déployé ici" / "my stack"
+    layers = deploy(published, target)
+    assert [(layer.install_target, layer.action) for layer in layers] == [(name, "installed") for name in LAYERS]
+    return target
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    result = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            info = os.lstat(Path(root, name))
+            result[os.path.relpath(Path(root, name), folder)] = (info.st_mtime_ns, info.st_size)
+    return result
+
+
+def test_deployed_apps_run_and_verify_cleanly(published: Path, deployed: Path) -> None:
+    result = run([str(deployed / "app-hello" / "bin" / "python"), "-m", "hello"])
+    assert (result.returncode, result.stdout, result.stderr) == (0, "hello xn--bcher-kva.example True\n", "")
+    result = run([str(deployed / "app-counter@1" / "bin" / "python"), "-m", "counter"])
+    assert (result.returncode, result.stdout) == (0, "counter packaging\n")
+    assert verify(deployed) == []
+    before = _snapshot(deployed)
+    assert {layer.action for layer in deploy(published, deployed)} == {"unchanged"}
+    assert _snapshot(deployed) == before
+
+
+def test_a_tampered_archive_is_refused(published: Path, deployed: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "artifacts"
+    shutil.copytree(published, copy)
+    archive = copy / "framework-web.tar.xz"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    archive.write_bytes(bytes(data))
+    before = _snapshot(deployed)
+    with pytest.raises(DeployError, match="framework-web.tar.xz: sha256 is"):
+        deploy(copy, deployed)
+    assert _snapshot(deployed) == before
+    with pytest.raises(DeployError, match="framework-web.tar.xz"):
+        deploy(copy, tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_verify_reports_a_tampered_deployed_file(published: Path, tmp_path: Path) -> None:
+    target = tmp_path / "only the counter ✓"
+    layers = deploy(published, target, include=["app-counter*"])
+    assert [layer.install_target for layer in layers] == ["cpython-3.11", "app-counter@1"]
+    result = run([str(target / "app-counter@1" / "bin" / "python"), "-m", "counter"])
+    assert (result.returncode, result.stdout) == (0, "counter packaging\n")
+    assert verify(target) == []
+    init = next((target / "cpython-3.11" / "lib" / "python3.11" / "site-packages" / "packaging").glob("__init__.py"))
+    init.write_text(init.read_text(encoding="utf-8") + "# tampered\n", encoding="utf-8")
+    rel = init.relative_to(target).as_posix()
+    problems = verify(target)
+    assert len(problems) == 1 and problems[0].startswith(f"{rel}: modified (")

@@ -1,0 +1,447 @@
+"""`deploy` and `verify` on small hand-made layer archives (a shell script stands in for the runtime's Python)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from venvstacks.deploying import RECORD_DIR, DeployError, deploy, verify
+from venvstacks.errors import UnsafeArchiveError, VenvStacksError
+
+RUNTIME = "cpython-3.11"
+LINK_TO_RUNTIME = f"../../{RUNTIME}/bin/python3"
+
+# Writes the regenerated pyvenv.cfg, and logs which layer ran it (in order) where the test says.
+POSTINSTALL = """\
+import os
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "pyvenv.cfg"), "w") as stream:
+    stream.write("home = somewhere\\n")
+with open(os.environ["DEPLOY_TEST_LOG"], "a", encoding="utf-8") as stream:
+    stream.write(os.path.basename(here) + "\\n")
+"""
+
+
+@dataclass(frozen=True)
+class Link:
+    target: str
+
+
+Extra = tuple[tarfile.TarInfo, bytes | None]
+
+
+def _write_archive(path: Path, root: str, files: Mapping[str, bytes | str | Link], extra: Sequence[Extra] = ()) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        top = tarfile.TarInfo(root)
+        top.type, top.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(top)
+        for rel, content in files.items():
+            info = tarfile.TarInfo(f"{root}/{rel}")
+            if isinstance(content, Link):
+                info.type, info.linkname = tarfile.SYMTYPE, content.target
+                tar.addfile(info)
+                continue
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            info.size, info.mode = len(data), 0o755 if rel.startswith("bin/") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+class Stack:
+    """Archives and a `venvstacks.json` in an artifacts folder, as publish writes them."""
+
+    def __init__(self, artifacts: Path) -> None:
+        self.artifacts = artifacts
+        self.layers: dict[str, list[dict[str, Any]]] = {"runtimes": [], "frameworks": [], "applications": []}
+
+    def add(self, category: str, name: str, files: Mapping[str, bytes | str | Link], *, install_target: str | None = None,
+            required: Sequence[str] = (), build: int = 1, extra: Sequence[Extra] = ()) -> dict[str, Any]:  # fmt: skip
+        target = install_target or name
+        archive = self.artifacts / f"{target}.tar.gz"
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        _write_archive(archive, target, {"postinstall.py": POSTINSTALL, **files}, extra)
+        data = archive.read_bytes()
+        entry: dict[str, Any] = {
+            "layer_name": name, "install_target": target, "runtime_layer": RUNTIME, "archive_name": archive.name,
+            "archive_size": len(data), "archive_hashes": {"sha256": hashlib.sha256(data).hexdigest()},
+            "archive_build": build, "lock_version": 1,
+        }  # fmt: skip
+        if category != "runtimes":
+            entry["required_layers"] = list(required)
+        group = self.layers[category]
+        names = [e["layer_name"] for e in group]
+        if name in names:
+            group[names.index(name)] = entry  # a new build keeps its place
+        else:
+            group.append(entry)
+        meta = self.artifacts / "__venvstacks__" / "venvstacks.json"
+        meta.parent.mkdir(exist_ok=True)
+        meta.write_text(json.dumps({"layers": self.layers}, indent=2), encoding="utf-8")
+        return entry
+
+    def archive(self, install_target: str) -> Path:
+        return self.artifacts / f"{install_target}.tar.gz"
+
+
+def _runtime_files() -> dict[str, bytes | str | Link]:
+    return {"bin/python3": f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n', "lib/stdlib.py": "STD = 1\n"}
+
+
+def _upper_files(module: str, text: str) -> dict[str, bytes | str | Link]:
+    return {"bin/python_": Link(LINK_TO_RUNTIME), f"lib/{module}.py": text}
+
+
+@pytest.fixture
+def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "postinstall.log"
+    monkeypatch.setenv("DEPLOY_TEST_LOG", str(path))
+    return path
+
+
+@pytest.fixture
+def stack(tmp_path: Path, log: Path) -> Stack:
+    stack = Stack(tmp_path / "artifacts")
+    stack.add("runtimes", RUNTIME, _runtime_files())
+    stack.add("frameworks", "framework-web", _upper_files("web", "WEB = 1\n"))
+    stack.add("applications", "app-hello", _upper_files("hello", "HELLO = 1\n"), required=["framework-web"])
+    stack.add("applications", "app-counter", _upper_files("counter", "COUNT = 1\n"), install_target="app-counter@1")
+    return stack
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    return tmp_path / "deployed here"
+
+
+def _ran(log: Path) -> list[str]:
+    return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
+    """Every entry below `folder`: mtime, size and link target."""
+    if not folder.exists():
+        return {}
+    result = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root, name)
+            info = os.lstat(path)
+            link = os.readlink(path) if path.is_symlink() else ""
+            result[str(path.relative_to(folder))] = (info.st_mtime_ns, info.st_size, link)
+    return result
+
+
+def _hidden(target: Path) -> list[str]:
+    return sorted(p.name for p in target.iterdir() if p.name.startswith(".") and p.name != RECORD_DIR)
+
+
+def test_deploys_every_layer_lowest_first(stack: Stack, target: Path, log: Path) -> None:
+    deployed = deploy(stack.artifacts, target)
+    assert [(d.layer_name, d.install_target, d.action) for d in deployed] == [
+        (RUNTIME, RUNTIME, "installed"),
+        ("framework-web", "framework-web", "installed"),
+        ("app-hello", "app-hello", "installed"),
+        ("app-counter", "app-counter@1", "installed"),
+    ]
+    assert [d.path for d in deployed] == [target / d.install_target for d in deployed]
+    assert _ran(log) == [RUNTIME, "framework-web", "app-hello", "app-counter@1"]
+    assert sorted(p.name for p in target.iterdir()) == sorted([RECORD_DIR, RUNTIME, "framework-web", "app-hello", "app-counter@1"])
+    assert (target / "app-hello" / "lib" / "hello.py").read_text(encoding="utf-8") == "HELLO = 1\n"
+    result = subprocess.run([target / "app-hello" / "bin" / "python_", "-c", "print(6 * 7)"], capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stdout) == (0, "42\n")
+    record = json.loads((target / RECORD_DIR / "app-hello.json").read_text(encoding="utf-8"))
+    assert record["archive_sha256"] == stack.layers["applications"][0]["archive_hashes"]["sha256"]
+    assert record["required_layers"] == ["framework-web"] and record["runtime_layer"] == RUNTIME
+    assert sorted(record["files"]) == ["lib/hello.py", "postinstall.py"]  # pyvenv.cfg and links left out
+    assert verify(target) == []
+
+
+def test_deploying_again_changes_nothing(stack: Stack, target: Path, log: Path) -> None:
+    deploy(stack.artifacts, target)
+    before, ran = _snapshot(target), _ran(log)
+    again = deploy(stack.artifacts, target)
+    assert {d.action for d in again} == {"unchanged"}
+    assert _snapshot(target) == before and _ran(log) == ran
+
+
+@pytest.mark.parametrize("damage", ["truncated", "appended", "flipped", "missing"])
+def test_archives_not_matching_their_metadata_are_refused(stack: Stack, target: Path, log: Path, damage: str) -> None:
+    archive = stack.archive("app-hello")  # the last layer: nothing else gets deployed either
+    data = archive.read_bytes()
+    if damage == "missing":
+        archive.unlink()
+    else:
+        damaged = {"truncated": data[:-10], "appended": data + b"x", "flipped": data[:50] + bytes([data[50] ^ 1]) + data[51:]}
+        archive.write_bytes(damaged[damage])
+    with pytest.raises(DeployError) as caught:
+        deploy(stack.artifacts, target)
+    message = str(caught.value)
+    assert str(archive) in message
+    expected = {"truncated": "bytes, but the metadata says", "appended": "bytes, but the metadata says", "flipped": "sha256 is", "missing": "missing"}
+    assert expected[damage] in message
+    assert not target.exists() and _ran(log) == []
+
+
+def test_a_damaged_archive_leaves_an_existing_deployment_alone(stack: Stack, target: Path) -> None:
+    deploy(stack.artifacts, target)
+    before = _snapshot(target)
+    stack.archive(RUNTIME).write_bytes(b"not an archive")
+    with pytest.raises(DeployError, match="cpython-3.11.tar.gz"):
+        deploy(stack.artifacts, target)
+    assert _snapshot(target) == before
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", data: bytes | None = None) -> Extra:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    if data is not None:
+        info.size = len(data)
+    return info, data
+
+
+UNSAFE = {
+    "absolute path": (_member("/tmp/evil", data=b"x"), "is absolute"),
+    "dot-dot": (_member("framework-web/../evil", data=b"x"), "'..' component"),
+    "another layer's folder": (_member(f"{RUNTIME}/bin/evil", data=b"x"), "is not inside 'framework-web/'"),
+    "absolute symlink": (_member("framework-web/lib/abs", tarfile.SYMTYPE, "/etc/passwd"), "only relative links"),
+    "symlink leaving the target": (_member("framework-web/lib/up", tarfile.SYMTYPE, "../../../outside"), "leads outside the deployment"),
+    "symlink to the target": (_member("framework-web/up", tarfile.SYMTYPE, ".."), "leads outside the deployment"),
+    "hard link to another layer": (_member("framework-web/lib/hl", tarfile.LNKTYPE, f"{RUNTIME}/bin/python3"), "is not inside"),
+    "hard link to a later file": (_member("framework-web/lib/hl", tarfile.LNKTYPE, "framework-web/lib/none"), "not a file extracted"),
+    "device": (_member("framework-web/dev", tarfile.CHRTYPE), "device"),
+    "fifo": (_member("framework-web/fifo", tarfile.FIFOTYPE), "FIFO"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE))
+def test_unsafe_members_are_refused_and_nothing_is_left(stack: Stack, target: Path, log: Path, case: str) -> None:
+    member, reason = UNSAFE[case]
+    stack.add("frameworks", "framework-web", _upper_files("web", "WEB = 1\n"), extra=[member])
+    with pytest.raises(UnsafeArchiveError, match="framework-web.tar.gz") as caught:
+        deploy(stack.artifacts, target)
+    assert reason in str(caught.value)
+    assert not target.exists() and _ran(log) == []
+    assert not (stack.artifacts.parent / "outside").exists()
+
+
+def test_symlinks_through_a_link_out_of_the_target_are_refused(stack: Stack, target: Path, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    target.mkdir()
+    (target / "exit").symlink_to(tmp_path / "elsewhere")  # lexically inside, really outside
+    member = _member("framework-web/lib/sneaky", tarfile.SYMTYPE, "../../exit/secret")
+    stack.add("frameworks", "framework-web", _upper_files("web", "WEB = 1\n"), extra=[member])
+    with pytest.raises(UnsafeArchiveError, match="resolves outside the deployment folder"):
+        deploy(stack.artifacts, target)
+    assert sorted(p.name for p in target.iterdir()) == ["exit"]
+
+
+def test_an_existing_non_layer_entry_is_not_replaced(stack: Stack, target: Path) -> None:
+    target.mkdir()
+    (target / "framework-web").write_text("mine", encoding="utf-8")
+    with pytest.raises(DeployError, match="is not a layer folder"):
+        deploy(stack.artifacts, target)
+    assert sorted(p.name for p in target.iterdir()) == ["framework-web"]
+
+
+CHECK_OLD_ONE = """\
+import glob, os
+here = os.path.dirname(os.path.abspath(__file__))
+target = os.path.dirname(here)
+# The new build is complete before it runs, and the old one is intact beside it.
+with open(os.path.join(here, "lib", "hello.py")) as stream:
+    assert stream.read() == "HELLO = 2\\n"
+(old,) = glob.glob(os.path.join(target, ".app-hello.old-*"))
+with open(os.path.join(old, "lib", "hello.py")) as stream:
+    assert stream.read() == "HELLO = 1\\n"
+assert os.path.exists(os.path.join(old, "pyvenv.cfg"))
+""" + POSTINSTALL
+
+
+def test_a_new_build_replaces_the_old_one(stack: Stack, target: Path, log: Path) -> None:
+    deploy(stack.artifacts, target)
+    files = {**_upper_files("hello", "HELLO = 2\n"), "postinstall.py": CHECK_OLD_ONE}
+    entry = stack.add("applications", "app-hello", files, required=["framework-web"], build=2)
+    deployed = deploy(stack.artifacts, target)
+    assert {d.install_target: d.action for d in deployed} == {
+        RUNTIME: "unchanged", "framework-web": "unchanged", "app-hello": "replaced", "app-counter@1": "unchanged"
+    }
+    assert (target / "app-hello" / "lib" / "hello.py").read_text(encoding="utf-8") == "HELLO = 2\n"
+    assert _hidden(target) == [] and _ran(log)[-1] == "app-hello"
+    record = json.loads((target / RECORD_DIR / "app-hello.json").read_text(encoding="utf-8"))
+    assert record["archive_build"] == 2 and record["archive_sha256"] == entry["archive_hashes"]["sha256"]
+    assert verify(target) == []
+
+
+def test_a_failing_post_install_step_restores_the_old_build(stack: Stack, target: Path) -> None:
+    deploy(stack.artifacts, target)
+    before = _snapshot(target)
+    files = {**_upper_files("hello", "HELLO = 2\n"), "postinstall.py": "import sys\nsys.exit('relinking failed')\n"}
+    stack.add("applications", "app-hello", files, required=["framework-web"], build=2)
+    with pytest.raises(DeployError, match="the previous deployment was restored") as caught:
+        deploy(stack.artifacts, target)
+    assert "relinking failed" in str(caught.value)
+    assert _snapshot(target) == before  # the same folder, records and all
+    assert verify(target) == []
+
+
+def test_a_failing_post_install_step_of_a_new_layer_leaves_nothing_of_it(stack: Stack, target: Path) -> None:
+    files = {**_upper_files("hello", "HELLO = 2\n"), "postinstall.py": "raise SystemExit(3)\n"}
+    stack.add("applications", "app-hello", files, required=["framework-web"], build=2)
+    with pytest.raises(DeployError, match="nothing of it was kept"):
+        deploy(stack.artifacts, target)
+    assert sorted(p.name for p in target.iterdir()) == [RECORD_DIR, RUNTIME, "framework-web"]
+    assert sorted(p.name for p in (target / RECORD_DIR).iterdir()) == [f"{RUNTIME}.json", "framework-web.json"]
+
+
+def test_leftovers_of_an_interrupted_deployment_are_cleared(stack: Stack, target: Path) -> None:
+    (target / ".app-hello.partial-abc123" / "lib").mkdir(parents=True)
+    (target / ".app-hello.old-x_y").mkdir()
+    deploy(stack.artifacts, target)
+    assert _hidden(target) == []
+
+
+@pytest.mark.parametrize(
+    ("include", "expected"),
+    [
+        (["app-hello"], [RUNTIME, "framework-web", "app-hello"]),
+        (["app-*"], [RUNTIME, "framework-web", "app-hello", "app-counter@1"]),
+        (["app-counter"], [RUNTIME, "app-counter@1"]),  # by layer name
+        (["*@1"], [RUNTIME, "app-counter@1"]),  # by install target
+        (["framework-*", RUNTIME], [RUNTIME, "framework-web"]),
+    ],
+)
+def test_include_adds_the_layers_needed(stack: Stack, target: Path, log: Path, include: list[str], expected: list[str]) -> None:
+    assert [d.install_target for d in deploy(stack.artifacts, target, include=include)] == expected
+    assert _ran(log) == expected
+    assert sorted(p.name for p in target.iterdir()) == sorted([RECORD_DIR, *expected])
+
+
+def test_include_patterns_must_match(stack: Stack, target: Path) -> None:
+    with pytest.raises(DeployError, match="no layer of the stack matches 'app-nope'"):
+        deploy(stack.artifacts, target, include=["app-*", "app-nope"])
+    assert not target.exists()
+
+
+def test_needed_layers_may_be_deployed_already(tmp_path: Path, stack: Stack, target: Path, log: Path) -> None:
+    deploy(stack.artifacts, target, include=["framework-web"])
+    partial = Stack(tmp_path / "app only")  # as publishing only the app would list it
+    partial.add("applications", "app-hello", _upper_files("hello", "HELLO = 1\n"), required=["framework-web"])
+    assert [d.action for d in deploy(partial.artifacts, target)] == ["installed"]
+    with pytest.raises(DeployError, match="needs 'cpython-3.11', which is neither in the manifest nor deployed"):
+        deploy(partial.artifacts, tmp_path / "elsewhere")
+
+
+def test_manifest_choice(stack: Stack, target: Path) -> None:
+    meta = stack.artifacts / "__venvstacks__"
+    (meta / "venvstacks.json").rename(meta / "venvstacks-linux_x86_64.json")
+    assert len(deploy(stack.artifacts, target)) == 4  # the only tagged manifest
+    shutil.copy(meta / "venvstacks-linux_x86_64.json", meta / "venvstacks-macosx_arm64.json")
+    with pytest.raises(DeployError, match="several stack manifests"):
+        deploy(stack.artifacts, target)
+    assert len(deploy(stack.artifacts, target, platform_manifest="linux_x86_64")) == 4
+    assert len(deploy(stack.artifacts, target, platform_manifest="venvstacks-macosx_arm64.json")) == 4
+    with pytest.raises(DeployError, match="no stack manifest 'win_amd64'"):
+        deploy(stack.artifacts, target, platform_manifest="win_amd64")
+    with pytest.raises(DeployError, match="no stack manifest"):
+        deploy(target, target)
+
+
+def test_manifests_without_archive_fields_are_refused(stack: Stack, target: Path) -> None:
+    path = stack.artifacts / "__venvstacks__" / "venvstacks.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    del data["layers"]["frameworks"][0]["archive_hashes"]
+    data["layers"]["applications"][0]["install_target"] = "../escape"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(DeployError, match="archive_hashes.sha256") as caught:
+        deploy(stack.artifacts, target)
+    assert isinstance(caught.value, VenvStacksError) and not target.exists()
+    del data["layers"]["frameworks"][0]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(DeployError, match="install_target, runtime_layer and archive_name must be plain names"):
+        deploy(stack.artifacts, target)
+
+
+def test_verify_reports_changed_and_missing_files(stack: Stack, target: Path) -> None:
+    deploy(stack.artifacts, target)
+    (target / "app-hello" / "lib" / "hello.py").write_text("HELLO = 9\n", encoding="utf-8")  # same size
+    (target / "framework-web" / "lib" / "web.py").write_text("WEB = 1000\n", encoding="utf-8")
+    (target / RUNTIME / "lib" / "stdlib.py").unlink()
+    (target / "app-counter@1" / "lib" / "counter.py").unlink()
+    (target / "app-counter@1" / "lib" / "counter.py").symlink_to("../postinstall.py")
+    # What the post-install step regenerates, and bytecode, are not checked.
+    (target / "app-hello" / "pyvenv.cfg").write_text("changed\n", encoding="utf-8")
+    (target / "app-hello" / "lib" / "__pycache__").mkdir()
+    (target / "app-hello" / "lib" / "__pycache__" / "hello.cpython-311.pyc").write_bytes(b"\0")
+    assert verify(target) == [
+        "app-counter@1/lib/counter.py: no longer a regular file",
+        "app-hello/lib/hello.py: modified (sha256 differs)",
+        "cpython-3.11/lib/stdlib.py: missing",
+        "framework-web/lib/web.py: modified (11 bytes, 8 when deployed)",
+    ]
+
+
+def test_verify_reports_missing_layers_and_broken_links(stack: Stack, target: Path, tmp_path: Path) -> None:
+    deploy(stack.artifacts, target)
+    shutil.rmtree(target / "framework-web")
+    (target / "app-counter@1" / "lib" / "gone").symlink_to("nothing-here")
+    (target / "app-counter@1" / "lib" / "out").symlink_to(tmp_path)
+    assert verify(target) == [
+        "app-counter@1/lib/gone: broken link to 'nothing-here'",
+        f"app-counter@1/lib/out: link to {str(tmp_path)!r} leads outside the deployment folder",
+        "app-hello: the required layer 'framework-web' is not deployed",
+        "framework-web: the layer folder is missing",
+    ]
+    shutil.rmtree(target / RUNTIME)
+    problems = verify(target)
+    assert "app-hello: the required layer 'cpython-3.11' is not deployed" in problems
+    assert f"app-hello/bin/python_: broken link to {LINK_TO_RUNTIME!r}" in problems
+    assert "cpython-3.11: the layer folder is missing" in problems
+
+
+def test_verify_without_records(tmp_path: Path) -> None:
+    assert verify(tmp_path) == [f"{tmp_path}: no deployed layers are recorded ({RECORD_DIR} is missing)"]
+
+
+def test_only_tar_archives_are_deployed(stack: Stack, target: Path) -> None:
+    path = stack.artifacts / "__venvstacks__" / "venvstacks.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["layers"]["frameworks"][0]["archive_name"] = "framework-web.zip"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(DeployError, match=r"framework-web.zip: only tar archives \(.tar.xz, .tar.gz"):
+        deploy(stack.artifacts, target)
+    assert not target.exists()
+
+
+def test_one_deployment_at_a_time(stack: Stack, target: Path) -> None:
+    import fcntl
+
+    target.mkdir()
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(DeployError, match="another deployment into .* is running"):
+            deploy(stack.artifacts, target)
+    finally:
+        os.close(fd)
+    assert list(target.iterdir()) == []
+    assert len(deploy(stack.artifacts, target)) == 4
+
+
+def test_the_target_must_be_a_folder(stack: Stack, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    with pytest.raises(DeployError, match="it is not a folder"):
+        deploy(stack.artifacts, tmp_path / "file")

@@ -1,0 +1,354 @@
+"""The command handlers: each turns parsed options into calls on the library.
+
+`cli.py` parses the command line and picks a handler by name; a handler
+returns the exit status and reports through the `Output` it is given (the
+only way anything reaches the terminal). Library modules are imported inside
+the handlers, so a command loads only what it uses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .cli import EXIT_OK, Args, Output
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .spec import StackSpec
+
+
+def _load_spec(spec_path: str, out: Output) -> StackSpec:
+    from .specload import load_spec
+
+    spec = load_spec(spec_path)
+    for warning in spec.warnings:
+        out.warning(warning)
+    return spec
+
+
+def cmd_show(args: Args, out: Output) -> int:
+    import json
+
+    from .render import render_tree, stack_status
+
+    spec = _load_spec(args.spec_path, out)
+    selected = None
+    if args.include:
+        selected = _selection(spec, args, out, args.include, "--include").build_names
+    from .lockstate import check_stack_locks
+    from .render import LockState
+
+    checks = check_stack_locks(spec)
+    status = stack_status(
+        spec,
+        selected=selected,
+        lock_state=lambda layer: LockState(checks[layer.build_name].valid, checks[layer.build_name].lock_version),
+    )
+    if args.json:
+        out.result(json.dumps(status, indent=2, sort_keys=True) + "\n")
+    else:
+        out.result(render_tree(status))
+    return EXIT_OK
+
+
+def _spec_relative(spec: StackSpec, value: str) -> Path:
+    """A path option resolved from the spec's folder (as upstream does), `~` expanded."""
+    import os
+    from pathlib import Path
+
+    return Path(os.path.normpath(spec.spec_dir / os.path.expanduser(value)))
+
+
+def _selection(spec: StackSpec, args: Args, out: Output, patterns: list[str] | None, what: str) -> Any:
+    from .selection import select_layers
+
+    selection = select_layers(spec, patterns)
+    if selection.unmatched_patterns:
+        unmatched = ", ".join(repr(p) for p in selection.unmatched_patterns)
+        if not args.allow_missing:
+            from .errors import VenvStacksError
+
+            msg = f"no layers match {what} {unmatched} (pass --allow-missing to continue without them)"
+            raise VenvStacksError(msg)
+        out.warning(f"no layers match {what} {unmatched}")
+    return selection
+
+
+def _archive_dir(args: Args, *, from_bundle: bool = True) -> Path | None:
+    import os
+    from pathlib import Path
+
+    from .runtimeenv import ARCHIVE_DIR_VARIABLE
+
+    bundle = _bundle_dir(args) if from_bundle else None
+    if bundle is not None:
+        return bundle / "runtimes"
+    archive_dir = args.python_archive_dir or os.environ.get(ARCHIVE_DIR_VARIABLE) or None
+    return Path(os.path.abspath(os.path.expanduser(archive_dir))) if archive_dir else None
+
+
+def _lock_settings(spec: StackSpec, args: Args) -> Any:
+    from .locking import LockSettings, environ_exclude_newer
+
+    return LockSettings(
+        build_dir=_spec_relative(spec, args.build_dir),
+        archive_dir=_archive_dir(args),
+        use_index=args.index,
+        local_wheels=tuple(_spec_relative(spec, d) for d in args.local_wheels or ()),
+        clean=args.clean,
+        exclude_newer=environ_exclude_newer(),
+    )
+
+
+def _uv_finder(args: Args, out: Output) -> Any:
+    """A function that finds uv the first time it is really needed."""
+    from .uv import find_uv
+
+    found: list[Any] = []
+
+    def uv() -> Any:
+        if not found:
+            found.append(find_uv(args.uv))
+            out.info(f"using uv {found[0].version} ({' '.join(found[0].command)})")
+        return found[0]
+
+    return uv
+
+
+def cmd_build(args: Args, out: Output) -> int:
+    import os
+
+    from .building import BuildSettings, build_stack
+    from .errors import BuildError
+    from .locking import lock_stack
+    from .lockstate import check_stack_locks
+    from .platforms import host_platform
+
+    spec = _load_spec(args.spec_path, out)
+    selection = _selection(spec, args, out, args.include, "--include")
+    chosen = {layer.build_name for layer in selection.included + selection.dependencies}
+    if args.build_derived or not args.include:
+        chosen |= {layer.build_name for layer in selection.derived}
+    host = host_platform()
+    if host is None:
+        raise BuildError("this machine is not one of the platforms venvstacks builds for")
+    layers = [layer for layer in spec.layers() if layer.build_name in chosen]
+    skipped = [layer for layer in layers if host not in layer.platforms]
+    layers = [layer for layer in layers if host in layer.platforms]
+    for layer in skipped:
+        out.warning(f"skipping layer {layer.build_name!r}: it does not target this platform ({host})")
+    uv = _uv_finder(args, out)
+    if args.lock_if_needed and _bundle_dir(args) is not None:
+        checks = check_stack_locks(spec)
+        stale = [layer.build_name for layer in layers if not checks[layer.build_name].valid]
+        if stale:
+            raise BuildError("with --bundle these layers cannot be locked (that needs a package index): " + ", ".join(stale))
+    elif args.lock_if_needed:
+        lock_stack(spec, {layer.build_name: None for layer in layers}, _lock_settings(spec, args), uv=uv)
+    settings = BuildSettings(
+        build_dir=_spec_relative(spec, args.build_dir), host=host, archive_dir=_archive_dir(args), clean=args.clean,
+        bundle=_bundle_dir(args),
+    )
+    checks = check_stack_locks(spec)
+    outcomes = build_stack(spec, layers, settings, checks, uv=uv)
+    if not outcomes:
+        out.result("No environments found to build\n")
+        return EXIT_OK
+    lines = ["Built environments:"]
+    lines += [f"  {os.path.relpath(o.path, spec.spec_dir)} [{o.action}]" for o in outcomes]
+    if args.publish:
+        from .publishing import publish_layers
+
+        published = publish_layers(spec, layers, checks, _publish_settings(spec, args, host))
+        lines.append("Published archives:")
+        lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in published]
+    lines.append(f"All paths reported relative to {spec.spec_dir}")
+    out.result("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _publish_settings(spec: StackSpec, args: Args, host: Any) -> Any:
+    from .archive import ArchiveFormat, available_formats
+    from .errors import VenvStacksError
+    from .publishing import PublishSettings
+
+    fmt = ArchiveFormat(getattr(args, "format", "tar.xz"))
+    if fmt not in available_formats():
+        raise VenvStacksError(f"--format {fmt}: this Python cannot write it (tar.zst needs Python 3.14 or newer)")
+    return PublishSettings(
+        build_dir=_spec_relative(spec, args.build_dir),
+        output_dir=_spec_relative(spec, args.output_dir),
+        platform=host,
+        fmt=fmt,
+        tag_outputs=getattr(args, "tag_outputs", False),
+        force=args.force,
+        dry_run=args.dry_run,
+    )
+
+
+def _publish_selection(spec: StackSpec, args: Args, out: Output) -> tuple[list[Any], Any, Any]:
+    from .errors import BuildError
+    from .lockstate import check_stack_locks
+    from .platforms import host_platform
+
+    selection = _selection(spec, args, out, args.include, "--include")
+    chosen = {layer.build_name for layer in (selection.included if args.include else selection.layers)}
+    host = host_platform()
+    if host is None:
+        raise BuildError("this machine is not one of the platforms venvstacks builds for")
+    layers = [layer for layer in spec.layers() if layer.build_name in chosen and host in layer.platforms]
+    checks = check_stack_locks(spec)
+    stale = [f"{layer.build_name} ({'; '.join(checks[layer.build_name].problems)})" for layer in layers if not checks[layer.build_name].valid]
+    if stale:
+        raise BuildError("these layers have no valid lock (lock and build them first):\n  " + "\n  ".join(stale))
+    return layers, checks, host
+
+
+def cmd_publish(args: Args, out: Output) -> int:
+    import os
+
+    from .pubmeta import dump_json
+    from .publishing import publish_layers
+
+    spec = _load_spec(args.spec_path, out)
+    layers, checks, host = _publish_selection(spec, args, out)
+    published = publish_layers(spec, layers, checks, _publish_settings(spec, args, host))
+    if args.dry_run:
+        out.result(dump_json({"layers": {p.build_name: p.metadata for p in published}}))
+        out.result("Archive creation skipped (dry run)\n")
+        return EXIT_OK
+    lines = ["Published archives:"]
+    lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in published]
+    lines.append(f"All paths reported relative to {spec.spec_dir}")
+    out.result("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def cmd_export(args: Args, out: Output) -> int:
+    import os
+
+    from .pubmeta import dump_json
+    from .publishing import export_layers
+
+    spec = _load_spec(args.spec_path, out)
+    layers, checks, host = _publish_selection(spec, args, out)
+    exported = export_layers(spec, layers, checks, _publish_settings(spec, args, host))
+    if args.dry_run:
+        out.result(dump_json({"layers": {p.build_name: p.metadata for p in exported}}))
+        out.result("Environment export skipped (dry run)\n")
+        return EXIT_OK
+    lines = ["Exported environments:"]
+    lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in exported]
+    lines.append(f"All paths reported relative to {spec.spec_dir}")
+    out.result("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def cmd_fetch(args: Args, out: Output) -> int:
+    import os
+    from pathlib import Path
+
+    from .bundle import fetch_bundle
+    from .errors import VenvStacksError
+    from .lockstate import check_stack_locks
+    from .platforms import TargetPlatform, host_platform
+
+    spec = _load_spec(args.spec_path, out)
+    selection = _selection(spec, args, out, args.include, "--include")
+    platforms = [TargetPlatform(p) for p in args.platform or [str(host_platform())]]
+    layers = [layer for layer in selection.layers if any(p in layer.platforms for p in platforms)]
+    checks = check_stack_locks(spec)
+    stale = [layer.build_name for layer in layers if not checks[layer.build_name].valid]
+    if stale:
+        raise VenvStacksError("these layers have no valid lock (run 'venvstacks lock' first): " + ", ".join(stale))
+    bundle = Path(os.path.abspath(args.bundle))
+    counts = fetch_bundle(spec, layers, bundle, platforms, archive_dir=_archive_dir(args, from_bundle=False))
+    out.result(f"Bundle {bundle}: {counts['fetched']} files fetched, {counts['present']} already present\n")
+    return EXIT_OK
+
+
+def _bundle_dir(args: Args) -> Path | None:
+    import os
+    from pathlib import Path
+
+    from .bundle import bundle_runtimes
+
+    value = getattr(args, "bundle", None)
+    if not value:
+        return None
+    bundle = Path(os.path.abspath(os.path.expanduser(value)))
+    bundle_runtimes(bundle)  # checks that it is one
+    return bundle
+
+
+def cmd_lock(args: Args, out: Output) -> int:
+    import os
+
+    from .locking import lock_stack
+    from .selection import lock_wants
+
+    spec = _load_spec(args.spec_path, out)
+    include = args.include
+    if args.reset_lock and not include:
+        include = ["*"]
+    selection = _selection(spec, args, out, include, "--include")
+    wants = lock_wants(spec, selection, if_needed=args.if_needed, lock_dependencies=args.lock_dependencies)
+    reset: frozenset[str] = frozenset()
+    if args.reset_lock:
+        resets = _selection(spec, args, out, args.reset_lock, "--reset-lock")
+        reset = frozenset(layer.build_name for layer in resets.included if layer.build_name in wants)
+    if _bundle_dir(args) is not None:
+        from .errors import LockError
+        from .lockstate import check_stack_locks
+
+        checks = check_stack_locks(spec)
+        stale = [name for name, want in wants.items() if want is not None or not checks[name].valid]
+        if stale or reset:
+            raise LockError(
+                "with --bundle, locking can only confirm valid locks (pass --if-needed); these layers "
+                "would need a package index: " + ", ".join(sorted(set(stale) | reset))
+            )
+    settings = _lock_settings(spec, args)
+    outcomes = lock_stack(spec, wants, settings, uv=_uv_finder(args, out), reset=reset)
+    if not outcomes:
+        out.result("No environments found to lock\n")
+        return EXIT_OK
+    lines = ["Locked environments:"]
+    for outcome in outcomes:
+        where = os.path.relpath(outcome.pylock, spec.spec_dir)
+        lines.append(f"  {where} (locked at: {outcome.locked_at}) [{outcome.action}]")
+    lines.append(f"All paths reported relative to {spec.spec_dir}")
+    out.result("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def cmd_deploy(args: Args, out: Output) -> int:
+    """`deploy`: verified, safe, atomic installation of published layers."""
+    import os
+    from pathlib import Path
+
+    from .deploying import deploy
+
+    target = Path(os.path.abspath(os.path.expanduser(args.target)))
+    deployed = deploy(Path(args.artifacts_dir), target, include=args.include or ())
+    lines = [f"Deployed layers in {target}:"]
+    lines += [f"  {layer.install_target} [{layer.action}]" for layer in deployed]
+    out.result("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def cmd_verify(args: Args, out: Output) -> int:
+    """`verify`: a deployed stack checked against what was deployed."""
+    from pathlib import Path
+
+    from .cli import EXIT_FAILURE
+    from .deploying import verify
+
+    problems = verify(Path(args.deployment))
+    if problems:
+        for problem in problems:
+            out.error(problem)
+        return EXIT_FAILURE
+    out.result(f"{args.deployment}: every deployed layer matches what was deployed\n")
+    return EXIT_OK

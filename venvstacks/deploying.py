@@ -1,0 +1,393 @@
+"""Deploying published layer archives side by side into a folder, and checking a deployment.
+
+`deploy` checks the size and sha256 of every chosen archive against the stack
+manifest before unpacking anything, unpacks each into a hidden
+`.<layer>.partial-XXXX` folder of the target (members must lie inside the layer's
+folder; links may reach peer layers, never leave the target), then, lowest layers
+first, moves each into place and runs its `postinstall.py` with the runtime's
+interpreter. A layer deployed from the same archive is left alone; one from
+another archive is moved aside, replaced, and put back if the new post-install
+step fails. `.venvstacks-deployed/<layer>.json` records each deployed layer with
+the size and sha256 of its files, which `verify` checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import fnmatch
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import _proc
+from .errors import CommandError, VenvStacksError
+from .extract import _Extractor
+from .fsutil import write_text_atomic
+from .pubmeta import METADATA_DIR
+
+__all__ = ["DeployError", "DeployedLayer", "deploy", "verify", "RECORD_DIR"]
+
+RECORD_DIR = ".venvstacks-deployed"
+"""The folder of the target holding one `<install target>.json` record per deployed layer."""
+_CATEGORIES = ("runtimes", "frameworks", "applications")
+_TAR_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
+_CHUNK = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_LEFTOVER = re.compile(r"\.(.+)\.(partial|old|failed)-[A-Za-z0-9_]+")
+# Files the post-install step writes or rewrites, which the file records leave out
+# (with `__pycache__`, `*.pyc` and `sitecustomize.py` anywhere).
+_REGENERATED = ("pyvenv.cfg", "bin/python", "bin/python_")
+_RUNTIME_REGENERATED = ("lib/python*/_sysconfigdata_*.py", "bin/python*-config", "lib/pkgconfig/*.pc")
+
+
+class DeployError(VenvStacksError):
+    """Layers could not be deployed: bad metadata, archives, target or post-install step."""
+
+
+@dataclass(frozen=True)
+class DeployedLayer:
+    """What `deploy` did with one layer."""
+
+    layer_name: str
+    install_target: str
+    path: Path
+    action: str
+    """`installed`, `unchanged` or `replaced`."""
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One layer's (checked) entry in the stack manifest."""
+
+    category: str
+    layer_name: str
+    install_target: str
+    sha256: str
+    needs: tuple[str, ...]
+    """The install targets of the layers it runs on: its runtime, then its frameworks."""
+    entry: Mapping[str, Any]
+
+
+def _plain_name(value: object) -> bool:
+    """Whether `value` can name a folder or file directly inside the target (and is not hidden)."""
+    return isinstance(value, str) and bool(value) and not value.startswith(".") and not any(c in value for c in "/\\\0")
+
+
+def _manifest_path(artifacts: Path, platform_manifest: str | None) -> Path:
+    folder = artifacts / METADATA_DIR
+    if platform_manifest is not None:
+        found = [p for p in (folder / platform_manifest, folder / f"venvstacks-{platform_manifest}.json") if p.is_file()]
+        if not found:
+            raise DeployError(f"no stack manifest {platform_manifest!r} in {folder}")
+        return found[0]
+    tagged = [folder / "venvstacks.json"] if (folder / "venvstacks.json").is_file() else sorted(folder.glob("venvstacks-*.json"))
+    if len(tagged) > 1:
+        names = ", ".join(path.name for path in tagged)
+        raise DeployError(f"{folder} holds several stack manifests ({names}): name the one to deploy")
+    if not tagged:
+        raise DeployError(f"no stack manifest (venvstacks.json) in {folder}: is {artifacts} a publish output folder?")
+    return tagged[0]
+
+
+def _parse_layer(category: str, entry: object, where: Path) -> _Layer:
+    if not isinstance(entry, dict):
+        raise DeployError(f"{where}: a {category} entry is not a JSON object")
+    hashes, required, size = entry.get("archive_hashes"), entry.get("required_layers", []), entry.get("archive_size")
+    sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+    checks = {
+        "layer_name must be a non-empty string": isinstance(entry.get("layer_name"), str) and entry["layer_name"],
+        "install_target, runtime_layer and archive_name must be plain names": all(
+            _plain_name(entry.get(key)) for key in ("install_target", "runtime_layer", "archive_name")
+        ),
+        "required_layers must be a list of plain names": isinstance(required, list) and all(map(_plain_name, required)),
+        "archive_size must be a byte count": type(size) is int and size >= 0,
+        "archive_hashes.sha256 must be a hex SHA-256 digest": isinstance(sha256, str) and _SHA256.fullmatch(sha256),
+    }
+    problems = [message for message, ok in checks.items() if not ok]
+    if problems:
+        label = entry.get("layer_name") or entry.get("install_target") or "?"
+        raise DeployError(f"{where}: layer {label!r}: " + "; ".join(problems) + " (was this stack published?)")
+    target = entry["install_target"]
+    needs = tuple(name for name in dict.fromkeys([entry["runtime_layer"], *required]) if name != target)
+    return _Layer(category, entry["layer_name"], target, str(sha256), needs, entry)
+
+
+def _read_manifest(path: Path) -> list[_Layer]:
+    """The manifest's layers: runtimes, frameworks, then applications, each in manifest order."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DeployError(f"cannot read the stack manifest {path}: {exc}") from None
+    groups = data.get("layers") if isinstance(data, dict) else None
+    if not isinstance(groups, dict) or not all(isinstance(groups.get(c, []), list) for c in _CATEGORIES):
+        raise DeployError(f"{path}: not a stack manifest (no 'layers' lists)")
+    layers = [_parse_layer(category, entry, path) for category in _CATEGORIES for entry in groups.get(category, [])]
+    targets = [layer.install_target for layer in layers]
+    if duplicates := sorted({name for name in targets if targets.count(name) > 1}):
+        raise DeployError(f"{path}: several layers deploy as {', '.join(duplicates)}")
+    return layers
+
+
+def _select(layers: list[_Layer], include: Sequence[str], target: Path) -> list[_Layer]:
+    """The layers to deploy (all, or those matching `include` with what they need), lowest first."""
+    by_target = {layer.install_target: layer for layer in layers}
+    chosen = set(by_target) if not include else set()
+    for pattern in include:
+        matched = {l.install_target for l in layers if fnmatch.fnmatchcase(l.layer_name, pattern) or fnmatch.fnmatchcase(l.install_target, pattern)}
+        if not matched:
+            raise DeployError(f"no layer of the stack matches {pattern!r}")
+        chosen |= matched
+    ordered: list[_Layer] = []
+    seen: set[str] = set()
+
+    def visit(layer: _Layer) -> None:
+        seen.add(layer.install_target)
+        for name in layer.needs:
+            if name in by_target and name not in seen:
+                visit(by_target[name])
+            elif name not in by_target and not (target / name).is_dir():  # else deployed earlier, not republished
+                raise DeployError(f"layer {layer.install_target!r} needs {name!r}, which is neither in the manifest nor deployed in {target}")
+        ordered.append(layer)
+
+    for layer in layers:
+        if layer.install_target in chosen and layer.install_target not in seen:
+            visit(layer)
+    return ordered
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _archive_problem(artifacts: Path, layer: _Layer) -> str | None:
+    """Why the layer's archive cannot be deployed (missing, other size or hash, not a tar), or None."""
+    path, expected = artifacts / layer.entry["archive_name"], layer.entry["archive_size"]
+    if not path.name.endswith(_TAR_SUFFIXES):
+        return f"{path}: only tar archives ({', '.join(_TAR_SUFFIXES)}) can be deployed"
+    try:
+        if (size := path.stat().st_size) != expected:
+            return f"{path}: {size} bytes, but the metadata says {expected} (truncated or replaced?)"
+        sha256 = _digest(path)
+    except FileNotFoundError:
+        return f"{path}: the archive is missing"
+    except OSError as exc:
+        return f"{path}: cannot read the archive: {exc.strerror or exc}"
+    return None if sha256 == layer.sha256 else f"{path}: sha256 is {sha256}, but the metadata says {layer.sha256} (modified?)"
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+class _LayerExtractor(_Extractor):
+    """`extract`'s checks, except that links may lead to peer layers (never out of the target)."""
+
+    def __init__(self, archive: Path, partial: Path, install_target: str, target: Path) -> None:
+        super().__init__(archive, partial, install_target)
+        self.target = target
+
+    def make_symlink(self, member: tarfile.TarInfo, parts: tuple[str, ...], target: Path) -> None:
+        link = member.linkname
+        if not link or link.startswith("/") or "\\" in link:
+            raise self.refuse(member.name, f"symbolic link to {link!r}: only relative links are allowed")
+        resolved = posixpath.normpath(posixpath.join(str(self.prefix), *parts[:-1], link))
+        if resolved in (".", "..") or resolved.startswith("../"):
+            raise self.refuse(member.name, f"symbolic link to {link!r} leads outside the deployment folder")
+        os.symlink(link, target)
+        self.symlinks.append((member.name, link, target))
+
+    def check_symlinks(self) -> None:
+        root = os.path.realpath(self.target)
+        for member_name, link, path in self.symlinks:
+            if not _inside(os.path.realpath(path), root):
+                raise self.refuse(member_name, f"symbolic link to {link!r} resolves outside the deployment folder")
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _regenerated(parts: tuple[str, ...], runtime: bool) -> bool:
+    """Whether the post-install step writes this layer file (so it is not recorded)."""
+    if "__pycache__" in parts or parts[-1] == "sitecustomize.py" or parts[-1].endswith(".pyc"):
+        return True
+    patterns = [p.split("/") for p in _REGENERATED + (_RUNTIME_REGENERATED if runtime else ())]
+    return any(len(pieces) == len(parts) and all(map(fnmatch.fnmatchcase, parts, pieces)) for pieces in patterns)
+
+
+def _file_records(layer_dir: Path, runtime: bool) -> dict[str, list[Any]]:
+    """`{relative path: [size, sha256]}` for every regular file of a layer, regenerated ones aside."""
+    files: dict[str, list[Any]] = {}
+    for root, dirs, names in os.walk(layer_dir):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(names):
+            path = Path(root, name)
+            parts, info = path.relative_to(layer_dir).parts, os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and not _regenerated(parts, runtime):
+                files["/".join(parts)] = [info.st_size, _digest(path)]
+    return files
+
+
+def _install(layer: _Layer, partial: Path, target: Path) -> str:
+    """Move an unpacked layer into place and run its post-install step; restore the old one on failure."""
+    name, final, record = layer.install_target, target / layer.install_target, target / RECORD_DIR / f"{layer.install_target}.json"
+    old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=target)) if os.path.lexists(final) else None
+    if old is not None:
+        os.replace(final, old)  # onto the empty folder just made
+    try:
+        os.replace(partial, final)
+        python = target / layer.entry["runtime_layer"] / "bin" / "python3"
+        _proc.run([python, "-X", "utf8", "-I", final / "postinstall.py"], description=f"running the post-install step of layer {name!r}")
+        files = _file_records(final, layer.category == "runtimes")
+        data = {**layer.entry, "category": layer.category, "archive_sha256": layer.sha256, "files": files}
+        write_text_atomic(record, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    except BaseException as exc:
+        failed = Path(tempfile.mkdtemp(prefix=f".{name}.failed-", dir=target))
+        if os.path.lexists(final):
+            os.replace(final, failed)
+        if old is not None:
+            os.replace(old, final)
+        shutil.rmtree(failed, ignore_errors=True)
+        if isinstance(exc, (CommandError, OSError)):
+            kept = "the previous deployment was restored" if old is not None else "nothing of it was kept"
+            raise DeployError(f"layer {name!r} was not deployed ({kept}): {exc}") from exc
+        raise
+    if old is None:
+        return "installed"
+    shutil.rmtree(old, ignore_errors=True)
+    return "replaced"
+
+
+def _plan(layer: _Layer, target: Path) -> str:
+    final = target / layer.install_target
+    if not os.path.lexists(final):
+        return "installed"
+    if final.is_symlink() or not final.is_dir():
+        raise DeployError(f"{final} exists and is not a layer folder: refusing to replace it")
+    record = _read_record(target / RECORD_DIR / f"{layer.install_target}.json")
+    return "unchanged" if record is not None and record.get("archive_sha256") == layer.sha256 else "replaced"
+
+
+@contextlib.contextmanager
+def _locked(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the target folder; clear what an interrupted deployment left."""
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DeployError(f"another deployment into {target} is running") from None
+        for entry in target.iterdir():
+            if _LEFTOVER.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+        yield
+    finally:
+        os.close(fd)
+
+
+def deploy(artifacts: Path, target: Path, *, include: Sequence[str] = (), platform_manifest: str | None = None) -> list[DeployedLayer]:
+    """Deploy the layers published in `artifacts` (or those matching `include`, with what they need) into `target`.
+
+    `platform_manifest` names the manifest (`venvstacks-<platform>.json`, or just
+    the platform) when there are several. Every archive is checked before anything
+    is unpacked (see the module docstring); deploying the same archives again
+    changes nothing.
+    """
+    manifest = _manifest_path(artifacts, platform_manifest)
+    target = Path(os.path.abspath(target))
+    chosen = _select(_read_manifest(manifest), include, target)
+    if problems := [problem for layer in chosen if (problem := _archive_problem(artifacts, layer)) is not None]:
+        raise DeployError(f"refusing to deploy: archives do not match {manifest}:\n" + "\n".join(f"  {p}" for p in problems))
+    if os.path.lexists(target) and not target.is_dir():
+        raise DeployError(f"cannot deploy into {target}: it is not a folder")
+    created = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    partials: dict[str, Path] = {}
+    try:
+        with _locked(target):
+            actions = {layer.install_target: _plan(layer, target) for layer in chosen}
+            pending = [layer for layer in chosen if actions[layer.install_target] != "unchanged"]
+            for layer in pending:  # every archive unpacked (and so checked) before any is installed
+                partial = partials[layer.install_target] = Path(tempfile.mkdtemp(prefix=f".{layer.install_target}.partial-", dir=target))
+                _LayerExtractor(artifacts / layer.entry["archive_name"], partial, layer.install_target, target).run()
+                os.chmod(partial, 0o755)
+            for layer in pending:
+                actions[layer.install_target] = _install(layer, partials.pop(layer.install_target), target)
+    except BaseException:
+        for partial in partials.values():
+            shutil.rmtree(partial, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                target.rmdir()
+        raise
+    return [DeployedLayer(l.layer_name, l.install_target, target / l.install_target, actions[l.install_target]) for l in chosen]
+
+
+def _layer_problems(name: str, layer_dir: Path, files: Mapping[str, Any], root: str) -> Iterator[str]:
+    """Recorded files missing or changed, and links that are broken or lead out of the target."""
+    for rel, (size, sha256) in sorted(files.items()):
+        try:
+            info = os.lstat(layer_dir / rel)
+        except FileNotFoundError:
+            yield f"{name}/{rel}: missing"
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            yield f"{name}/{rel}: no longer a regular file"
+        elif info.st_size != size:
+            yield f"{name}/{rel}: modified ({info.st_size} bytes, {size} when deployed)"
+        elif _digest(layer_dir / rel) != sha256:
+            yield f"{name}/{rel}: modified (sha256 differs)"
+    for folder, dirs, names in os.walk(layer_dir):
+        dirs.sort()
+        for path in sorted(Path(folder, entry) for entry in dirs + names if os.path.islink(os.path.join(folder, entry))):
+            rel, link = path.relative_to(layer_dir).as_posix(), os.readlink(path)
+            if not path.exists():
+                yield f"{name}/{rel}: broken link to {link!r}"
+            elif not _inside(os.path.realpath(path), root):
+                yield f"{name}/{rel}: link to {link!r} leads outside the deployment folder"
+
+
+def verify(target: Path) -> list[str]:
+    """Problems with the layers deployed in `target`, one line each naming the layer and path ([] if none).
+
+    Checks each recorded layer's files against their size and sha256 when
+    deployed, that the layers it needs are deployed, and that its links resolve.
+    """
+    records = target / RECORD_DIR
+    if not records.is_dir():
+        return [f"{target}: no deployed layers are recorded ({RECORD_DIR} is missing)"]
+    problems: list[str] = []
+    for path in sorted(records.glob("*.json")):
+        name, record = path.name.removesuffix(".json"), _read_record(path) or {}
+        files, required = record.get("files"), record.get("required_layers", [])
+        needs = [record.get("runtime_layer"), *required] if isinstance(required, list) else [None]
+        entries_ok = isinstance(files, dict) and all(isinstance(v, list) and len(v) == 2 for v in files.values())
+        if not entries_ok or not all(_plain_name(need) for need in needs):
+            problems.append(f"{name}: the deployment record {path} is damaged")
+        elif not (target / name).is_dir():
+            problems.append(f"{name}: the layer folder is missing")
+        else:
+            assert isinstance(files, dict)
+            missing = [need for need in dict.fromkeys(needs) if need != name and not (target / str(need)).is_dir()]
+            problems.extend(f"{name}: the required layer {need!r} is not deployed" for need in missing)
+            problems.extend(_layer_problems(name, target / name, files, os.path.realpath(target)))
+    return problems
