@@ -137,6 +137,10 @@ def fetch_bundle(
     """Fill `bundle` with the wheels and runtime archives the layers need; returns counts."""
     counts = {"fetched": 0, "present": 0}
     manifest: dict[str, dict[str, Any]] = {}
+    runtimes = [layer for layer in layers if isinstance(layer, RuntimeSpec)]
+    if runtimes and archive_dir is None:
+        msg = "fetch needs the runtime archives: pass --python-archive-dir (or set VENVSTACKS_PYTHON_ARCHIVE_DIR)"
+        raise BundleError(msg)
     for need in wheels_needed(spec, layers, platforms):
         target = bundle / WHEELS / need.filename
         if target.exists() and _digest(target)[1] == need.sha256:
@@ -144,6 +148,9 @@ def fetch_bundle(
         else:
             if need.local is not None:
                 source = need.local
+                if not source.is_file():
+                    msg = f"layer {need.layer!r}: the lock names the local wheel {source}, which does not exist"
+                    raise BundleError(msg)
                 _store(target, need.sha256, lambda out: out.write(source.read_bytes()), need.filename)
             elif need.url:
                 url = need.url
@@ -154,10 +161,6 @@ def fetch_bundle(
             counts["fetched"] += 1
         size, sha256 = _digest(target)
         manifest[f"{WHEELS}/{need.filename}"] = {"size": size, "sha256": sha256}
-    runtimes = [layer for layer in layers if isinstance(layer, RuntimeSpec)]
-    if runtimes and archive_dir is None:
-        msg = "fetch needs the runtime archives: pass --python-archive-dir (or set VENVSTACKS_PYTHON_ARCHIVE_DIR)"
-        raise BundleError(msg)
     for runtime, platform in [(r, p) for r in runtimes for p in platforms if p in r.platforms]:
         assert archive_dir is not None
         archive = find_runtime_archive(archive_dir, runtime.python_implementation, triple=TRIPLES[platform])
