@@ -87,3 +87,9 @@ def test_only_one_module_runs_subprocesses() -> None:
     for path in sorted(PACKAGE.glob("*.py")):
         if path.name != "_proc.py":
             assert "subprocess" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_test_file_names_are_unique() -> None:
+    # pytest imports test files by base name, so two with one name cannot both run.
+    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted(names) == sorted(set(names))
