@@ -205,44 +205,40 @@ def _publish_selection(spec: StackSpec, args: Args, out: Output) -> tuple[list[A
     return layers, checks, host
 
 
-def cmd_publish(args: Args, out: Output) -> int:
+def _report(out: Output, spec: StackSpec, title: str, entries: list[tuple[Path, str]]) -> None:
+    """Result lines: what happened to each path, relative to the spec's folder."""
     import os
 
+    lines = [title, *(f"  {os.path.relpath(path, spec.spec_dir)} [{action}]" for path, action in entries)]
+    lines.append(f"All paths reported relative to {spec.spec_dir}")
+    out.result("\n".join(lines) + "\n")
+
+
+def _publish_or_export(args: Args, out: Output, *, export: bool) -> int:
     from .pubmeta import dump_json
-    from .publishing import publish_layers
+    from .publishing import export_layers, publish_layers
 
     spec = _load_spec(args.spec_path, out)
     layers, checks, host = _publish_selection(spec, args, out)
-    published = publish_layers(spec, layers, checks, _publish_settings(spec, args, host))
+    run = export_layers if export else publish_layers
+    results = run(spec, layers, checks, _publish_settings(spec, args, host))
     if args.dry_run:
-        out.result(dump_json({"layers": {p.build_name: p.metadata for p in published}}))
-        out.result("Archive creation skipped (dry run)\n")
+        out.result(dump_json({"layers": {p.build_name: p.metadata for p in results}}))
+        out.result(("Environment export" if export else "Archive creation") + " skipped (dry run)\n")
         return EXIT_OK
-    lines = ["Published archives:"]
-    lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in published]
-    lines.append(f"All paths reported relative to {spec.spec_dir}")
-    out.result("\n".join(lines) + "\n")
+    title = "Exported environments:" if export else "Published archives:"
+    _report(out, spec, title, [(p.path, p.action) for p in results])
     return EXIT_OK
+
+
+def cmd_publish(args: Args, out: Output) -> int:
+    """`publish`: reproducible archives of built layers, with metadata."""
+    return _publish_or_export(args, out, export=False)
 
 
 def cmd_export(args: Args, out: Output) -> int:
-    import os
-
-    from .pubmeta import dump_json
-    from .publishing import export_layers
-
-    spec = _load_spec(args.spec_path, out)
-    layers, checks, host = _publish_selection(spec, args, out)
-    exported = export_layers(spec, layers, checks, _publish_settings(spec, args, host))
-    if args.dry_run:
-        out.result(dump_json({"layers": {p.build_name: p.metadata for p in exported}}))
-        out.result("Environment export skipped (dry run)\n")
-        return EXIT_OK
-    lines = ["Exported environments:"]
-    lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in exported]
-    lines.append(f"All paths reported relative to {spec.spec_dir}")
-    out.result("\n".join(lines) + "\n")
-    return EXIT_OK
+    """`local-export`: built layers copied out as if unpacked, post-install run."""
+    return _publish_or_export(args, out, export=True)
 
 
 def cmd_fetch(args: Args, out: Output) -> int:
