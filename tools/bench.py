@@ -1,10 +1,16 @@
 """Benchmarks of venvstacks, each measured against a baseline taken in the same run.
 
     python tools/bench.py [--runs N] [--python PYTHON]
+    python tools/bench.py --peer [--peer-runs N]
+
 
 Prints a table: for every row, the median wall time of the measured command,
 the median of its baseline, the difference, and the target it must meet.
 Later issues add rows; timed assertions never go into the test suite.
+
+With --peer it instead compares whole steps (lock, build, publish, deploy)
+against upstream venvstacks 0.7.0, installed into .cache/peer-venv and run
+offline through tools/upstream_offline.py (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -213,13 +219,195 @@ def _print_table(results: list[tuple[Row, float, float]], out: Callable[[str], N
     return all_ok
 
 
+# --- Comparison with upstream venvstacks (--peer) -------------------------------------------
+
+PEER_REQUIREMENTS = ("venvstacks==0.7.0", "pdm[locked]==2.29.3")
+"""Upstream and the pdm pins it needs to start at all (sandbox notes, section 4.1)."""
+
+PEER_VERSION = "3.11.7"
+"""Upstream's python_implementation must name a version in pbs-installer's table."""
+
+
+def _uv() -> str:
+    sibling = Path(sys.executable).with_name("uv")
+    return str(sibling) if sibling.exists() else "uv"
+
+
+def _peer_python(cache: Path) -> Path:
+    """The interpreter of the cached environment holding upstream venvstacks (created once)."""
+    venv = cache / "peer-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"bench: creating {venv.relative_to(ROOT)} with {' '.join(PEER_REQUIREMENTS)}", file=sys.stderr)
+        subprocess.run([_uv(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+        subprocess.run([_uv(), "pip", "install", "--quiet", "--python", str(python), *PEER_REQUIREMENTS], check=True)
+    return python
+
+
+def _run_step(command: Sequence[str], cwd: Path, log: Path) -> float:
+    """Run one command, fail loudly if it fails, and return its wall time in seconds."""
+    with log.open("wb") as out:
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False)
+        elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+        raise SystemExit(f"bench: {' '.join(command)} failed ({done.returncode}) in {cwd}:\n" + "\n".join(tail))
+    return elapsed
+
+
+def _upstream_deploy(artifacts: Path, target: Path, log: Path) -> float:
+    """Deploy upstream's archives by hand: tar -xf each one, then each postinstall.py, runtimes first."""
+    import json
+
+    start = time.perf_counter()
+    target.mkdir(parents=True)
+    metadata = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((artifacts / "__venvstacks__" / "env_metadata").glob("*.json"))]
+    with log.open("wb") as out:
+        for meta in metadata:
+            subprocess.run(["tar", "-xf", str(artifacts / meta["archive_name"]), "-C", str(target)], check=True, stdout=out, stderr=out)
+        targets = {meta["layer_name"]: meta["install_target"] for meta in metadata}
+
+        def order(meta: dict[str, object]) -> int:
+            name = str(meta["layer_name"])
+            return 2 if name.startswith("app-") else 1 if name.startswith("framework-") else 0
+
+        for meta in sorted(metadata, key=order):
+            runtime = targets[str(meta.get("runtime_layer") or meta["layer_name"])]
+            layer = target / str(meta["install_target"])
+            subprocess.run([str(target / runtime / "bin" / "python3"), str(layer / "postinstall.py")], check=True, stdout=out, stderr=out)
+    return time.perf_counter() - start
+
+
+def _untar_all(artifacts: Path, target: Path) -> float:
+    start = time.perf_counter()
+    target.mkdir(parents=True)
+    for archive in sorted(artifacts.glob("*.tar.*")):
+        subprocess.run(["tar", "-xf", str(archive), "-C", str(target)], check=True)
+    return time.perf_counter() - start
+
+
+@dataclass
+class PeerResult:
+    step: str
+    stack: str
+    measured: str
+    upstream: list[float]
+    ours: list[float]
+
+
+def _peer_stack(label: str, text: str, folder: Path, tools: dict[str, list[str]], ours_env: list[str],
+                runs: int, out: Callable[[str], None]) -> list[PeerResult]:  # fmt: skip
+    """Measure every step of both tools on one stack, each tool in its own copy of the stack folder."""
+    import shutil
+
+    specs = {tool: _seed_example(folder / tool / label, text) for tool in tools}
+    work = {tool: spec.parent for tool, spec in specs.items()}
+    logs = folder / "logs"
+    logs.mkdir(exist_ok=True)
+
+    def step(tool: str, name: str, *args: str) -> float:
+        extra = ours_env if tool == "ours" and name in ("lock", "build") else []
+        log = logs / f"{label}-{tool}-{name}.log"
+        return _run_step([*tools[tool], name, *extra, *args, "venvstacks.toml"], work[tool], log)
+
+    # Unmeasured preparation: a first lock, build and publish of each copy (this also warms the uv cache).
+    for tool in tools:
+        step(tool, "lock")
+        step(tool, "build")
+        step(tool, "publish", "--output-dir", "_artifacts")
+    out(f"  {label}: prepared (lock, build, publish once per tool)")
+    results = {
+        "lock": PeerResult("lock", label, "full relock of an existing lock folder", [], []),
+        "build": PeerResult("build", label, "build --clean (from the lock, runtime unpacked afresh)", [], []),
+        "publish": PeerResult("publish", label, "publish tar.xz into a fresh output dir (ours --force)", [], []),
+        "publish-gz": PeerResult("publish", label, "ours --format tar.gz vs upstream tar.xz", [], []),
+        "deploy": PeerResult("deploy", label, "ours `deploy --target`; upstream tar -xf + postinstall.py", [], []),
+        "untar": PeerResult("deploy", label, "ours plain tar -xf of every archive (no postinstall)", [], []),
+    }
+    # Alternate the two tools inside each run, so that background load affects both alike.
+    for run in range(runs):
+        results["lock"].upstream.append(step("upstream", "lock"))
+        results["lock"].ours.append(step("ours", "lock"))
+        results["build"].upstream.append(step("upstream", "build", "--clean"))
+        results["build"].ours.append(step("ours", "build", "--clean"))
+        results["publish"].upstream.append(step("upstream", "publish", "--output-dir", f"_out-xz-{run}"))
+        results["publish"].ours.append(step("ours", "publish", "--force", "--output-dir", f"_out-xz-{run}"))
+        results["publish-gz"].upstream = results["publish"].upstream
+        results["publish-gz"].ours.append(
+            step("ours", "publish", "--force", "--format", "tar.gz", "--output-dir", f"_out-gz-{run}"))  # fmt: skip
+        results["deploy"].upstream.append(
+            _upstream_deploy(work["upstream"] / f"_out-xz-{run}", work["upstream"] / f"_deploy-{run}",
+                             logs / f"{label}-upstream-deploy.log"))  # fmt: skip
+        results["deploy"].ours.append(
+            _run_step([*tools["ours"], "deploy", str(work["ours"] / f"_out-xz-{run}"), "--target",
+                       str(work["ours"] / f"_deploy-{run}")], work["ours"], logs / f"{label}-ours-deploy.log"))  # fmt: skip
+        results["untar"].upstream = results["deploy"].upstream
+        results["untar"].ours.append(_untar_all(work["ours"] / f"_out-xz-{run}", work["ours"] / f"_untar-{run}"))
+        for tool in tools:  # Keep the disk from filling up with deployed copies.
+            for old in work[tool].glob(f"_*-{run}"):
+                if old.name.startswith(("_deploy-", "_untar-")):
+                    shutil.rmtree(old)
+        out(f"  {label}: run {run + 1}/{runs} done")
+    return list(results.values())
+
+
+def _peer_table(results: list[PeerResult], runs: int, out: Callable[[str], None]) -> None:
+    header = f"{'step':9} {'stack':9} {'upstream s':>10} {'ours s':>8} {'ratio':>6}  measured"
+    out(header)
+    out("-" * 100)
+    for r in results:
+        up, ours = statistics.median(r.upstream), statistics.median(r.ours)
+        out(f"{r.step:9} {r.stack:9} {up:10.2f} {ours:8.2f} {ours / up:6.2f}  {r.measured}")
+    for stack in dict.fromkeys(r.stack for r in results):
+        steps = [r for r in results if r.stack == stack and r.measured.startswith(("full relock", "build --clean", "publish tar.xz"))]
+        up = sum(statistics.median(r.upstream) for r in steps)
+        ours = sum(statistics.median(r.ours) for r in steps)
+        out(f"{'e2e':9} {stack:9} {up:10.2f} {ours:8.2f} {ours / up:6.2f}  lock + build + publish (tar.xz), sum of medians")
+    out(f"(medians of {runs} runs; ratio = ours / upstream)")
+
+
+def peer_main(python: str, runs: int, out: Callable[[str], None] = print) -> int:
+    """Compare every step with upstream venvstacks on the seed example and the six-layer stack."""
+    cache = ROOT / ".cache"
+    cache.mkdir(exist_ok=True)
+    peer = _peer_python(cache)
+    uv_cache = cache / "uv-bench"
+    uv_cache.mkdir(exist_ok=True)
+    os.environ["UV_CACHE_DIR"] = str(uv_cache)  # One warm uv cache, shared by both tools.
+    with tempfile.TemporaryDirectory(dir=cache, prefix="peer-") as tmp:
+        folder = Path(tmp)
+        pyz = build_zipapp.build(folder / "venvstacks.pyz")
+        archives, version = _runtime_archive_dir(folder / "runtimes")
+        if version != PEER_VERSION:
+            raise SystemExit(f"bench: upstream needs a cpython {PEER_VERSION} runtime archive, found {version}")
+        os.environ["VENVSTACKS_LOCAL_RUNTIME"] = str(next(archives.glob(f"cpython-{version}+*-install_only*.tar.gz")))
+        tools = {
+            # -I keeps this repository's own venvstacks package off upstream's sys.path.
+            "upstream": [str(peer), "-I", str(HERE / "upstream_offline.py")],
+            "ours": [python, str(pyz)],
+        }
+        ours_env = ["--python-archive-dir", str(archives)]
+        seed = SEED_SPEC.replace("3.11.10", version) + '[tool.uv]\nexclude-newer = "2026-11-01T00:00:00Z"\n'
+        results: list[PeerResult] = []
+        for label, text in (("seed", seed), ("6-layer", SIX_LAYERS.format(version=version))):
+            results += _peer_stack(label, text, folder, tools, ours_env, runs, out)
+        out(f"python: {python} ({sys.version.split()[0]}); upstream: {' '.join(PEER_REQUIREMENTS)}")
+        _peer_table(results, runs, out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every benchmark and print the table; exit 1 if a target is missed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20, help="timed runs per command (default 20)")
     parser.add_argument("--python", default=sys.executable, help="the interpreter to run the zipapp with")
     parser.add_argument("--no-lock", action="store_true", help="skip the locking rows (they need PyPI and a runtime archive)")
+    parser.add_argument("--peer", action="store_true", help="compare lock, build, publish and deploy with upstream venvstacks")
+    parser.add_argument("--peer-runs", type=int, default=3, help="timed runs per step with --peer (default 3)")
     args = parser.parse_args(argv)
+    if args.peer:
+        return peer_main(args.python, args.peer_runs)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pyz = build_zipapp.build(folder / "venvstacks.pyz")
