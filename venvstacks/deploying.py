@@ -32,7 +32,7 @@ from typing import Any
 
 from . import _proc
 from .errors import CommandError, VenvStacksError
-from .extract import _Extractor
+from .extract import extract_into
 from .fsutil import write_text_atomic
 from .pubmeta import METADATA_DIR
 
@@ -194,30 +194,6 @@ def _inside(path: str, folder: str) -> bool:
     return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-class _LayerExtractor(_Extractor):
-    """`extract`'s checks, except that links may lead to peer layers (never out of the target)."""
-
-    def __init__(self, archive: Path, partial: Path, install_target: str, target: Path) -> None:
-        super().__init__(archive, partial, install_target)
-        self.target = target
-
-    def make_symlink(self, member: tarfile.TarInfo, parts: tuple[str, ...], target: Path) -> None:
-        link = member.linkname
-        if not link or link.startswith("/") or "\\" in link:
-            raise self.refuse(member.name, f"symbolic link to {link!r}: only relative links are allowed")
-        resolved = posixpath.normpath(posixpath.join(str(self.prefix), *parts[:-1], link))
-        if resolved in (".", "..") or resolved.startswith("../"):
-            raise self.refuse(member.name, f"symbolic link to {link!r} leads outside the deployment folder")
-        os.symlink(link, target)
-        self.symlinks.append((member.name, link, target))
-
-    def check_symlinks(self) -> None:
-        root = os.path.realpath(self.target)
-        for member_name, link, path in self.symlinks:
-            if not _inside(os.path.realpath(path), root):
-                raise self.refuse(member_name, f"symbolic link to {link!r} resolves outside the deployment folder")
-
-
 def _read_record(path: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -328,7 +304,7 @@ def deploy(artifacts: Path, target: Path, *, include: Sequence[str] = (), platfo
             pending = [layer for layer in chosen if actions[layer.install_target] != "unchanged"]
             for layer in pending:  # every archive unpacked (and so checked) before any is installed
                 partial = partials[layer.install_target] = Path(tempfile.mkdtemp(prefix=f".{layer.install_target}.partial-", dir=target))
-                _LayerExtractor(artifacts / layer.entry["archive_name"], partial, layer.install_target, target).run()
+                extract_into(artifacts / layer.entry["archive_name"], partial, strip_prefix=layer.install_target, link_scope=target)
                 os.chmod(partial, 0o755)
             for layer in pending:
                 actions[layer.install_target] = _install(layer, partials.pop(layer.install_target), target)

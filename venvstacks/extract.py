@@ -38,7 +38,7 @@ from typing import BinaryIO
 
 from .errors import RuntimeSourceError, UnsafeArchiveError
 
-__all__ = ["safe_extract_tar"]
+__all__ = ["safe_extract_tar", "extract_into"]
 
 _log = logging.getLogger(__name__)
 
@@ -124,10 +124,14 @@ def _kind(mode: int) -> str:
 class _Extractor:
     """Writes the members of one archive into a fresh folder, checking each first."""
 
-    def __init__(self, archive: Path, root: Path, strip_prefix: str | None) -> None:
+    def __init__(self, archive: Path, root: Path, strip_prefix: str | None, link_scope: Path | None = None) -> None:
         self.archive = archive
         self.root = root
         self.prefix = strip_prefix
+        self.link_scope = link_scope
+        """Where links may lead: the destination, or (for a layer unpacked next to its
+        peers) a folder holding the stripped prefix folder and its siblings."""
+        self.scope_name = "destination" if link_scope is None else "deployment folder"
         self.known_dirs: set[tuple[str, ...]] = {()}
         """Relative paths checked to be real directories (no link can replace them later)."""
         self.symlinks: list[tuple[str, str, Path]] = []
@@ -248,9 +252,11 @@ class _Extractor:
             raise self.refuse(member.name, "symbolic link with an empty target")
         if link.startswith("/") or "\\" in link or (os.name == "nt" and ":" in link):
             raise self.refuse(member.name, f"symbolic link to the absolute path {link!r}")
-        resolved = posixpath.normpath(posixpath.join("/".join(parts[:-1]), link))
-        if resolved == ".." or resolved.startswith("../"):
-            raise self.refuse(member.name, f"symbolic link to {link!r} leads outside the destination")
+        # Within a wider scope, the extracted tree sits in the scope as its prefix folder.
+        base = (self.prefix,) if self.link_scope is not None and self.prefix else ()
+        resolved = posixpath.normpath(posixpath.join("/".join((*base, *parts[:-1])), link))
+        if resolved == ".." or resolved.startswith("../") or (self.link_scope is not None and resolved == "."):
+            raise self.refuse(member.name, f"symbolic link to {link!r} leads outside the {self.scope_name}")
         os.symlink(link, target)
         self.symlinks.append((member.name, link, target))
 
@@ -270,11 +276,24 @@ class _Extractor:
 
     def check_symlinks(self) -> None:
         """Once everything is written, every symbolic link must still resolve inside."""
-        root = os.path.realpath(self.root)
+        root = os.path.realpath(self.link_scope or self.root)
         for member_name, link, path in self.symlinks:
             resolved = os.path.realpath(path)
             if resolved != root and not resolved.startswith(root + os.sep):
-                raise self.refuse(member_name, f"symbolic link to {link!r} resolves outside the destination")
+                raise self.refuse(member_name, f"symbolic link to {link!r} resolves outside the {self.scope_name}")
+
+
+def extract_into(archive: Path, folder: Path, *, strip_prefix: str | None, link_scope: Path | None = None) -> int:
+    """Extract an archive into the existing empty `folder`, with every check; returns the member count.
+
+    Unlike `safe_extract_tar` this neither creates nor renames anything, so the
+    caller owns the folder's fate. With `link_scope`, symbolic links may lead
+    anywhere inside that folder (where the tree will sit as `strip_prefix`), not
+    only inside the tree itself.
+    """
+    extractor = _Extractor(archive, folder, strip_prefix, link_scope)
+    extractor.run()
+    return extractor.count
 
 
 def safe_extract_tar(archive: Path, destination: Path, *, strip_prefix: str | None = None) -> None:
@@ -293,11 +312,10 @@ def safe_extract_tar(archive: Path, destination: Path, *, strip_prefix: str | No
     _log.info("Extracting %s into %s", archive, destination)
     partial = Path(tempfile.mkdtemp(prefix=f"{destination.name}.partial-", dir=destination.parent))
     try:
-        extractor = _Extractor(archive, partial, strip_prefix)
-        extractor.run()
+        count = extract_into(archive, partial, strip_prefix=strip_prefix)
         os.chmod(partial, 0o755)
         os.replace(partial, destination)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    _log.info("Extracted %d members into %s", extractor.count, destination)
+    _log.info("Extracted %d members into %s", count, destination)

@@ -217,7 +217,7 @@ UNSAFE = {
     "absolute path": (_member("/tmp/evil", data=b"x"), "is absolute"),
     "dot-dot": (_member("framework-web/../evil", data=b"x"), "'..' component"),
     "another layer's folder": (_member(f"{RUNTIME}/bin/evil", data=b"x"), "is not inside 'framework-web/'"),
-    "absolute symlink": (_member("framework-web/lib/abs", tarfile.SYMTYPE, "/etc/passwd"), "only relative links"),
+    "absolute symlink": (_member("framework-web/lib/abs", tarfile.SYMTYPE, "/etc/passwd"), "symbolic link to the absolute path"),
     "symlink leaving the target": (_member("framework-web/lib/up", tarfile.SYMTYPE, "../../../outside"), "leads outside the deployment"),
     "symlink to the target": (_member("framework-web/up", tarfile.SYMTYPE, ".."), "leads outside the deployment"),
     "hard link to another layer": (_member("framework-web/lib/hl", tarfile.LNKTYPE, f"{RUNTIME}/bin/python3"), "is not inside"),
