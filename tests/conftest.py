@@ -20,6 +20,7 @@ from runtimes import (  # noqa: E402,F401
     runtime_archive_tool,
     runtime_archives,
     runtime_archives_built_locally,
+    runtime_versions,
     strip_tool,
 )
 

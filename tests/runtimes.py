@@ -197,3 +197,19 @@ def runtime_archive_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest
 def runtime_archives(runtime_archive_dir: Path) -> dict[str, Path]:
     """The runtime archives in ``runtime_archive_dir`` by X.Y version ("3.11", "3.12", maybe "3.13")."""
     return provided_runtime_archives(runtime_archive_dir)
+
+
+@pytest.fixture(scope="session")
+def runtime_versions(runtime_archives: dict[str, Path]) -> dict[str, str]:
+    """The full Python version of each runtime archive in use, as {"py311": "3.11.7", ...}.
+
+    Stacks in the tests name these, so they work with home-made and real PBS archives alike.
+    """
+    from venvstacks.pbs import parse_runtime_archive_name
+
+    found = {}
+    for minor, path in runtime_archives.items():
+        name = parse_runtime_archive_name(path.name)
+        assert name is not None, path
+        found[f"py{minor.replace('.', '')}"] = name.version
+    return found

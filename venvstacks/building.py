@@ -25,7 +25,7 @@ from . import __version__, _proc
 from .bundle import bundle_pylock
 from .dynlib import find_shared_libraries, link_dynlibs, plan_dynlib_links
 from .errors import BuildError, CommandError, UvError
-from .fsutil import write_text_atomic
+from .fsutil import remove_path, write_text_atomic
 from .lockfiles import LockPaths, module_hash
 from .lockstate import LockCheck
 from .platforms import TargetPlatform, uv_python_platform
@@ -120,10 +120,7 @@ def _state_path(path: Path) -> Path:
 
 def _remove(path: Path) -> None:
     _state_path(path).unlink(missing_ok=True)
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
+    remove_path(path)
 
 
 class _Builder:
@@ -141,6 +138,7 @@ class _Builder:
     def build(self, layer: LayerSpec) -> BuildOutcome:
         path = self.path(layer)
         archive = None
+        install = None
         if isinstance(layer, RuntimeSpec):
             # Cheap when the runtime is already unpacked from the same archive.
             install = ensure_runtime(layer, self.settings.build_dir, archive_dir=self.settings.archive_dir,
@@ -158,7 +156,8 @@ class _Builder:
         # Until the record is written again at the very end, the layer counts as unbuilt.
         _state_path(path).unlink(missing_ok=True)
         if isinstance(layer, RuntimeSpec):
-            self._build_runtime(layer, path)
+            assert install is not None
+            self._build_runtime(layer, path, fresh=install.fresh)
         else:
             self._build_layered(layer, path)
         self._finish(layer, path)
@@ -180,9 +179,11 @@ class _Builder:
         except UvError as exc:
             raise BuildError(f"failed to install into layer {layer.build_name!r}:\n{exc}") from None
 
-    def _build_runtime(self, layer: RuntimeSpec, path: Path) -> None:
-        ensure_runtime(layer, self.settings.build_dir, archive_dir=self.settings.archive_dir,
-                       uv=None if self.settings.archive_dir else self.uv(), clean=True)  # fmt: skip
+    def _build_runtime(self, layer: RuntimeSpec, path: Path, *, fresh: bool) -> None:
+        if not fresh:
+            # Packages from an earlier build may be in it: start again from the archive.
+            ensure_runtime(layer, self.settings.build_dir, archive_dir=self.settings.archive_dir,
+                           uv=None if self.settings.archive_dir else self.uv(), clean=True)  # fmt: skip
         python = runtime_python(path)
         uv = self.uv()
         try:

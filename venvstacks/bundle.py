@@ -108,6 +108,11 @@ def _download(url: str, stream: IO[bytes]) -> None:
         shutil.copyfileobj(response, stream, _CHUNK)
 
 
+def _copy_from(source: Path, stream: IO[bytes]) -> None:
+    with source.open("rb") as data:
+        shutil.copyfileobj(data, stream, _CHUNK)
+
+
 def _store(target: Path, sha256: str, fill: Callable[[IO[bytes]], None], what: str) -> None:
     """Fill `target` via a temporary file; it only gets its name if its digest matches."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +156,7 @@ def fetch_bundle(
                 if not source.is_file():
                     msg = f"layer {need.layer!r}: the lock names the local wheel {source}, which does not exist"
                     raise BundleError(msg)
-                _store(target, need.sha256, lambda out: out.write(source.read_bytes()), need.filename)
+                _store(target, need.sha256, lambda out: _copy_from(source, out), need.filename)
             elif need.url:
                 url = need.url
                 _LOG.info("downloading %s", need.filename)
@@ -168,7 +173,7 @@ def fetch_bundle(
         if target.exists() and _digest(target)[1] == archive.sha256:
             counts["present"] += 1
         else:
-            _store(target, archive.sha256, lambda out, src=archive.path: out.write(src.read_bytes()), archive.path.name)
+            _store(target, archive.sha256, lambda out, src=archive.path: _copy_from(src, out), archive.path.name)
             counts["fetched"] += 1
         manifest[f"{RUNTIMES}/{archive.path.name}"] = {"size": archive.path.stat().st_size, "sha256": archive.sha256}
     write_text_atomic(bundle / MANIFEST, json.dumps({"files": manifest}, indent=2, sort_keys=True) + "\n")

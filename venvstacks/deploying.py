@@ -19,11 +19,9 @@ import fnmatch
 import hashlib
 import json
 import os
-import posixpath
 import re
 import shutil
 import stat
-import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomic", "write_text_atomic"]
+__all__ = ["write_atomic", "write_text_atomic", "remove_path"]
 
 
 def write_atomic(path: Path, content: bytes) -> bool:
@@ -36,3 +37,11 @@ def write_atomic(path: Path, content: bytes) -> bool:
 def write_text_atomic(path: Path, text: str) -> bool:
     """`write_atomic` for UTF-8 text with LF line endings."""
     return write_atomic(path, text.encode("utf-8"))
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, a link or a whole folder tree, if there is one."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .platforms import TargetPlatform
 from .spec import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
 
 __all__ = [
@@ -235,8 +234,3 @@ def pylock_hash(pylock: Mapping[str, Any]) -> str:
             for algorithm, value in wheel.get("hashes", {}).items():
                 items.append(f"{filename}:{algorithm}:{value}")
     return hash_strings(sorted(items))
-
-
-def platforms_text(platforms: Iterable[TargetPlatform]) -> str:
-    """Platforms as a readable list."""
-    return ", ".join(str(p) for p in platforms) or "(none)"

@@ -156,10 +156,8 @@ def host_platform() -> TargetPlatform | None:
 
         machine = _platform.machine().lower()
         name = "macosx_" + ("arm64" if machine in ("arm64", "aarch64") else "x86_64")
-    aliases = {"win_amd64": "win_amd64", "win_arm64": "win_arm64", "linux_x86_64": "linux_x86_64", "linux_aarch64": "linux_aarch64"}
-    value = aliases.get(name, name)
     try:
-        return TargetPlatform(value)
+        return TargetPlatform(name)
     except ValueError:
         return None
 

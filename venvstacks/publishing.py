@@ -26,7 +26,7 @@ from typing import Any
 from . import __version__, _proc
 from .archive import ArchiveFormat, FileEntry, LinkEntry, write_layer_archive
 from .errors import BuildError, CommandError, VenvStacksError
-from .fsutil import write_text_atomic
+from .fsutil import remove_path, write_text_atomic
 from .lockstate import LockCheck
 from .platforms import TargetPlatform
 from .postinstall import DYNLIB_DIR, render_python_wrapper
@@ -34,7 +34,6 @@ from .pubmeta import (
     METADATA_DIR,
     archive_file_name,
     dump_json,
-    kinds,
     layer_metadata,
     manifest_file_name,
     metadata_file_name,
@@ -178,7 +177,7 @@ def publish_layers(
         raise BuildError("\n".join(errors))
     published = [f.result() for f in futures]
     if not settings.dry_run:
-        manifest = stack_manifest(spec, {p.build_name: p.metadata for p in published}, kinds(spec))
+        manifest = stack_manifest(spec, {p.build_name: p.metadata for p in published})
         path = settings.output_dir / METADATA_DIR / manifest_file_name(settings.platform, tagged=settings.tag_outputs)
         write_text_atomic(path, dump_json(manifest))
     return published
@@ -242,10 +241,7 @@ def export_layers(
             continue
         partial = target.with_name(target.name + ".partial")
         for stale in (partial, target):
-            if stale.is_symlink() or stale.is_file():
-                stale.unlink()
-            elif stale.exists():
-                shutil.rmtree(stale)
+            remove_path(stale)
         _copy_tree(source, partial, _overrides(spec, layer, checks))
         os.replace(partial, target)
         runtime = layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
@@ -258,6 +254,6 @@ def export_layers(
         write_text_atomic(inputs_path, digest + "\n")
         exported.append(PublishedLayer(layer.build_name, target, base, "exported"))
     if not settings.dry_run:
-        manifest = stack_manifest(spec, {p.build_name: p.metadata for p in exported}, kinds(spec))
+        manifest = stack_manifest(spec, {p.build_name: p.metadata for p in exported})
         write_text_atomic(meta_dir / "venvstacks.json", dump_json(manifest))
     return exported

@@ -8,13 +8,13 @@ Both carry the same fields as upstream's, so its consumers read ours unchanged.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .lockfiles import module_hash
 from .lockstate import LockCheck
 from .platforms import TargetPlatform
-from .spec import ApplicationSpec, LayerKind, LayerSpec, RuntimeSpec, StackSpec
+from .spec import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
 
 __all__ = ["layer_metadata", "with_archive", "archive_file_name", "stack_manifest", "dump_json", "METADATA_DIR"]
 
@@ -79,19 +79,13 @@ def with_archive(
     return data
 
 
-def stack_manifest(spec: StackSpec, entries: Mapping[str, Mapping[str, Any]], kind_of: Callable[[str], LayerKind]) -> dict[str, Any]:
-    """`venvstacks.json`: the given layers' entries by category, in definition order."""
-    order = [layer.build_name for layer in spec.layers()]
+def stack_manifest(spec: StackSpec, entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """`venvstacks.json`: the given layers' entries (by build name) by category, in definition order."""
     layers: dict[str, list[Mapping[str, Any]]] = {"applications": [], "frameworks": [], "runtimes": []}
-    for name in sorted(entries, key=order.index):
-        layers[kind_of(name).category].append(entries[name])
+    for layer in spec.layers():
+        if layer.build_name in entries:
+            layers[layer.kind.category].append(entries[layer.build_name])
     return {"layers": layers}
-
-
-def kinds(spec: StackSpec) -> Callable[[str], LayerKind]:
-    """Looks up a layer's kind by build name."""
-    table = {layer.build_name: layer.kind for layer in spec.layers()}
-    return table.__getitem__
 
 
 def metadata_file_name(layer_name: str, platform: TargetPlatform, *, tagged: bool) -> str:

@@ -15,12 +15,12 @@ import logging
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import RuntimeSourceError, UvError
 from .extract import safe_extract_tar
-from .fsutil import write_text_atomic
+from .fsutil import remove_path, write_text_atomic
 from .pbs import find_runtime_archive
 from .spec import RuntimeSpec
 from .uv import Uv, python_install_argv
@@ -39,6 +39,8 @@ class RuntimeInstall:
     archive_name: str
     archive_sha256: str | None
     """None when uv installed it (uv checks the download itself)."""
+    fresh: bool = field(default=False, compare=False)
+    """True when this call unpacked it, so nothing has been installed into it yet."""
 
     @property
     def python(self) -> Path:
@@ -70,10 +72,7 @@ def _write_record(install: RuntimeInstall) -> None:
 
 def _remove(path: Path) -> None:
     _record_path(path).unlink(missing_ok=True)
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
+    remove_path(path)
 
 
 def ensure_runtime(
@@ -102,7 +101,7 @@ def ensure_runtime(
         destination.parent.mkdir(parents=True, exist_ok=True)
         _LOG.info("unpacking %s for runtime %r", archive.path.name, layer.name)
         safe_extract_tar(archive.path, destination, strip_prefix="python")
-        install = RuntimeInstall(destination, archive.name.filename, archive.sha256)
+        install = RuntimeInstall(destination, archive.name.filename, archive.sha256, fresh=True)
     else:
         if record is not None:
             return RuntimeInstall(destination, str(record.get("archive")), record.get("sha256"))
@@ -145,4 +144,4 @@ def _install_with_uv(layer: RuntimeSpec, build_dir: Path, destination: Path, uv:
     _remove(partial)
     shutil.copytree(installed[0], partial, symlinks=True)
     os.replace(partial, destination)
-    return RuntimeInstall(destination, f"uv-managed {installed[0].name}", None)
+    return RuntimeInstall(destination, f"uv-managed {installed[0].name}", None, fresh=True)

@@ -69,25 +69,13 @@ print(json.dumps({"modules": found, "path": sys.path, "prefix": sys.prefix,
 """
 
 
-@pytest.fixture(scope="module")
-def versions(runtime_archives: dict[str, Path]) -> dict[str, str]:
-    from venvstacks.pbs import parse_runtime_archive_name
-
-    found = {}
-    for minor, path in runtime_archives.items():
-        name = parse_runtime_archive_name(path.name)
-        assert name is not None
-        found[f"py{minor.replace('.', '')}"] = name.version
-    return found
-
-
 def _venvstacks(*args: str, pyz: Path, archive_dir: Path) -> tuple[int, str, str]:
     result = run([sys.executable, str(pyz), *args], env={"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(archive_dir)})
     return result.returncode, result.stdout, result.stderr
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> Path:
+def built(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> Path:
     folder = tmp_path_factory.mktemp("stack")
     (folder / "launch" / "pkgapp").mkdir(parents=True)
     (folder / "launch" / "pkgapp" / "__init__.py").write_text("", encoding="utf-8")
@@ -96,7 +84,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_d
     (folder / "support").mkdir()
     (folder / "support" / "helpers.py").write_text("VALUE = 42\n", encoding="utf-8")
     spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.format(**versions), encoding="utf-8")
+    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
     status, out, err = _venvstacks("build", "--lock-if-needed", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     assert out.count("[built]") == 6

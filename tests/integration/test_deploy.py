@@ -45,11 +45,7 @@ LAYERS = ["cpython-3.11", "framework-web", "app-hello", "app-counter@1"]
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_archives: dict[str, Path]) -> Path:
-    from venvstacks.pbs import parse_runtime_archive_name
-
-    name = parse_runtime_archive_name(runtime_archives["3.11"].name)
-    assert name is not None
+def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> Path:
     folder = tmp_path_factory.mktemp("stack")
     (folder / "launch").mkdir()
     (folder / "launch" / "hello.py").write_text(
@@ -57,7 +53,7 @@ def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archi
     )
     (folder / "launch" / "counter.py").write_text("import packaging\nprint('counter', packaging.__name__)\n", encoding="utf-8")
     spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.format(py311=name.version), encoding="utf-8")
+    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
     command = [sys.executable, str(pyz), "build", "--lock-if-needed", "--publish", str(spec)]
     result = run(command, env={"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir)})
     assert result.returncode == 0, result.stderr

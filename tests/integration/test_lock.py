@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support import SPECS, find_uv, run
+from support import find_uv, run
 
 pytestmark = pytest.mark.slow
 
@@ -57,19 +57,6 @@ exclude-newer = "2025-08-27T00:00:00Z"
 LAYERS = ["cpython-3.11", "cpython-3.12", "framework-web", "framework-web-extra", "app-dates", "app-records"]
 
 
-@pytest.fixture(scope="module")
-def versions(runtime_archives: dict[str, Path]) -> dict[str, str]:
-    """The full Python versions of the runtime archives in use (home-made or real PBS ones)."""
-    from venvstacks.pbs import parse_runtime_archive_name
-
-    found = {}
-    for minor, path in runtime_archives.items():
-        name = parse_runtime_archive_name(path.name)
-        assert name is not None, path
-        found[f"py{minor.replace('.', '')}"] = name.version
-    return found
-
-
 def _write_stack(folder: Path, text: str) -> Path:
     (folder / "launch").mkdir(parents=True, exist_ok=True)
     (folder / "launch" / "dates.py").write_text("import dateutil\nprint('dates')\n", encoding="utf-8")
@@ -99,9 +86,9 @@ def _venvstacks(*args: str, pyz: Path, archive_dir: Path, uv: Path | None = None
 
 
 @pytest.fixture(scope="module")
-def stack(versions: dict[str, str]) -> str:
+def stack(runtime_versions: dict[str, str]) -> str:
     """The six-layer stack, for the runtime versions in use."""
-    return STACK.format(**versions)
+    return STACK.format(**runtime_versions)
 
 
 @pytest.fixture(scope="module")
@@ -269,28 +256,28 @@ def _lock_error(tmp_path: Path, pyz: Path, archive_dir: Path, text: str) -> str:
     return err
 
 
-def _runtime(versions: dict[str, str]) -> str:
-    version = versions["py311"]
+def _runtime(runtime_versions: dict[str, str]) -> str:
+    version = runtime_versions["py311"]
     return f'[[runtimes]]\nname = "rt"\npython_implementation = "cpython@{version}"\n'
 CLAMP = '[tool.uv]\nexclude-newer = "2025-08-27T00:00:00Z"\n'
 
 
-def test_unresolvable_requirements_name_the_layer(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
-    err = _lock_error(tmp_path, pyz, runtime_archive_dir, _runtime(versions) + 'requirements = ["numpy<2.0", "numpy>=2.0"]\n' + CLAMP)
+def test_unresolvable_requirements_name_the_layer(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
+    err = _lock_error(tmp_path, pyz, runtime_archive_dir, _runtime(runtime_versions) + 'requirements = ["numpy<2.0", "numpy>=2.0"]\n' + CLAMP)
     assert err.startswith("error: failed to lock layer 'rt':\n")
     assert "numpy" in err and "unsatisfiable" in err
 
 
-def test_conflict_between_layers(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
-    text = (_runtime(versions) + 'requirements = ["six==1.16.0"]\n'
+def test_conflict_between_layers(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
+    text = (_runtime(runtime_versions) + 'requirements = ["six==1.16.0"]\n'
             '[[frameworks]]\nname = "x"\nruntime = "rt"\nrequirements = ["six>=1.17"]\n' + CLAMP)  # fmt: skip
     err = _lock_error(tmp_path, pyz, runtime_archive_dir, text)
     assert err.startswith("error: failed to lock layer 'framework-x':\n")
 
 
-def test_missing_wheels_are_reported_together(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
+def test_missing_wheels_are_reported_together(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
     # pywin32 has only Windows wheels; windows-curses too.
-    err = _lock_error(tmp_path, pyz, runtime_archive_dir, _runtime(versions) + 'requirements = ["pywin32", "windows-curses", "six"]\n' + CLAMP)
+    err = _lock_error(tmp_path, pyz, runtime_archive_dir, _runtime(runtime_versions) + 'requirements = ["pywin32", "windows-curses", "six"]\n' + CLAMP)
     lines = err.splitlines()
     assert lines[0] == "error: rt: some packages have no wheels for all target platforms:"
     assert any(line.startswith("error:   pywin32: no wheels for linux_x86_64, linux_aarch64, macosx_arm64, macosx_x86_64") for line in lines)
@@ -304,18 +291,18 @@ def test_runtime_not_available(tmp_path: Path, pyz: Path, runtime_archive_dir: P
     assert "no CPython 3.11.99 archive for" in err and "(it has: " in err
 
 
-def test_uv_not_found(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
-    spec = _write_stack(tmp_path / "s", _runtime(versions) + "requirements = []\n")
+def test_uv_not_found(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
+    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + "requirements = []\n")
     status, _, err = _venvstacks("lock", "--uv", str(tmp_path / "no-uv"), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 1
     assert err.startswith("error: --uv names ") and "not a working uv binary" in err
 
 
-def test_local_wheels_without_index(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
+def test_local_wheels_without_index(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
     wheels = tmp_path / "wheels"
     downloaded = run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), "six==1.17.0"])
     assert downloaded.returncode == 0, downloaded.stderr
-    spec = _write_stack(tmp_path / "s", _runtime(versions) + 'requirements = ["six"]\n')
+    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + 'requirements = ["six"]\n')
     status, _, err = _venvstacks("lock", "--no-index", "--local-wheels", str(wheels), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     (six,) = _pylock(spec, "rt")["packages"]
@@ -324,8 +311,8 @@ def test_local_wheels_without_index(tmp_path: Path, pyz: Path, runtime_archive_d
     assert "url" not in six["wheels"][0]
 
 
-def test_seed_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
-    version = versions["py311"]
+def test_seed_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
+    version = runtime_versions["py311"]
     text = (
         f'[[runtimes]]\nname = "cpython@3.11"\nfully_versioned_name = "cpython@{version}"\nrequirements = ["numpy"]\n'
         '[[frameworks]]\nname = "sklearn"\nruntime = "cpython@3.11"\nrequirements = ["scikit-learn"]\n'
@@ -351,22 +338,22 @@ def test_seed_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, vers
     assert len(_pylock(spec, "cpython@3.11")["packages"][0]["wheels"]) > 6
 
 
-def test_runtime_from_uv_managed_downloads(tmp_path: Path, pyz: Path, runtime_archives: dict[str, Path], versions: dict[str, str]) -> None:
+def test_runtime_from_uv_managed_downloads(tmp_path: Path, pyz: Path, runtime_archives: dict[str, Path], runtime_versions: dict[str, str]) -> None:
     # Without an archive folder the runtime comes from `uv python install`. No
     # download site is reachable here, so uv is pointed at a download list that
     # offers one of our archives (uv verifies its sha256 like a real download).
     from venvstacks.pbs import sha256_file
 
     archive = runtime_archives["3.11"]
-    major, minor, patch = versions["py311"].split(".")
-    key = f"cpython-{versions['py311']}-linux-x86_64-gnu"
+    major, minor, patch = runtime_versions["py311"].split(".")
+    key = f"cpython-{runtime_versions['py311']}-linux-x86_64-gnu"
     listing = {key: {
         "name": "cpython", "arch": {"family": "x86_64", "variant": None}, "os": "linux", "libc": "gnu",
         "major": int(major), "minor": int(minor), "patch": int(patch), "prerelease": "",
         "url": archive.as_uri(), "sha256": sha256_file(archive), "variant": None, "build": "local",
     }}  # fmt: skip
     (tmp_path / "downloads.json").write_text(json.dumps(listing), encoding="utf-8")
-    spec = _write_stack(tmp_path / "s", _runtime(versions) + 'requirements = ["six"]\n' + CLAMP)
+    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + 'requirements = ["six"]\n' + CLAMP)
     env = {"UV_PYTHON_DOWNLOADS_JSON_URL": str(tmp_path / "downloads.json"), "VENVSTACKS_PYTHON_ARCHIVE_DIR": ""}
     result = run([sys.executable, str(pyz), "lock", str(spec)], env=env)
     assert result.returncode == 0, result.stderr
@@ -376,13 +363,13 @@ def test_runtime_from_uv_managed_downloads(tmp_path: Path, pyz: Path, runtime_ar
     assert not (Path.home() / ".local" / "bin" / f"python{major}.{minor}").exists()
 
 
-def test_runtime_download_failure_says_where_it_looked(tmp_path: Path, pyz: Path, versions: dict[str, str]) -> None:
-    spec = _write_stack(tmp_path / "s", _runtime(versions) + "requirements = []\n")
+def test_runtime_download_failure_says_where_it_looked(tmp_path: Path, pyz: Path, runtime_versions: dict[str, str]) -> None:
+    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + "requirements = []\n")
     env = {"UV_PYTHON_INSTALL_MIRROR": (tmp_path / "no-mirror").as_uri(), "VENVSTACKS_PYTHON_ARCHIVE_DIR": "", "UV_OFFLINE": "1"}
     result = run([sys.executable, str(pyz), "lock", str(spec)], env=env)
     assert result.returncode == 1
     assert result.stderr.startswith(
-        f"error: runtime 'rt': no cpython@{versions['py311']} runtime found: no runtime archive folder was given "
+        f"error: runtime 'rt': no cpython@{runtime_versions['py311']} runtime found: no runtime archive folder was given "
         "(--python-archive-dir or VENVSTACKS_PYTHON_ARCHIVE_DIR), and uv could not download it:\n"
     )
 
@@ -404,7 +391,7 @@ def test_ambient_uv_configuration_is_ignored(tmp_path: Path, locked: Path, pyz: 
     assert {p: p.read_bytes() for p in (folder / "requirements").rglob("*") if p.is_file()} == before
 
 
-def test_changed_runtime_archive_is_reported(tmp_path: Path, pyz: Path, runtime_archives: dict[str, Path], versions: dict[str, str]) -> None:
+def test_changed_runtime_archive_is_reported(tmp_path: Path, pyz: Path, runtime_archives: dict[str, Path], runtime_versions: dict[str, str]) -> None:
     import gzip
 
     first, second = tmp_path / "first", tmp_path / "second"
@@ -414,7 +401,7 @@ def test_changed_runtime_archive_is_reported(tmp_path: Path, pyz: Path, runtime_
     shutil.copy(archive, first / archive.name)
     # The same runtime, compressed differently: other bytes, another sha256.
     (second / archive.name).write_bytes(gzip.compress(gzip.decompress(archive.read_bytes()), compresslevel=1, mtime=0))
-    spec = _write_stack(tmp_path / "s", _runtime(versions) + "requirements = []\n" + CLAMP)
+    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + "requirements = []\n" + CLAMP)
     for folder in (first, second):
         result = run([sys.executable, str(pyz), "lock", "--python-archive-dir", str(folder), str(spec)])
         assert result.returncode == 0, result.stderr
@@ -427,12 +414,12 @@ def test_changed_runtime_archive_is_reported(tmp_path: Path, pyz: Path, runtime_
     assert _meta(spec, "rt")["lock_version"] == 1
 
 
-def test_package_pinned_to_a_named_index(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, versions: dict[str, str]) -> None:
+def test_package_pinned_to_a_named_index(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
     wheels = tmp_path / "wheels"
     downloaded = run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), "six==1.16.0"])
     assert downloaded.returncode == 0, downloaded.stderr
     text = (
-        _runtime(versions) + 'requirements = ["six", "idna"]\npackage_indexes = { six = "local" }\n' + CLAMP
+        _runtime(runtime_versions) + 'requirements = ["six", "idna"]\npackage_indexes = { six = "local" }\n' + CLAMP
         + f'[[tool.uv.index]]\nname = "local"\nurl = "{wheels.as_posix()}"\nformat = "flat"\nexplicit = true\n'
     )
     spec = _write_stack(tmp_path / "s", text)

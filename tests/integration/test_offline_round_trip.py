@@ -47,17 +47,13 @@ def _offline(command: list[str], tmp_path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, runtime_archives: dict[str, Path], runtime_archive_dir: Path, pyz: Path) -> tuple[Path, Path]:
+def stack(tmp_path_factory: pytest.TempPathFactory, runtime_versions: dict[str, str], runtime_archive_dir: Path, pyz: Path) -> tuple[Path, Path]:
     """A stack locked online and a bundle fetched for it."""
-    from venvstacks.pbs import parse_runtime_archive_name
-
-    name = parse_runtime_archive_name(runtime_archives["3.11"].name)
-    assert name is not None
     folder = tmp_path_factory.mktemp("stack")
     (folder / "launch").mkdir()
     (folder / "launch" / "dates.py").write_text("import dateutil.parser, numpy\nprint('dates', numpy.arange(4).sum())\n", encoding="utf-8")
     spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.format(py311=name.version), encoding="utf-8")
+    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
     env = {"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir)}
     locked = run([sys.executable, str(pyz), "lock", str(spec)], env=env)
     assert locked.returncode == 0, locked.stderr

@@ -62,16 +62,12 @@ def _run(command: list, *, cwd: Path | None = None) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def build_dir(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_archives: dict[str, Path]) -> Path:
-    from venvstacks.pbs import parse_runtime_archive_name
-
-    name = parse_runtime_archive_name(runtime_archives["3.11"].name)
-    assert name is not None
+def build_dir(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> Path:
     folder = tmp_path_factory.mktemp("stack")
     (folder / "launch").mkdir()
     (folder / "launch" / "dates.py").write_text(DATES, encoding="utf-8")
     spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.format(py311=name.version), encoding="utf-8")
+    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
     result = subprocess.run(
         [sys.executable, str(pyz), "build", "--lock-if-needed", str(spec)],
         env={**os.environ, "VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir)},

@@ -47,15 +47,6 @@ exclude-newer = "2025-08-27T00:00:00Z"
 LAYERS = ["cpython-3.11", "framework-web", "app-hello", "app-counter@1"]
 
 
-@pytest.fixture(scope="module")
-def py311(runtime_archives: dict[str, Path]) -> str:
-    from venvstacks.pbs import parse_runtime_archive_name
-
-    name = parse_runtime_archive_name(runtime_archives["3.11"].name)
-    assert name is not None
-    return name.version
-
-
 def _make_stack(folder: Path, py311: str) -> Path:
     (folder / "launch" / "hello").mkdir(parents=True)
     (folder / "launch" / "hello" / "__init__.py").write_text("", encoding="utf-8")
@@ -76,8 +67,8 @@ def _vs(*args: str, pyz: Path, archive_dir: Path) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, py311: str) -> Path:
-    spec = _make_stack(tmp_path_factory.mktemp("stack"), py311)
+def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> Path:
+    spec = _make_stack(tmp_path_factory.mktemp("stack"), runtime_versions["py311"])
     status, out, err = _vs("build", "--lock-if-needed", "--publish", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     assert out.count("[archived]") == 4
@@ -146,9 +137,9 @@ def test_unpacked_archives_run_after_post_install(published: Path, tmp_path: Pat
     assert (result.returncode, result.stdout) == (0, "counter packaging\n")
 
 
-def test_publishing_is_byte_reproducible(published: Path, tmp_path: Path, pyz: Path, runtime_archive_dir: Path, py311: str) -> None:
+def test_publishing_is_byte_reproducible(published: Path, tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
     # The same stack built and published in another folder, later, gives the same bytes.
-    spec = _make_stack(tmp_path / "elsewhere" / "other stack", py311)
+    spec = _make_stack(tmp_path / "elsewhere" / "other stack", runtime_versions["py311"])
     shutil.copytree(published.parent / "requirements", spec.parent / "requirements")
     status, _, err = _vs("build", "--publish", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
