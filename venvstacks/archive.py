@@ -32,7 +32,7 @@ from .errors import BuildError
 
 __all__ = [
     "ArchiveFormat", "ArchiveResult", "FileEntry", "LinkEntry", "Override", "available_formats",
-    "write_layer_archive", "excluded", "DEFAULT_FORMAT", "XZ_PRESET", "GZIP_LEVEL", "ZIP_LEVEL", "ZSTD_LEVEL", "CHUNK_SIZE",
+    "write_layer_archive", "excluded", "shipped_bytecode", "DEFAULT_FORMAT", "XZ_PRESET", "GZIP_LEVEL", "ZIP_LEVEL", "ZSTD_LEVEL", "CHUNK_SIZE",
 ]  # fmt: skip
 
 # Fixed compressor settings: changing any of them changes every archive's bytes.
@@ -185,6 +185,36 @@ def excluded(path: PurePath | str, *, is_dir: bool = False) -> bool:
     )
 
 
+_CHECKED_HASH_FLAGS = b"\x03\x00\x00\x00"
+"""Bytes 4-8 of a hash-based `.pyc` that the import system checks against its source."""
+
+
+def shipped_bytecode(cache: Path, cache_tag: str) -> list[str]:
+    """The names in the `__pycache__` folder `cache` that a layer shipping bytecode keeps.
+
+    Those are hash-checked `<module>.<cache_tag>.pyc` files (no optimisation
+    level) whose `<module>.py` lies beside the folder and is itself archived;
+    stale, timestamp-based or other versions' files stay out.
+    """
+    kept = []
+    suffix = f".{cache_tag}.pyc"
+    try:
+        names = sorted(os.listdir(cache))
+    except OSError:
+        return []
+    for name in names:
+        stem = name[: -len(suffix)]
+        if not name.endswith(suffix) or not stem or "." in stem or _excluded_name(stem + ".py", top=False, is_dir=False):
+            continue
+        path = cache / name
+        if not (cache.parent / (stem + ".py")).is_file() or path.is_symlink() or not path.is_file():
+            continue
+        with path.open("rb") as stream:
+            if stream.read(8)[4:] == _CHECKED_HASH_FLAGS:
+                kept.append(name)
+    return kept
+
+
 def _check_link(parts: _Parts, target: str, *, reach: int) -> None:
     """Refuse an absolute target, or one climbing more than `reach` folders above the layer."""
     where = "/".join(parts)
@@ -207,7 +237,7 @@ def _override_parts(key: str) -> _Parts:
     return parts
 
 
-def _scan(source: Path, dropped: set[_Parts], replaced: set[_Parts]) -> dict[_Parts, _Member]:
+def _scan(source: Path, dropped: set[_Parts], replaced: set[_Parts], cache_tag: str | None) -> dict[_Parts, _Member]:
     """Every entry of the tree that goes in the archive, keyed by its path parts."""
     members: dict[_Parts, _Member] = {}
     pending: list[tuple[Path, _Parts]] = [(source, ())]
@@ -217,6 +247,12 @@ def _scan(source: Path, dropped: set[_Parts], replaced: set[_Parts]) -> dict[_Pa
             for item in listing:
                 parts = (*prefix, item.name)
                 mode = item.stat(follow_symlinks=False).st_mode
+                if cache_tag and prefix and item.name == "__pycache__" and stat.S_ISDIR(mode) and parts not in dropped:
+                    if kept := shipped_bytecode(Path(item.path), cache_tag):
+                        members[parts] = _Member(parts, "dir", 0o755)
+                        for name in kept:
+                            members[(*parts, name)] = _Member((*parts, name), "file", 0o644, source=Path(item.path, name))
+                    continue
                 if parts in dropped or _excluded_name(item.name, top=not prefix, is_dir=stat.S_ISDIR(mode)):
                     continue
                 path = Path(item.path)
@@ -256,7 +292,7 @@ def _apply_overrides(members: dict[_Parts, _Member], entries: dict[_Parts, FileE
             members[parts] = _Member(parts, "link", 0o777, target=entry.target)
 
 
-def _collect(source: Path, overrides: Mapping[str, Override]) -> list[_Member]:
+def _collect(source: Path, overrides: Mapping[str, Override], cache_tag: str | None) -> list[_Member]:
     """The archive's members in order: sorted by path components, so a folder precedes its contents."""
     if not source.is_dir():
         raise BuildError(f"cannot archive {source}: not a folder")
@@ -270,7 +306,7 @@ def _collect(source: Path, overrides: Mapping[str, Override]) -> list[_Member]:
             entries[parts] = entry
         else:
             raise BuildError(f"override {key!r}: expected FileEntry, LinkEntry or None, got {entry!r}")
-    members = _scan(source, dropped, set(entries))
+    members = _scan(source, dropped, set(entries), cache_tag)
     members[()] = _Member((), "dir", 0o755)
     _apply_overrides(members, entries)
     return [members[parts] for parts in sorted(members)]
@@ -362,12 +398,13 @@ def _write_zip(sink: _HashingWriter, root: str, clamp: int, members: Iterable[_M
 
 def write_layer_archive(
     source: Path, destination: Path, *, root: str, clamp: int,
-    fmt: ArchiveFormat = DEFAULT_FORMAT, overrides: Mapping[str, Override] = {},
+    fmt: ArchiveFormat = DEFAULT_FORMAT, overrides: Mapping[str, Override] = {}, cache_tag: str | None = None,
 ) -> ArchiveResult:  # fmt: skip
     """Archive the tree `source`, as the folder `root`, into `destination`: reproducibly.
 
     Every entry gets mtime `clamp`, owner root and a normalised mode; `excluded` paths stay
     out; `overrides` map layer paths to a replacement entry, or to None to leave them out.
+    With `cache_tag` (`cpython-311`), the layer ships its bytecode: `shipped_bytecode` says which.
     The archive takes its final name only once complete; on failure `destination` is as it was.
     """
     fmt = ArchiveFormat(fmt)
@@ -377,7 +414,7 @@ def write_layer_archive(
         raise BuildError(f"archive root {root!r} must be a single folder name")
     if isinstance(clamp, bool) or not isinstance(clamp, int) or clamp < 0:
         raise BuildError(f"archive clamp {clamp!r} must be a non-negative number of seconds")
-    members = _collect(Path(source), overrides)
+    members = _collect(Path(source), overrides, cache_tag)
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(prefix=f".{destination.name}.partial-", dir=destination.parent)

@@ -71,6 +71,7 @@ class Args(argparse.Namespace):
     dry_run: bool
     format: str
     tag_outputs: bool
+    precompile: bool
 
 
 class _Parser(argparse.ArgumentParser):
@@ -334,6 +335,12 @@ def _add_publish_options(parser: argparse.ArgumentParser, *, default_output: str
         action=argparse.BooleanOptionalAction,
         default=False,
         help="write every selected layer again, even if unchanged",
+    )
+    parser.add_argument(
+        "--precompile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="ship hash-checked bytecode compiled by each layer's runtime, so deploying compiles nothing",
     )
     if archives:
         parser.add_argument(

@@ -184,6 +184,7 @@ def _publish_settings(spec: StackSpec, args: Args, host: Any) -> Any:
         tag_outputs=getattr(args, "tag_outputs", False),
         force=args.force,
         dry_run=args.dry_run,
+        precompile=args.precompile,
     )
 
 

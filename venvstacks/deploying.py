@@ -4,11 +4,13 @@
 manifest before unpacking anything, unpacks each into a hidden
 `.<layer>.partial-XXXX` folder of the target (members must lie inside the layer's
 folder; links may reach peer layers, never leave the target), then, lowest layers
-first, moves each into place and runs its `postinstall.py` with the runtime's
-interpreter. A layer deployed from the same archive is left alone; one from
-another archive is moved aside, replaced, and put back if the new post-install
-step fails. `.venvstacks-deployed/<layer>.json` records each deployed layer with
-the size and sha256 of its files, which `verify` checks.
+first, moves each into place and relinks it with its `postinstall.py`, run by the
+runtime's interpreter. A layer deployed from the same archive is left alone; one
+from another archive is moved aside, replaced, and put back if relinking fails.
+Last, the new layers' bytecode is compiled (several layers at a time; nothing for
+layers that ship it). Archives are checked and unpacked several at a time too.
+`.venvstacks-deployed/<layer>.json` records each deployed layer with the size and
+sha256 of its files (hashed while unpacking), which `verify` checks.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,30 +211,26 @@ def _regenerated(parts: tuple[str, ...], runtime: bool) -> bool:
     return any(len(pieces) == len(parts) and all(map(fnmatch.fnmatchcase, parts, pieces)) for pieces in patterns)
 
 
-def _file_records(layer_dir: Path, runtime: bool) -> dict[str, list[Any]]:
-    """`{relative path: [size, sha256]}` for every regular file of a layer, regenerated ones aside."""
-    files: dict[str, list[Any]] = {}
-    for root, dirs, names in os.walk(layer_dir):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(names):
-            path = Path(root, name)
-            parts, info = path.relative_to(layer_dir).parts, os.lstat(path)
-            if stat.S_ISREG(info.st_mode) and not _regenerated(parts, runtime):
-                files["/".join(parts)] = [info.st_size, _digest(path)]
-    return files
+def _file_records(digests: Mapping[str, tuple[int, str]], runtime: bool) -> dict[str, list[Any]]:
+    """`{relative path: [size, sha256]}` for every regular file unpacked, those the post-install step writes aside."""
+    return {path: [size, sha256] for path, (size, sha256) in sorted(digests.items()) if not _regenerated(tuple(path.split("/")), runtime)}
 
 
-def _install(layer: _Layer, partial: Path, target: Path) -> str:
-    """Move an unpacked layer into place and run its post-install step; restore the old one on failure."""
+def _runtime_python(layer: _Layer, target: Path) -> Path:
+    return target / layer.entry["runtime_layer"] / "bin" / "python3"
+
+
+def _install(layer: _Layer, unpacked: _Unpacked, target: Path) -> str:
+    """Move an unpacked layer into place and relink it; restore the old one on failure."""
     name, final, record = layer.install_target, target / layer.install_target, target / RECORD_DIR / f"{layer.install_target}.json"
     old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=target)) if os.path.lexists(final) else None
     if old is not None:
         os.replace(final, old)  # onto the empty folder just made
     try:
-        os.replace(partial, final)
-        python = target / layer.entry["runtime_layer"] / "bin" / "python3"
-        _proc.run([python, "-X", "utf8", "-I", final / "postinstall.py"], description=f"running the post-install step of layer {name!r}")
-        files = _file_records(final, layer.category == "runtimes")
+        os.replace(unpacked.folder, final)
+        postinstall = [_runtime_python(layer, target), "-X", "utf8", "-I", final / "postinstall.py", "--no-compile"]
+        _proc.run(postinstall, description=f"running the post-install step of layer {name!r}")
+        files = _file_records(unpacked.digests, layer.category == "runtimes")
         data = {**layer.entry, "category": layer.category, "archive_sha256": layer.sha256, "files": files}
         write_text_atomic(record, json.dumps(data, indent=1, sort_keys=True) + "\n")
     except BaseException as exc:
@@ -249,6 +248,88 @@ def _install(layer: _Layer, partial: Path, target: Path) -> str:
         return "installed"
     shutil.rmtree(old, ignore_errors=True)
     return "replaced"
+
+
+def _workers(jobs: int) -> int:
+    return max(1, min(jobs, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class _Unpacked:
+    """An archive unpacked (and its bytecode compiled) in a hidden folder of the target, with its files' digests."""
+
+    folder: Path
+    digests: Mapping[str, tuple[int, str]]
+
+
+def _unpack(artifacts: Path, layer: _Layer, target: Path) -> _Unpacked:
+    folder = Path(tempfile.mkdtemp(prefix=f".{layer.install_target}.partial-", dir=target))
+    digests: dict[str, tuple[int, str]] = {}
+    try:
+        archive = artifacts / layer.entry["archive_name"]
+        extract_into(archive, folder, strip_prefix=layer.install_target, link_scope=target, digests=digests)
+        os.chmod(folder, 0o755)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return _Unpacked(folder, digests)
+
+
+def _compile(layer: _Layer, folder: Path, python: Path) -> None:
+    """Compile an unpacked layer's bytecode where it lies; it stays valid once the layer is moved into place."""
+    command = [python, "-X", "utf8", "-I", folder / "postinstall.py", "--compile-only"]
+    try:
+        _proc.run(command, description=f"compiling the bytecode of layer {layer.install_target!r}")
+    except CommandError as exc:
+        raise DeployError(str(exc)) from None
+
+
+def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path) -> dict[str, _Unpacked]:
+    """Unpack (and so check) every archive and compile its bytecode, several layers at a time.
+
+    A layer is compiled by its runtime's interpreter as soon as both are
+    unpacked. On any failure everything unpacked is removed again and the
+    error of the lowest failing layer is raised.
+    """
+    order = {layer.install_target: index for index, layer in enumerate(layers)}
+    unpacked: dict[str, _Unpacked] = {}
+    errors: list[tuple[int, BaseException]] = []
+
+    def runtime_python(layer: _Layer) -> Path | None:
+        runtime = layer.entry["runtime_layer"]
+        if runtime not in order:
+            return _runtime_python(layer, target)
+        return unpacked[runtime].folder / "bin" / "python3" if runtime in unpacked else None
+
+    with ThreadPoolExecutor(max_workers=_workers(len(layers))) as pool:
+        unpacking = {pool.submit(_unpack, artifacts, layer, target): layer for layer in layers}
+        compiling: dict[Future[None], _Layer] = {}
+        waiting: list[_Layer] = []
+        for future in as_completed(unpacking):
+            layer = unpacking[future]
+            if future.cancelled():
+                continue
+            if (error := future.exception()) is not None:
+                errors.append((order[layer.install_target], error))
+                for other in (*unpacking, *compiling):
+                    other.cancel()
+                continue
+            unpacked[layer.install_target] = future.result()
+            if errors:
+                continue
+            waiting.append(layer)
+            for waiter in list(waiting):
+                if (python := runtime_python(waiter)) is not None:
+                    waiting.remove(waiter)
+                    compiling[pool.submit(_compile, waiter, unpacked[waiter.install_target].folder, python)] = waiter
+    for future, layer in compiling.items():
+        if not future.cancelled() and (error := future.exception()) is not None:
+            errors.append((order[layer.install_target], error))
+    if errors:
+        for leftover in unpacked.values():
+            shutil.rmtree(leftover.folder, ignore_errors=True)
+        raise min(errors, key=lambda item: item[0])[1]
+    return unpacked
 
 
 def _plan(layer: _Layer, target: Path) -> str:
@@ -289,26 +370,25 @@ def deploy(artifacts: Path, target: Path, *, include: Sequence[str] = (), platfo
     manifest = _manifest_path(artifacts, platform_manifest)
     target = Path(os.path.abspath(target))
     chosen = _select(_read_manifest(manifest), include, target)
-    if problems := [problem for layer in chosen if (problem := _archive_problem(artifacts, layer)) is not None]:
+    with ThreadPoolExecutor(max_workers=_workers(len(chosen))) as pool:
+        checked = list(pool.map(lambda layer: _archive_problem(artifacts, layer), chosen))
+    if problems := [problem for problem in checked if problem is not None]:
         raise DeployError(f"refusing to deploy: archives do not match {manifest}:\n" + "\n".join(f"  {p}" for p in problems))
     if os.path.lexists(target) and not target.is_dir():
         raise DeployError(f"cannot deploy into {target}: it is not a folder")
     created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
-    partials: dict[str, Path] = {}
+    unpacked: dict[str, _Unpacked] = {}
     try:
         with _locked(target):
             actions = {layer.install_target: _plan(layer, target) for layer in chosen}
             pending = [layer for layer in chosen if actions[layer.install_target] != "unchanged"]
-            for layer in pending:  # every archive unpacked (and so checked) before any is installed
-                partial = partials[layer.install_target] = Path(tempfile.mkdtemp(prefix=f".{layer.install_target}.partial-", dir=target))
-                extract_into(artifacts / layer.entry["archive_name"], partial, strip_prefix=layer.install_target, link_scope=target)
-                os.chmod(partial, 0o755)
+            unpacked = _unpack_all(artifacts, pending, target)  # every archive checked before any is installed
             for layer in pending:
-                actions[layer.install_target] = _install(layer, partials.pop(layer.install_target), target)
+                actions[layer.install_target] = _install(layer, unpacked.pop(layer.install_target), target)
     except BaseException:
-        for partial in partials.values():
-            shutil.rmtree(partial, ignore_errors=True)
+        for leftover in unpacked.values():
+            shutil.rmtree(leftover.folder, ignore_errors=True)
         if created:
             with contextlib.suppress(OSError):
                 target.rmdir()

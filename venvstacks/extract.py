@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import hashlib
 import logging
 import lzma
 import os
@@ -124,7 +125,10 @@ def _kind(mode: int) -> str:
 class _Extractor:
     """Writes the members of one archive into a fresh folder, checking each first."""
 
-    def __init__(self, archive: Path, root: Path, strip_prefix: str | None, link_scope: Path | None = None) -> None:
+    def __init__(
+        self, archive: Path, root: Path, strip_prefix: str | None, link_scope: Path | None = None,
+        digests: dict[str, tuple[int, str]] | None = None,
+    ) -> None:  # fmt: skip
         self.archive = archive
         self.root = root
         self.prefix = strip_prefix
@@ -136,6 +140,8 @@ class _Extractor:
         """Relative paths checked to be real directories (no link can replace them later)."""
         self.symlinks: list[tuple[str, str, Path]] = []
         self.count = 0
+        self.digests = digests
+        """When given, filled with `{relative path: (size, sha256)}` for every regular file written."""
 
     def refuse(self, member_name: str, reason: str) -> UnsafeArchiveError:
         return UnsafeArchiveError(f"{self.archive}: refusing to extract {member_name!r}: {reason}")
@@ -239,7 +245,15 @@ class _Extractor:
         if source is None:  # pragma: no cover - regular members always have data
             raise self.refuse(member.name, "the member has no data")
         with source, target.open("xb") as out:
-            shutil.copyfileobj(source, out, _CHUNK)
+            if self.digests is None:
+                shutil.copyfileobj(source, out, _CHUNK)
+            else:
+                digest, size = hashlib.sha256(), 0
+                while chunk := source.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                self.digests[self.relative(target)] = (size, digest.hexdigest())
         os.chmod(target, _file_mode(member.mode))
         try:
             os.utime(target, (member.mtime, member.mtime))
@@ -273,6 +287,11 @@ class _Extractor:
         if not stat.S_ISREG(mode):
             raise self.refuse(member.name, f"hard link to the {_kind(mode)} {member.linkname!r}")
         os.link(source, target)
+        if self.digests is not None:
+            self.digests[self.relative(target)] = self.digests[self.relative(source)]
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
 
     def check_symlinks(self) -> None:
         """Once everything is written, every symbolic link must still resolve inside."""
@@ -283,15 +302,19 @@ class _Extractor:
                 raise self.refuse(member_name, f"symbolic link to {link!r} resolves outside the {self.scope_name}")
 
 
-def extract_into(archive: Path, folder: Path, *, strip_prefix: str | None, link_scope: Path | None = None) -> int:
+def extract_into(
+    archive: Path, folder: Path, *, strip_prefix: str | None, link_scope: Path | None = None,
+    digests: dict[str, tuple[int, str]] | None = None,
+) -> int:  # fmt: skip
     """Extract an archive into the existing empty `folder`, with every check; returns the member count.
 
-    Unlike `safe_extract_tar` this neither creates nor renames anything, so the
+    With `digests`, the size and sha256 of every regular file are stored there
+    under its `/`-separated path relative to `folder`, computed while writing. Unlike `safe_extract_tar` this neither creates nor renames anything, so the
     caller owns the folder's fate. With `link_scope`, symbolic links may lead
     anywhere inside that folder (where the tree will sit as `strip_prefix`), not
     only inside the tree itself.
     """
-    extractor = _Extractor(archive, folder, strip_prefix, link_scope)
+    extractor = _Extractor(archive, folder, strip_prefix, link_scope, digests)
     extractor.run()
     return extractor.count
 

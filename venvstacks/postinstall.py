@@ -124,14 +124,8 @@ _PATH_KEYS = ("python", "base_python", "site_dir")
 _PATH_LIST_KEYS = ("pylib_dirs", "dynlib_dirs")
 
 
-def load_layer_config(layer_dir):
-    """A layer's config, with every path made absolute (symlinks not resolved)."""
-    with open(os.path.join(layer_dir, LAYER_CONFIG), encoding="utf-8") as stream:
-        config = json.load(stream)
-    return _resolve_config(layer_dir, config)
-
-
 def _resolve_config(layer_dir, config):
+    """A layer's config with every path made absolute (symlinks not resolved)."""
     resolved = dict(config)
     for key in _PATH_KEYS:
         resolved[key] = os.path.abspath(os.path.join(layer_dir, config[key]))
@@ -147,24 +141,14 @@ class PostinstallError(Exception):
 def read_layer_config(layer_dir):
     """The config of the layer unpacked in `layer_dir`, checked against its surroundings.
 
-    Paths come back absolute, symlinks not resolved (see `load_layer_config`).
+    Paths come back absolute, symlinks not resolved.
     Raises PostinstallError when the config is missing or malformed, when a
     path in it is absolute or leads outside the deployment folder (the
     layer's parent), when the layer's own files lie outside the layer, or
     when a layer it names is not unpacked next to it.
     """
     layer_dir = os.path.abspath(layer_dir)
-    path = os.path.join(layer_dir, LAYER_CONFIG)
-    try:
-        with open(path, encoding="utf-8") as stream:
-            raw = json.load(stream)
-    except FileNotFoundError:
-        raise PostinstallError("no layer config at {} (is {} an unpacked venvstacks layer?)".format(path, layer_dir)) from None
-    except (OSError, ValueError) as exc:
-        raise PostinstallError("cannot read the layer config {}: {}".format(path, exc)) from None
-    problem = _config_shape_problem(raw)
-    if problem:
-        raise PostinstallError("invalid layer config {}: {}".format(path, problem))
+    path, raw = _read_raw_config(layer_dir)
     config = _resolve_config(layer_dir, raw)
     deployment = os.path.dirname(layer_dir)
     for key, value, resolved in _config_paths(raw, config):
@@ -187,6 +171,22 @@ def read_layer_config(layer_dir):
     if not os.path.exists(config["base_python"]):
         raise PostinstallError("the runtime's interpreter {} does not exist".format(config["base_python"]))
     return config
+
+
+def _read_raw_config(layer_dir):
+    """The path and well-formed content of a layer's config (paths as written); PostinstallError otherwise."""
+    path = os.path.join(layer_dir, LAYER_CONFIG)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            raw = json.load(stream)
+    except FileNotFoundError:
+        raise PostinstallError("no layer config at {} (is {} an unpacked venvstacks layer?)".format(path, layer_dir)) from None
+    except (OSError, ValueError) as exc:
+        raise PostinstallError("cannot read the layer config {}: {}".format(path, exc)) from None
+    problem = _config_shape_problem(raw)
+    if problem:
+        raise PostinstallError("invalid layer config {}: {}".format(path, problem))
+    return path, raw
 
 
 def _config_shape_problem(raw):
@@ -486,40 +486,82 @@ def relocate_runtime(layer_dir, config):
 def compile_layer(layer_dir, config):
     """Compile the bytecode of everything under the layer's `lib` folder with the running interpreter.
 
-    Files whose bytecode is up to date are left alone. Bytecode is only of use
+    Files whose bytecode is up to date are left alone; a layer that ships its
+    bytecode (`precompiled` in its config) needs none. Bytecode is only of use
     to the Python version the layer runs on, so nothing is compiled (and None
     is returned) when another version runs this script. Otherwise returns
     whether every file compiled.
     """
     lib = os.path.join(os.path.abspath(layer_dir), "lib")
-    if _short_version(config["py_version"]) != "{}.{}".format(*sys.version_info[:2]):
+    if not _runs_layer_version(config):
         return None
-    if not os.path.isdir(lib):
+    if config.get("precompiled") or not os.path.isdir(lib):
         return True
     return bool(compileall.compile_dir(lib, quiet=1))
+
+
+def compile_rewritten(config, paths):
+    """Compile the Python sources among `paths`, files relinking rewrote, with the running interpreter.
+
+    A layer that ships its bytecode (`precompiled` in its config) gets
+    hash-checked bytecode like the shipped one, which stays valid wherever
+    the layer moves. Returns whether every file compiled (True when there is
+    nothing to do, or when another Python version runs this script).
+    """
+    sources = [path for path in paths if path.endswith(".py")]
+    if not sources or not _runs_layer_version(config):
+        return True
+    import py_compile
+
+    mode = py_compile.PycInvalidationMode.CHECKED_HASH if config.get("precompiled") else None
+    return all(compileall.compile_file(path, quiet=1, invalidation_mode=mode) for path in sources)
+
+
+def _runs_layer_version(config):
+    return _short_version(config["py_version"]) == "{}.{}".format(*sys.version_info[:2])
 
 
 def _report(kind, message):
     print("postinstall: {}: {}".format(kind, " ".join(str(message).splitlines())), file=sys.stderr)
 
 
-def main(layer_dir=None):
+USAGE = """usage: postinstall.py [--no-compile | --compile-only]
+
+Relink the layer this script sits in where it is now, then compile its bytecode.
+  --no-compile    relink only, compiling just the files relinking rewrote
+  --compile-only  compile only, wherever the layer is (nothing for a layer that ships its bytecode)"""
+
+
+def main(layer_dir=None, argv=None):
     """Relink the layer in `layer_dir` (by default the folder holding this file) where it is.
 
-    Returns the exit status: 0 when done, 1 (after a one-line message on
-    stderr) when the layer's config is missing or invalid, leads outside the
-    deployment folder, or names a layer that is not unpacked next to it.
+    `argv` (the script's command-line arguments) may hold `--no-compile` or
+    `--compile-only` (see USAGE). Returns the exit status: 0 when done, 1
+    (after a one-line message on stderr) when the layer's config is missing or
+    invalid, leads outside the deployment folder, or names a layer that is not
+    unpacked next to it; 2 for unknown arguments.
     """
+    args = list(argv or ())
+    if len(args) > 1 or (args and args[0] not in ("--no-compile", "--compile-only")):
+        print(USAGE, file=sys.stderr)
+        return 2
     if layer_dir is None:
         layer_dir = os.path.dirname(os.path.abspath(__file__))
     layer_dir = os.path.abspath(layer_dir)
+    compiled = True
     try:
-        config = read_layer_config(layer_dir)
-        if config["base_python"] == config["python"]:
-            relocate_runtime(layer_dir, config)
+        if args == ["--compile-only"]:
+            config = _resolve_config(layer_dir, _read_raw_config(layer_dir)[1])
         else:
-            relink_layered_environment(layer_dir, config)
-        compiled = compile_layer(layer_dir, config)
+            config = read_layer_config(layer_dir)
+            if config["base_python"] == config["python"]:
+                rewritten = relocate_runtime(layer_dir, config)
+            else:
+                rewritten = relink_layered_environment(layer_dir, config)
+            compiled = compile_rewritten(config, rewritten)
+        if args != ["--no-compile"]:
+            whole = compile_layer(layer_dir, config)
+            compiled = None if whole is None else whole and compiled
     except PostinstallError as exc:
         _report("error", exc)
         return 1
@@ -537,4 +579,4 @@ def main(layer_dir=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(argv=sys.argv[1:]))

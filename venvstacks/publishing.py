@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, _proc
-from .archive import ArchiveFormat, FileEntry, LinkEntry, write_layer_archive
+from .archive import ArchiveFormat, FileEntry, LinkEntry, shipped_bytecode, write_layer_archive
 from .errors import BuildError, CommandError, VenvStacksError
 from .fsutil import remove_path, write_text_atomic
 from .lockstate import LockCheck
 from .platforms import TargetPlatform
-from .postinstall import DYNLIB_DIR, render_python_wrapper
+from .postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper
 from .pubmeta import (
     METADATA_DIR,
     archive_file_name,
@@ -40,6 +40,7 @@ from .pubmeta import (
     stack_manifest,
     with_archive,
 )
+from .runtimeenv import runtime_python
 from .spec import LayerSpec, RuntimeSpec, StackSpec
 
 __all__ = ["PublishSettings", "PublishedLayer", "publish_layers", "export_layers", "postinstall_source"]
@@ -59,6 +60,8 @@ class PublishSettings:
     tag_outputs: bool = False
     force: bool = False
     dry_run: bool = False
+    precompile: bool = False
+    """Ship hash-checked bytecode compiled by each layer's runtime, so deploying compiles nothing."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,51 @@ def _deployed(layer: LayerSpec, checks: Mapping[str, LockCheck]) -> str:
     return layer.deployed_name(checks[layer.build_name].lock_version)
 
 
-def _overrides(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck]) -> dict[str, FileEntry | LinkEntry | None]:
+def _runtime_of(spec: StackSpec, layer: LayerSpec) -> RuntimeSpec:
+    return layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
+
+
+def _cache_tag(spec: StackSpec, layer: LayerSpec) -> str:
+    """The bytecode file tag of the layer's runtime (`cpython-311`)."""
+    return "cpython-" + _runtime_of(spec, layer).python_implementation.short_version.replace(".", "")
+
+
+# Compiles every source under a folder with hash-checked bytecode in one process, in sorted
+# order, so that the same sources give the same bytes; problems are printed, never fatal.
+_COMPILE_SCRIPT = """\
+import compileall, py_compile, sys
+compileall.compile_dir(sys.argv[1], ddir=sys.argv[2], quiet=1, force=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+"""
+
+
+def _compile_bytecode(spec: StackSpec, layer: LayerSpec, source: Path, root: str, settings: PublishSettings) -> None:
+    """Compile the built layer's sources in place with its runtime, as `root/lib/...` for tracebacks."""
+    lib = source / "lib"
+    if not lib.is_dir():
+        return
+    python = runtime_python(settings.build_dir / _runtime_of(spec, layer).build_name)
+    command = [python, "-X", "utf8", "-S", "-c", _COMPILE_SCRIPT, lib, f"{root}/lib"]
+    try:
+        result = _proc.run(command, description=f"compiling the bytecode of layer {layer.build_name!r}", env={"PYTHONHASHSEED": "0"})
+    except CommandError as exc:
+        raise BuildError(str(exc)) from None
+    if problems := [line for line in result.stdout.splitlines() if line.startswith("***")]:
+        _LOG.warning("layer %r: %d source files did not compile and ship without bytecode (first: %s)",
+                     layer.build_name, len(problems), problems[0].removeprefix("*** "))  # fmt: skip
+
+
+def _overrides(
+    spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], source: Path, *, precompiled: bool
+) -> dict[str, FileEntry | LinkEntry | None]:
     """The files that differ between the build tree and a deployed layer."""
     overrides: dict[str, FileEntry | LinkEntry | None] = {"postinstall.py": FileEntry(postinstall_source())}
+    if precompiled:
+        config = json.loads((source / LAYER_CONFIG).read_text(encoding="utf-8"))
+        config["precompiled"] = True
+        overrides[LAYER_CONFIG] = FileEntry((json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     if not isinstance(layer, RuntimeSpec):
-        runtime = spec.runtime(layer.runtime)
+        runtime = _runtime_of(spec, layer)
         dynlib_dirs = [f"../../{_deployed(dep, checks)}/{DYNLIB_DIR}" for dep in spec.dependencies(layer)]
         wrapper = render_python_wrapper(dynlib_dirs, macos=sys.platform == "darwin")
         overrides["bin/python"] = FileEntry(wrapper.encode("utf-8"), 0o755)
@@ -101,12 +144,12 @@ def _clamp(locked_at: str) -> int:
     return int(stamp.timestamp())
 
 
-def _inputs_digest(build_dir: Path, layer: LayerSpec, base: Mapping[str, Any], fmt: str) -> str:
+def _inputs_digest(build_dir: Path, layer: LayerSpec, base: Mapping[str, Any], fmt: str, precompile: bool) -> str:
     """A digest of everything that decides an archive's content and metadata."""
     record = build_dir / f"{layer.build_name}.last-build.json"
     parts = [
         __version__, fmt, dump_json(base), record.read_text(encoding="utf-8"),
-        hashlib.sha256(postinstall_source()).hexdigest(),
+        hashlib.sha256(postinstall_source()).hexdigest(), "bytecode" if precompile else "sources",
     ]  # fmt: skip
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
@@ -131,7 +174,7 @@ def _publish_one(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockChe
         previous = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         pass
-    digest = _inputs_digest(settings.build_dir, layer, base, settings.fmt.value)
+    digest = _inputs_digest(settings.build_dir, layer, base, settings.fmt.value, settings.precompile)
     build = previous.get("archive_build", 0) if previous.get("lock_version") == base["lock_version"] else 0
     suffix = settings.fmt.suffix
     unchanged = (
@@ -149,10 +192,16 @@ def _publish_one(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockChe
     if settings.dry_run:
         metadata = with_archive(base, archive_build=build, archive_name=name, platform=settings.platform)
         return PublishedLayer(layer.build_name, settings.output_dir / name, metadata, "dry run")
+    cache_tag = None
+    if settings.precompile:
+        _LOG.info("compiling the bytecode of layer %r", layer.build_name)
+        _compile_bytecode(spec, layer, source, base["install_target"], settings)
+        cache_tag = _cache_tag(spec, layer)
     _LOG.info("archiving layer %r as %s", layer.build_name, name)
     result = write_layer_archive(
         source, settings.output_dir / name, root=base["install_target"], clamp=_clamp(base["locked_at"]),
-        fmt=settings.fmt, overrides=_overrides(spec, layer, checks),
+        fmt=settings.fmt, overrides=_overrides(spec, layer, checks, source, precompiled=settings.precompile),
+        cache_tag=cache_tag,
     )  # fmt: skip
     metadata = with_archive(
         base, archive_build=build, archive_name=name, platform=settings.platform, size=result.size, sha256=result.sha256
@@ -183,12 +232,23 @@ def publish_layers(
     return published
 
 
-def _copy_tree(source: Path, target: Path, overrides: Mapping[str, FileEntry | LinkEntry | None]) -> None:
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _copy_tree(source: Path, target: Path, overrides: Mapping[str, FileEntry | LinkEntry | None], cache_tag: str | None) -> None:
     """Copy a built layer as it would be unpacked: hard links where possible, deployed files swapped in."""
     from .archive import excluded
 
     for root, dirs, files in os.walk(source):
         rel_root = Path(root).relative_to(source)
+        if cache_tag and rel_root.parts and "__pycache__" in dirs and (kept := shipped_bytecode(Path(root, "__pycache__"), cache_tag)):
+            (target / rel_root / "__pycache__").mkdir(parents=True)
+            for name in kept:
+                _link_or_copy(Path(root, "__pycache__", name), target / rel_root / "__pycache__" / name)
         dirs[:] = sorted(d for d in dirs if not excluded(rel_root / d, is_dir=True) and not (Path(root) / d).is_symlink())
         (target / rel_root).mkdir(parents=True, exist_ok=True)
         entries = sorted(files) + sorted(d for d in os.listdir(root) if (Path(root) / d).is_symlink() and (Path(root) / d).is_dir())
@@ -200,10 +260,7 @@ def _copy_tree(source: Path, target: Path, overrides: Mapping[str, FileEntry | L
             if src.is_symlink():
                 os.symlink(os.readlink(src), dst)
                 continue
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
+            _link_or_copy(src, dst)
     for rel_path, entry in overrides.items():
         dst = target / rel_path
         if entry is None:
@@ -228,7 +285,7 @@ def export_layers(
         target = settings.output_dir / base["install_target"]
         meta_path = meta_dir / "env_metadata" / f"{layer.build_name}.json"
         inputs_path = meta_dir / _INPUTS_DIR / f"{layer.build_name}.json"
-        digest = _inputs_digest(settings.build_dir, layer, base, "export")
+        digest = _inputs_digest(settings.build_dir, layer, base, "export", settings.precompile)
         try:
             same = json.loads(meta_path.read_text(encoding="utf-8")) == base and inputs_path.read_text(encoding="utf-8").strip() == digest
         except (OSError, ValueError):
@@ -242,10 +299,13 @@ def export_layers(
         partial = target.with_name(target.name + ".partial")
         for stale in (partial, target):
             remove_path(stale)
-        _copy_tree(source, partial, _overrides(spec, layer, checks))
+        cache_tag = None
+        if settings.precompile:
+            _compile_bytecode(spec, layer, source, base["install_target"], settings)
+            cache_tag = _cache_tag(spec, layer)
+        _copy_tree(source, partial, _overrides(spec, layer, checks, source, precompiled=settings.precompile), cache_tag)
         os.replace(partial, target)
-        runtime = layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
-        python = settings.output_dir / _deployed(runtime, checks) / "bin" / "python3"
+        python = settings.output_dir / _deployed(_runtime_of(spec, layer), checks) / "bin" / "python3"
         try:
             _proc.run([python, "-X", "utf8", "-I", target / "postinstall.py"], description=f"running the post-install step of {target.name!r}")
         except CommandError as exc:

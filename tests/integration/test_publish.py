@@ -199,3 +199,65 @@ def test_local_export(published: Path, pyz: Path, runtime_archive_dir: Path, tmp
     assert os.path.samefile(idna_init, exported)
     status, out, _ = _vs("local-export", "--output-dir", str(export), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert out.count("[unchanged]") == 4
+
+
+def _members(archive: Path) -> dict[str, bytes]:
+    with tarfile.open(archive) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}  # type: ignore[union-attr]
+
+
+def test_precompiled_layers_ship_bytecode_and_deploying_compiles_nothing(
+    published: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path
+) -> None:
+    spec = published.parent / "venvstacks.toml"
+    shipped = tmp_path / "shipped"
+    status, out, err = _vs("publish", "--precompile", "--output-dir", str(shipped), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    assert out.count("[archived]") == 4
+    members = {layer: _members(_archive(shipped, layer)) for layer in LAYERS}
+    for layer, files in members.items():
+        config = json.loads(files[f"{layer}/share/venv/metadata/venvstacks_layer.json"])
+        assert config["precompiled"] is True
+        sources = [n for n in files if n.startswith(f"{layer}/lib/") and n.endswith(".py")]
+        assert sources, layer
+        for source in sources:  # every archived source has its hash-checked bytecode beside it
+            folder, name = source.rsplit("/", 1)
+            pyc = files[f"{folder}/__pycache__/{name[:-3]}.cpython-311.pyc"]
+            assert pyc[4:8] == b"\x03\0\0\0", source
+        assert not [n for n in files if n.endswith(".pyc") and ".cpython-311.pyc" not in n]
+    # Same inputs, same bytes; and switching the option back archives plain layers again.
+    status, out, err = _vs("publish", "--precompile", "--force", "--output-dir", str(tmp_path / "again"), str(spec),
+                           pyz=pyz, archive_dir=runtime_archive_dir)  # fmt: skip
+    assert status == 0, err
+    for layer in LAYERS:
+        assert _archive(tmp_path / "again", layer).read_bytes() == _archive(shipped, layer).read_bytes(), layer
+    status, out, err = _vs("publish", "--output-dir", str(shipped), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0 and out.count("[archived]") == 4, err
+    assert not [n for n in _members(_archive(shipped, "cpython-3.11")) if n.endswith(".pyc")]
+
+    # Deploy the precompiled archives: the shipped bytecode is used as it is, nothing else is compiled
+    # but the few files relinking writes (sitecustomize.py, the runtime's sysconfig data).
+    status, out, err = _vs("publish", "--precompile", "--output-dir", str(shipped), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    target = tmp_path / "deployed"
+    status, out, err = _vs("deploy", str(shipped), "--target", str(target), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    result = run([str(target / "app-hello" / "bin" / "python"), "-m", "hello"])
+    assert result.returncode == 0 and result.stdout.endswith(" xn--bcher-kva.example True 7\n"), result.stderr  # an earlier test changed the greeting
+    shipped_pycs = {name: data for files in members.values() for name, data in files.items() if name.endswith(".pyc")}
+    deployed_pycs = {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*.pyc")}
+    written = {name for name in deployed_pycs if deployed_pycs[name] != shipped_pycs.get(name)}
+    assert written and all(name.rsplit("/", 1)[1].startswith(("sitecustomize.", "_sysconfigdata_")) for name in written), written
+    assert set(shipped_pycs) <= set(deployed_pycs)
+    assert all(data[4:8] == b"\x03\0\0\0" for data in deployed_pycs.values())
+
+
+def test_local_export_can_ship_bytecode(published: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path) -> None:
+    spec = published.parent / "venvstacks.toml"
+    export = tmp_path / "export"
+    status, out, err = _vs("local-export", "--precompile", "--output-dir", str(export), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    cache = export / "framework-web" / "lib" / "python3.11" / "site-packages" / "idna" / "__pycache__"
+    assert (cache / "core.cpython-311.pyc").read_bytes()[4:8] == b"\x03\0\0\0"
+    result = run([str(export / "app-hello" / "bin" / "python"), "-m", "hello"])
+    assert result.returncode == 0 and result.stdout.endswith(" xn--bcher-kva.example True 7\n"), result.stderr  # an earlier test changed the greeting

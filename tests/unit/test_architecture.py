@@ -42,7 +42,9 @@ ALLOWED = {
     "postinstall": set(),
     "archive": {"errors"},
     "pubmeta": {"lockfiles", "lockstate", "platforms", "spec"},
-    "publishing": {"__init__", "_proc", "archive", "errors", "fsutil", "lockstate", "platforms", "postinstall", "pubmeta", "spec"},
+    "publishing": {
+        "__init__", "_proc", "archive", "errors", "fsutil", "lockstate", "platforms", "postinstall", "pubmeta", "runtimeenv", "spec",
+    },
     "dynlib": {"errors"},
     "portability": {"errors"},
     "bundle": {"errors", "fsutil", "lockfiles", "lockstate", "pbs", "platforms", "spec", "tomlw", "wheels"},

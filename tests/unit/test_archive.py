@@ -24,6 +24,7 @@ from venvstacks.archive import (
     Override,
     available_formats,
     excluded,
+    shipped_bytecode,
     write_layer_archive,
 )
 from venvstacks.errors import BuildError
@@ -408,3 +409,36 @@ def test_excluded() -> None:
     assert not excluded("a/__pycache__")  # a file, oddly named
     assert excluded("a/b/mod.cpython-311.pyc") and excluded("a/sitecustomize.py") and excluded("a/.lock")
     assert not excluded("a/b/mod.py") and not excluded("bin/python")
+
+
+def _pyc(flags: int) -> bytes:
+    return b"MAGC" + flags.to_bytes(4, "little") + bytes(8) + b"code"
+
+
+def test_shipped_bytecode_is_hash_checked_current_and_has_its_source(tmp_path: Path) -> None:
+    site = tmp_path / "layer" / "lib" / "site"
+    cache = site / "pkg" / "__pycache__"
+    cache.mkdir(parents=True)
+    for name in ("mod.py", "old.py", "sitecustomize.py"):
+        (site / "pkg" / name).write_text("X = 1\n", encoding="utf-8")
+    rows = {
+        "mod.cpython-311.pyc": _pyc(3),  # kept
+        "old.cpython-311.pyc": _pyc(0),  # timestamp-based: stale once unpacked
+        "gone.cpython-311.pyc": _pyc(3),  # no source any more
+        "mod.cpython-312.pyc": _pyc(3),  # another Python
+        "mod.cpython-311.opt-1.pyc": _pyc(3),  # optimised: not what imports read
+        "sitecustomize.cpython-311.pyc": _pyc(3),  # its source is regenerated at deploy time
+        "unchecked.cpython-311.pyc": _pyc(1),
+    }
+    for name, content in rows.items():
+        (cache / name).write_bytes(content)
+    assert shipped_bytecode(cache, "cpython-311") == ["mod.cpython-311.pyc"]
+    result = write(tmp_path / "layer", tmp_path / "with.tar.gz", ArchiveFormat.TAR_GZ, cache_tag="cpython-311")
+    names = [row[0] for row in listing(result.path)]
+    assert f"{ROOT}/lib/site/pkg/__pycache__" in names and f"{ROOT}/lib/site/pkg/__pycache__/mod.cpython-311.pyc" in names
+    assert len([name for name in names if "__pycache__" in name]) == 2
+    (cache / "mod.cpython-311.pyc").write_bytes(_pyc(0))  # nothing left to ship: no empty folder either
+    result = write(tmp_path / "layer", tmp_path / "none.tar.gz", ArchiveFormat.TAR_GZ, cache_tag="cpython-311")
+    assert not [row for row in listing(result.path) if "__pycache__" in row[0]]
+    without = write(tmp_path / "layer", tmp_path / "without.tar.gz", ArchiveFormat.TAR_GZ)
+    assert not [row for row in listing(without.path) if "__pycache__" in row[0]]

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -24,14 +25,15 @@ from venvstacks.errors import UnsafeArchiveError, VenvStacksError
 RUNTIME = "cpython-3.11"
 LINK_TO_RUNTIME = f"../../{RUNTIME}/bin/python3"
 
-# Writes the regenerated pyvenv.cfg, and logs which layer ran it (in order) where the test says.
+# Relinking writes the regenerated pyvenv.cfg; each run logs the layer and its arguments where the test says.
 POSTINSTALL = """\
-import os
+import os, sys
 here = os.path.dirname(os.path.abspath(__file__))
-with open(os.path.join(here, "pyvenv.cfg"), "w") as stream:
-    stream.write("home = somewhere\\n")
+if sys.argv[1:] != ["--compile-only"]:
+    with open(os.path.join(here, "pyvenv.cfg"), "w") as stream:
+        stream.write("home = somewhere\\n")
 with open(os.environ["DEPLOY_TEST_LOG"], "a", encoding="utf-8") as stream:
-    stream.write(os.path.basename(here) + "\\n")
+    stream.write(" ".join([os.path.basename(here)] + sys.argv[1:]) + "\\n")
 """
 
 
@@ -127,8 +129,13 @@ def target(tmp_path: Path) -> Path:
     return tmp_path / "deployed here"
 
 
-def _ran(log: Path) -> list[str]:
+def _runs(log: Path) -> list[str]:
     return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+
+def _ran(log: Path) -> list[str]:
+    """The layers relinked, in order."""
+    return [line.split()[0] for line in _runs(log) if line.endswith(" --no-compile")]
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
@@ -159,6 +166,10 @@ def test_deploys_every_layer_lowest_first(stack: Stack, target: Path, log: Path)
     ]
     assert [d.path for d in deployed] == [target / d.install_target for d in deployed]
     assert _ran(log) == [RUNTIME, "framework-web", "app-hello", "app-counter@1"]
+    runs = _runs(log)  # each layer compiled where it was unpacked (in any order), then relinked lowest first
+    assert [line.split()[1] for line in runs] == ["--compile-only"] * 4 + ["--no-compile"] * 4
+    compiled_in = sorted(line.split()[0] for line in runs[:4])
+    assert [re.sub(r"\.partial-.*", "", name) for name in compiled_in] == sorted(f".{name}" for name in _ran(log))
     assert sorted(p.name for p in target.iterdir()) == sorted([RECORD_DIR, RUNTIME, "framework-web", "app-hello", "app-counter@1"])
     assert (target / "app-hello" / "lib" / "hello.py").read_text(encoding="utf-8") == "HELLO = 1\n"
     result = subprocess.run([target / "app-hello" / "bin" / "python_", "-c", "print(6 * 7)"], capture_output=True, text=True, check=False)
@@ -258,16 +269,17 @@ def test_an_existing_non_layer_entry_is_not_replaced(stack: Stack, target: Path)
 
 
 CHECK_OLD_ONE = """\
-import glob, os
+import glob, os, sys
 here = os.path.dirname(os.path.abspath(__file__))
 target = os.path.dirname(here)
-# The new build is complete before it runs, and the old one is intact beside it.
-with open(os.path.join(here, "lib", "hello.py")) as stream:
-    assert stream.read() == "HELLO = 2\\n"
-(old,) = glob.glob(os.path.join(target, ".app-hello.old-*"))
-with open(os.path.join(old, "lib", "hello.py")) as stream:
-    assert stream.read() == "HELLO = 1\\n"
-assert os.path.exists(os.path.join(old, "pyvenv.cfg"))
+# When relinking, the new build is complete, and the old one is intact beside it.
+if sys.argv[1:] == ["--no-compile"]:
+    with open(os.path.join(here, "lib", "hello.py")) as stream:
+        assert stream.read() == "HELLO = 2\\n"
+    (old,) = glob.glob(os.path.join(target, ".app-hello.old-*"))
+    with open(os.path.join(old, "lib", "hello.py")) as stream:
+        assert stream.read() == "HELLO = 1\\n"
+    assert os.path.exists(os.path.join(old, "pyvenv.cfg"))
 """ + POSTINSTALL
 
 
@@ -286,10 +298,13 @@ def test_a_new_build_replaces_the_old_one(stack: Stack, target: Path, log: Path)
     assert verify(target) == []
 
 
+RELINK_FAILS = "import sys\nif sys.argv[1:] == ['--no-compile']:\n    sys.exit('relinking failed')\n"
+
+
 def test_a_failing_post_install_step_restores_the_old_build(stack: Stack, target: Path) -> None:
     deploy(stack.artifacts, target)
     before = _snapshot(target)
-    files = {**_upper_files("hello", "HELLO = 2\n"), "postinstall.py": "import sys\nsys.exit('relinking failed')\n"}
+    files = {**_upper_files("hello", "HELLO = 2\n"), "postinstall.py": RELINK_FAILS}
     stack.add("applications", "app-hello", files, required=["framework-web"], build=2)
     with pytest.raises(DeployError, match="the previous deployment was restored") as caught:
         deploy(stack.artifacts, target)
@@ -299,12 +314,24 @@ def test_a_failing_post_install_step_restores_the_old_build(stack: Stack, target
 
 
 def test_a_failing_post_install_step_of_a_new_layer_leaves_nothing_of_it(stack: Stack, target: Path) -> None:
-    files = {**_upper_files("hello", "HELLO = 2\n"), "postinstall.py": "raise SystemExit(3)\n"}
+    files = {**_upper_files("hello", "HELLO = 2\n"), "postinstall.py": "import sys\nif sys.argv[1:] == ['--no-compile']:\n    raise SystemExit(3)\n"}
     stack.add("applications", "app-hello", files, required=["framework-web"], build=2)
     with pytest.raises(DeployError, match="nothing of it was kept"):
         deploy(stack.artifacts, target)
     assert sorted(p.name for p in target.iterdir()) == [RECORD_DIR, RUNTIME, "framework-web"]
     assert sorted(p.name for p in (target / RECORD_DIR).iterdir()) == [f"{RUNTIME}.json", "framework-web.json"]
+
+
+def test_a_failing_compile_step_deploys_nothing(stack: Stack, target: Path, log: Path) -> None:
+    deploy(stack.artifacts, target)
+    before, relinked = _snapshot(target), _ran(log)
+    compile_fails = "import sys\nif sys.argv[1:] == ['--compile-only']:\n    sys.exit('cannot compile')\n"
+    stack.add("applications", "app-hello", {**_upper_files("hello", "HELLO = 2\n"), "postinstall.py": compile_fails}, build=2)
+    stack.add("frameworks", "framework-web", _upper_files("web", "WEB = 2\n"), build=2)
+    with pytest.raises(DeployError, match="compiling the bytecode of layer 'app-hello' failed") as caught:
+        deploy(stack.artifacts, target)
+    assert "cannot compile" in str(caught.value)
+    assert _snapshot(target) == before and _ran(log) == relinked and _hidden(target) == []  # not even the framework
 
 
 def test_leftovers_of_an_interrupted_deployment_are_cleared(stack: Stack, target: Path) -> None:

@@ -336,6 +336,48 @@ def test_layered_environment_is_relinked_where_it_is(tmp_path: Path) -> None:
     assert changed == {"app/pyvenv.cfg"}
 
 
+def _pyc_flags(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[4:8], "little")
+
+
+@posix_only
+def test_relinking_and_compiling_apart(tmp_path: Path) -> None:
+    deployment = tmp_path / "deployed"
+    app = _fake_stack(deployment)
+    site = app / "lib" / f"python{SHORT}" / "site-packages"
+    assert main(app, argv=["--no-compile"]) == 0  # relinked; only the file it wrote is compiled
+    assert (app / "pyvenv.cfg").is_file()
+    assert sorted(p.name for p in (site / "__pycache__").iterdir()) == [f"sitecustomize.{CACHE_TAG}.pyc"]
+    assert _pyc_flags(site / "__pycache__" / f"sitecustomize.{CACHE_TAG}.pyc") == 0  # timestamp-based, as compileall makes them
+
+    # Compiling needs no peers: it works where an archive was unpacked, before the layer is moved into place.
+    unpacked = tmp_path / "elsewhere" / ".app.partial-x"
+    shutil.copytree(app, unpacked, symlinks=True)
+    shutil.rmtree(unpacked / site.relative_to(app) / "__pycache__")
+    assert main(unpacked, argv=["--compile-only"]) == 0
+    assert (unpacked / site.relative_to(app) / "__pycache__" / f"launch.{CACHE_TAG}.pyc").is_file()
+
+
+@posix_only
+def test_a_layer_shipping_bytecode_compiles_only_what_relinking_wrote(tmp_path: Path) -> None:
+    app = _fake_stack(tmp_path / "deployed")
+    config = json.loads((app / LAYER_CONFIG).read_text(encoding="utf-8"))
+    _write_config(app, **config, precompiled=True)
+    site = app / "lib" / f"python{SHORT}" / "site-packages"
+    assert main(app) == 0
+    cache = site / "__pycache__"
+    assert sorted(p.name for p in cache.iterdir()) == [f"sitecustomize.{CACHE_TAG}.pyc"]  # launch.py is left alone
+    assert _pyc_flags(cache / f"sitecustomize.{CACHE_TAG}.pyc") == 3  # hash-checked, like the shipped bytecode
+    assert main(app, argv=["--compile-only"]) == 0
+    assert sorted(p.name for p in cache.iterdir()) == [f"sitecustomize.{CACHE_TAG}.pyc"]
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["--no-compile", "--compile-only"], ["extra"]])
+def test_unknown_arguments_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    assert main(tmp_path, argv=argv) == 2
+    assert capsys.readouterr().err.startswith("usage: postinstall.py [--no-compile | --compile-only]")
+
+
 # --- refusals ------------------------------------------------------------------------------------
 
 LAYERED = {
@@ -408,7 +450,7 @@ def test_script_uses_only_the_standard_library_and_python_3_9_syntax() -> None:
             assert annotation is None or not any(isinstance(n, ast.BinOp) for n in ast.walk(annotation)), "X | Y fails on 3.9"
     assert imported and imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names
     assert "__future__" not in imported
-    assert 'if __name__ == "__main__":\n    sys.exit(main())\n' in source
+    assert 'if __name__ == "__main__":\n    sys.exit(main(argv=sys.argv[1:]))\n' in source
 
 
 def _python_3_9() -> str | None:
