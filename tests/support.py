@@ -35,3 +35,8 @@ def run(command: list[str], *, cwd: Path | None = None, env: dict[str, str] | No
     full_env = {**os.environ, **(env or {})}
     full_env.pop("PYTHONPATH", None)
     return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, encoding="utf-8", check=False)
+
+
+def without_progress(stderr: str) -> str:
+    """The warnings and errors in a command's stderr, without the progress lines shown when it is not a terminal."""
+    return "".join(line for line in stderr.splitlines(keepends=True) if line.startswith(("error:", "warning:", "usage:")))

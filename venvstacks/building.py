@@ -31,6 +31,7 @@ from .lockstate import LockCheck
 from .platforms import TargetPlatform, uv_python_platform
 from .portability import prune_records, relativise_symlinks, remove_foreign_executables
 from .postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper, render_sitecustomize
+from .progress import progress
 from .runtimeenv import ensure_runtime, runtime_python
 from .spec import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
 from .uv import Uv, pip_install_argv, pip_uninstall_argv
@@ -152,7 +153,7 @@ class _Builder:
                     return BuildOutcome(layer.build_name, path, "up to date")
             except OSError:
                 pass
-        _LOG.info("building layer %r", layer.build_name)
+        progress(_LOG, "building layer %r", layer.build_name)
         # Until the record is written again at the very end, the layer counts as unbuilt.
         _state_path(path).unlink(missing_ok=True)
         if isinstance(layer, RuntimeSpec):

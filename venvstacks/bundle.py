@@ -27,6 +27,7 @@ from .lockfiles import LockPaths, is_shared, wheel_filename
 from .lockstate import read_pylock
 from .pbs import find_runtime_archive
 from .platforms import TargetPlatform
+from .progress import progress
 from .spec import LayerSpec, RuntimeSpec, StackSpec
 from .tomlw import dumps
 from .wheels import parse_wheel_filename, platform_supported
@@ -159,7 +160,7 @@ def fetch_bundle(
                 _store(target, need.sha256, lambda out: _copy_from(source, out), need.filename)
             elif need.url:
                 url = need.url
-                _LOG.info("downloading %s", need.filename)
+                progress(_LOG, "downloading %s", need.filename)
                 _store(target, need.sha256, lambda out: download(url, out), need.filename)
             else:
                 raise BundleError(f"layer {need.layer!r}: the lock names {need.filename} with no URL or path")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import __version__
 
@@ -72,6 +72,20 @@ class Args(argparse.Namespace):
     format: str
     tag_outputs: bool
     precompile: bool
+    show: bool
+    show_only: bool
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help with descriptions as written and `--[no-]x` for on/off options, so each option's help fits one line."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return "--[no-]" + action.option_strings[0].removeprefix("--")
+        return super()._format_action_invocation(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,7 +106,7 @@ def _add_output_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
         "--verbose",
         action="count",
         default=default if suppress else 0,
-        help="show more detail (uv command lines, tracebacks on errors); repeat for debug output",
+        help="more detail: commands run, tracebacks; -vv for debug output",
     )
     parser.add_argument(
         "-q",
@@ -108,7 +122,7 @@ def _build_parser() -> _Parser:
         prog=PROG,
         description=_DESCRIPTION,
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument(
         "-V", "--version", action="version", version=f"{PROG}: {__version__}", help="show the version and exit"
@@ -124,7 +138,7 @@ def _build_parser() -> _Parser:
             "'*' marks a layer without a valid lock."
         ),
         epilog="examples:\n  venvstacks show venvstacks.toml\n  venvstacks show --include 'app-*' --json venvstacks.toml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     _add_spec_options(show)
     show.add_argument(
@@ -150,10 +164,11 @@ def _build_parser() -> _Parser:
             "  venvstacks lock --if-needed --python-archive-dir ~/pbs venvstacks.toml\n"
             "  venvstacks lock --include 'framework-*' --reset-lock 'framework-torch' venvstacks.toml"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     _add_spec_options(lock)
     _add_lock_options(lock)
+    _add_report_options(lock)
     _add_output_options(lock, suppress=True)
     lock.set_defaults(handler="lock")
     build = commands.add_parser(
@@ -171,14 +186,14 @@ def _build_parser() -> _Parser:
             "  venvstacks build --lock-if-needed --python-archive-dir ~/pbs venvstacks.toml\n"
             "  venvstacks build --include 'app-*' --clean venvstacks.toml"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     _add_spec_options(build)
     build.add_argument(
         "--lock-if-needed",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="lock layers without a valid lock first (otherwise such layers are an error)",
+        help="first lock the layers without a valid lock (else: an error)",
     )
     build.add_argument(
         "--build-derived",
@@ -201,6 +216,7 @@ def _build_parser() -> _Parser:
         help="publish the built layers as archives too (see 'publish')",
     )
     _add_publish_options(build, default_output="_artifacts", archives=True)
+    _add_report_options(build)
     build.set_defaults(handler="build", if_needed=True, reset_lock=None, lock_dependencies=False, dry_run=False)
     publish = commands.add_parser(
         "publish",
@@ -216,7 +232,7 @@ def _build_parser() -> _Parser:
             "  venvstacks publish venvstacks.toml\n"
             "  venvstacks publish --tag-outputs --output-dir demo_artifacts --format tar.gz venvstacks.toml"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     _add_spec_options(publish)
     _add_publish_options(publish, default_output="_artifacts", archives=True)
@@ -226,6 +242,7 @@ def _build_parser() -> _Parser:
         default=False,
         help="show the metadata that would be published, without writing anything",
     )
+    _add_report_options(publish)
     _add_output_options(publish, suppress=True)
     publish.set_defaults(handler="publish")
     export = commands.add_parser(
@@ -237,7 +254,7 @@ def _build_parser() -> _Parser:
             "metadata as publish without the archive fields."
         ),
         epilog="example:\n  venvstacks local-export --output-dir demo_export venvstacks.toml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     _add_spec_options(export)
     _add_publish_options(export, default_output="_export", archives=False)
@@ -247,6 +264,7 @@ def _build_parser() -> _Parser:
         default=False,
         help="show what would be exported, without writing anything",
     )
+    _add_report_options(export)
     _add_output_options(export, suppress=True)
     export.set_defaults(handler="export")
     fetch = commands.add_parser(
@@ -260,7 +278,7 @@ def _build_parser() -> _Parser:
             "fetches only what is missing."
         ),
         epilog="example:\n  venvstacks fetch --bundle stack-bundle --python-archive-dir ~/pbs venvstacks.toml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     _add_spec_options(fetch)
     fetch.add_argument("--bundle", required=True, metavar="DIR", help="the bundle folder to fill")
@@ -274,7 +292,7 @@ def _build_parser() -> _Parser:
     fetch.add_argument(
         "--python-archive-dir",
         metavar="DIR",
-        help="where the runtime archives come from (default: $VENVSTACKS_PYTHON_ARCHIVE_DIR)",
+        help="folder of runtime archives (default: $VENVSTACKS_PYTHON_ARCHIVE_DIR)",
     )
     _add_output_options(fetch, suppress=True)
     fetch.set_defaults(handler="fetch")
@@ -289,7 +307,7 @@ def _build_parser() -> _Parser:
             "replaces just that layer, atomically."
         ),
         epilog="example:\n  venvstacks deploy _artifacts --target /opt/stacks",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     deploy.add_argument("artifacts_dir", metavar="ARTIFACTS_DIR", help="a folder written by 'venvstacks publish'")
     deploy.add_argument("--target", required=True, metavar="DIR", help="the folder to deploy the layers into")
@@ -297,8 +315,9 @@ def _build_parser() -> _Parser:
         "--include",
         action="append",
         metavar="PATTERN",
-        help="only layers matching this wildcard pattern, plus the layers they need (repeatable)",
+        help="layers matching this wildcard, and the layers they need (repeatable)",
     )
+    _add_report_options(deploy, show=False)
     _add_output_options(deploy, suppress=True)
     deploy.set_defaults(handler="deploy")
     verify = commands.add_parser(
@@ -309,7 +328,7 @@ def _build_parser() -> _Parser:
             "layers are absent, and broken links between layers. Exits 1 and names each problem."
         ),
         epilog="example:\n  venvstacks verify /opt/stacks",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     verify.add_argument("deployment", metavar="DIR", help="a folder 'venvstacks deploy' installed layers into")
     _add_output_options(verify, suppress=True)
@@ -318,7 +337,7 @@ def _build_parser() -> _Parser:
         sub.add_argument(
             "--bundle",
             metavar="DIR",
-            help="use only this bundle (from 'venvstacks fetch'): no index, no downloads",
+            help="use only this bundle from 'fetch': no index, no downloads",
         )
     return parser
 
@@ -340,7 +359,7 @@ def _add_publish_options(parser: argparse.ArgumentParser, *, default_output: str
         "--precompile",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="ship hash-checked bytecode compiled by each layer's runtime, so deploying compiles nothing",
+        help="ship bytecode compiled by each layer's runtime: deploy compiles none",
     )
     if archives:
         parser.add_argument(
@@ -353,8 +372,30 @@ def _add_publish_options(parser: argparse.ArgumentParser, *, default_output: str
             "--tag-outputs",
             action=argparse.BooleanOptionalAction,
             default=False,
-            help="name archives <layer>-<platform>-<build> and metadata files <name>-<platform>",
+            help="name outputs <layer>-<platform>[-<build>] (archives, metadata)",
         )
+
+
+def _add_report_options(parser: argparse.ArgumentParser, *, show: bool = True) -> None:
+    if show:
+        parser.add_argument(
+            "--show",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="first show the selected layers and the operations that will run",
+        )
+        parser.add_argument(
+            "--show-only",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="only show the selected layers and the operations that would run",
+        )
+    parser.add_argument(
+        "--json",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="print the result as JSON" + (" (with --show-only: the plan)" if show else ""),
+    )
 
 
 def _add_spec_options(parser: argparse.ArgumentParser) -> None:
@@ -369,8 +410,7 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         "--include",
         action="append",
         metavar="PATTERN",
-        help="only layers whose build name matches this wildcard pattern, plus the layers "
-        "they use and the layers that use them (repeatable)",
+        help="layers matching this build-name wildcard, and related (repeatable)",
     )
     parser.add_argument(
         "--allow-missing",
@@ -385,19 +425,19 @@ def _add_lock_options(parser: argparse.ArgumentParser) -> None:
         "--if-needed",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="lock only layers without a valid lock (others are not passed to uv at all)",
+        help="lock only the layers without a valid lock",
     )
     parser.add_argument(
         "--reset-lock",
         action="append",
         metavar="PATTERN",
-        help="discard the existing lock of matching layers and lock them afresh (repeatable)",
+        help="discard the locks of matching layers and lock afresh (repeatable)",
     )
     parser.add_argument(
         "--lock-dependencies",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="with --include, also relock the layers underneath (otherwise only if needed)",
+        help="with --include, relock the layers underneath too (else: if needed)",
     )
     _add_source_options(parser)
     parser.add_argument(
@@ -413,51 +453,104 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         "--index",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="let uv use package indexes (--no-index: only --local-wheels and find-links)",
+        help="let uv use package indexes (--no-index: local wheels, find-links)",
     )
     parser.add_argument(
         "--local-wheels",
         action="append",
         metavar="DIR",
-        help="a folder of wheels for uv to use, relative to the spec's folder (repeatable)",
+        help="a folder of wheels for uv, relative to the spec folder (repeatable)",
     )
     parser.add_argument(
         "--python-archive-dir",
         metavar="DIR",
-        help="a folder of python-build-standalone runtime archives (default: "
-        "$VENVSTACKS_PYTHON_ARCHIVE_DIR, else uv downloads the runtime)",
+        help="folder of runtime archives (default: $VENVSTACKS_PYTHON_ARCHIVE_DIR)",
     )
     parser.add_argument("--uv", metavar="PATH", help="the uv binary to use (default: $VENVSTACKS_UV, then PATH)")
 
 
 class Output:
-    """Where the command's results, warnings and errors go."""
+    """Where the command's results, progress, warnings and errors go.
 
-    def __init__(self, args: Args, stdout: TextIO, stderr: TextIO) -> None:
+    Results go to stdout; everything else to stderr. On a terminal, progress is
+    one status line rewritten in place and warnings and errors are coloured
+    (unless NO_COLOR is set or TERM is dumb); elsewhere progress comes as plain
+    lines. With --quiet only errors (and results) are shown.
+    """
+
+    def __init__(self, args: Args, stdout: TextIO, stderr: TextIO, environ: Any = None) -> None:
+        import os
+
+        environ = os.environ if environ is None else environ
         self.verbose = args.verbose
         self.quiet = args.quiet
+        self.json = bool(getattr(args, "json", False))
         self.stdout = stdout
         self.stderr = stderr
+        interactive = _isatty(stderr) and environ.get("TERM") != "dumb"
+        self.status_line = interactive and not self.verbose
+        self.colour = interactive and not environ.get("NO_COLOR")
+        self._status_shown = False
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            self.stderr.write("\r\033[K")
+            self.stderr.flush()
+            self._status_shown = False
 
     def result(self, text: str) -> None:
         """The command's result, on stdout."""
+        self._clear_status()
         self.stdout.write(text)
         self.stdout.flush()
+
+    def progress(self, message: str) -> None:
+        """A long step starting: a status line on a terminal, a plain line elsewhere, nothing with --quiet."""
+        if self.quiet:
+            return
+        if self.status_line:
+            import shutil
+
+            width = max(20, shutil.get_terminal_size().columns - 1)
+            text = message if len(message) <= width else message[: width - 3] + "..."
+            self.stderr.write("\r\033[K" + text)
+            self._status_shown = True
+        else:
+            self.stderr.write(f"{message}\n")
+        self.stderr.flush()
 
     def info(self, message: str) -> None:
         """Detail shown with -v."""
         if self.verbose and not self.quiet:
+            self._clear_status()
             self.stderr.write(f"{message}\n")
 
     def warning(self, message: str) -> None:
         """A non-fatal problem, on stderr unless --quiet."""
         if not self.quiet:
-            self.stderr.write(f"warning: {message}\n")
+            self._clear_status()
+            self.stderr.write(f"{self._label('warning', '33')} {message}\n")
 
     def error(self, message: str) -> None:
         """A fatal problem, on stderr, one line per line of the message."""
+        self._clear_status()
+        label = self._label("error", "31")
         for line in message.splitlines() or [""]:
-            self.stderr.write(f"error: {line}\n")
+            self.stderr.write(f"{label} {line}\n")
+
+    def finish(self) -> None:
+        """Leave the terminal as it was: no status line."""
+        self._clear_status()
+
+    def _label(self, word: str, colour: str) -> str:
+        return f"\033[1;{colour}m{word}:\033[0m" if self.colour else f"{word}:"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -484,8 +577,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args, out)
 
 
-def _setup_logging(out: Output) -> None:
+def _setup_logging(out: Output) -> Callable[[], None]:
+    """Send the package's log records to `out`; returns what puts logging back as it was."""
     import logging
+
+    from .progress import PROGRESS
 
     class Handler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -494,10 +590,13 @@ def _setup_logging(out: Output) -> None:
                 out.error(message)
             elif record.levelno >= logging.WARNING:
                 out.warning(message)
+            elif record.levelno >= PROGRESS:
+                out.progress(message)
             else:
                 out.info(message)
 
     logger = logging.getLogger("venvstacks")
+    saved = logger.handlers[:], logger.propagate, logger.level
     logger.handlers[:] = [Handler()]
     logger.propagate = False
     if out.quiet:
@@ -507,19 +606,26 @@ def _setup_logging(out: Output) -> None:
     elif out.verbose:
         logger.setLevel(logging.INFO)
     else:
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(PROGRESS)
+
+    def restore() -> None:
+        logger.handlers[:], logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])
+
+    return restore
 
 
 def _run(args: Args, out: Output) -> int:
     from .errors import VenvStacksError
 
-    _setup_logging(out)
+    restore_logging = _setup_logging(out)
 
     from . import commands
 
     try:
         handler = getattr(commands, f"cmd_{args.handler}")
         status: int = handler(args, out)
+        out.finish()
         return status
     except VenvStacksError as exc:
         if out.verbose:
@@ -541,3 +647,5 @@ def _run(args: Args, out: Output) -> int:
             traceback.print_exc(file=out.stderr)
         out.error(f"internal error: {type(exc).__name__}: {exc}" + ("" if out.verbose else " (run with -v for a traceback)"))
         return EXIT_FAILURE
+    finally:
+        restore_logging()

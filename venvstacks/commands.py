@@ -27,6 +27,46 @@ def _load_spec(spec_path: str, out: Output) -> StackSpec:
     return spec
 
 
+def _lock_states(spec: StackSpec) -> Any:
+    from .lockstate import check_stack_locks
+    from .render import LockState
+
+    checks = check_stack_locks(spec)
+    return lambda layer: LockState(checks[layer.build_name].valid, checks[layer.build_name].lock_version)
+
+
+def _show_plan(spec: StackSpec, args: Args, out: Output, operations: dict[str, list[str]]) -> tuple[bool, Any]:
+    """With --show or --show-only, show the selected layers and their operations.
+
+    Returns whether the command stops here (--show-only), and the plan to put
+    in the JSON result (for --show --json).
+    """
+    import json
+
+    from .render import render_tree, stack_status
+
+    if not (args.show or args.show_only):
+        return False, None
+    status = stack_status(spec, selected=set(operations), lock_state=_lock_states(spec), operations=operations)
+    if not args.json:
+        out.result(render_tree(status))
+    elif args.show_only:
+        out.result(json.dumps(status, indent=2, sort_keys=True) + "\n")
+    return args.show_only, status
+
+
+def _emit(out: Output, text: str, document: dict[str, Any], plan: Any = None) -> None:
+    """The result: `text` for people, or with --json the `document` (plus the --show plan)."""
+    import json
+
+    if not out.json:
+        out.result(text)
+        return
+    if plan is not None:
+        document = {**document, "plan": plan}
+    out.result(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
 def cmd_show(args: Args, out: Output) -> int:
     import json
 
@@ -36,15 +76,7 @@ def cmd_show(args: Args, out: Output) -> int:
     selected = None
     if args.include:
         selected = _selection(spec, args, out, args.include, "--include").build_names
-    from .lockstate import check_stack_locks
-    from .render import LockState
-
-    checks = check_stack_locks(spec)
-    status = stack_status(
-        spec,
-        selected=selected,
-        lock_state=lambda layer: LockState(checks[layer.build_name].valid, checks[layer.build_name].lock_version),
-    )
+    status = stack_status(spec, selected=selected, lock_state=_lock_states(spec))
     if args.json:
         out.result(json.dumps(status, indent=2, sort_keys=True) + "\n")
     else:
@@ -138,6 +170,10 @@ def cmd_build(args: Args, out: Output) -> int:
     layers = [layer for layer in layers if host in layer.platforms]
     for layer in skipped:
         out.warning(f"skipping layer {layer.build_name!r}: it does not target this platform ({host})")
+    steps = ["lock-if-needed"] * args.lock_if_needed + ["build" if args.clean else "build-if-needed"] + ["publish"] * args.publish
+    stop, plan = _show_plan(spec, args, out, {layer.build_name: steps for layer in layers})
+    if stop:
+        return EXIT_OK
     uv = _uv_finder(args, out)
     if args.lock_if_needed and _bundle_dir(args) is not None:
         checks = check_stack_locks(spec)
@@ -152,19 +188,25 @@ def cmd_build(args: Args, out: Output) -> int:
     )
     checks = check_stack_locks(spec)
     outcomes = build_stack(spec, layers, settings, checks, uv=uv)
+    document: dict[str, Any] = {
+        "command": "build", "spec_path": str(spec.spec_path),
+        "layers": [{"name": o.build_name, "path": str(o.path), "action": o.action} for o in outcomes],
+    }  # fmt: skip
     if not outcomes:
-        out.result("No environments found to build\n")
+        _emit(out, "No environments found to build\n", document, plan)
         return EXIT_OK
     lines = ["Built environments:"]
     lines += [f"  {os.path.relpath(o.path, spec.spec_dir)} [{o.action}]" for o in outcomes]
     if args.publish:
         from .publishing import publish_layers
 
-        published = publish_layers(spec, layers, checks, _publish_settings(spec, args, host))
+        settings = _publish_settings(spec, args, host)
+        published = publish_layers(spec, layers, checks, settings)
+        document["published"] = _published_document(spec, "publish", settings, published)
         lines.append("Published archives:")
         lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in published]
     lines.append(f"All paths reported relative to {spec.spec_dir}")
-    out.result("\n".join(lines) + "\n")
+    _emit(out, "\n".join(lines) + "\n", document, plan)
     return EXIT_OK
 
 
@@ -206,13 +248,28 @@ def _publish_selection(spec: StackSpec, args: Args, out: Output) -> tuple[list[A
     return layers, checks, host
 
 
-def _report(out: Output, spec: StackSpec, title: str, entries: list[tuple[Path, str]]) -> None:
+def _report(spec: StackSpec, title: str, entries: list[tuple[Path, str]]) -> str:
     """Result lines: what happened to each path, relative to the spec's folder."""
     import os
 
     lines = [title, *(f"  {os.path.relpath(path, spec.spec_dir)} [{action}]" for path, action in entries)]
     lines.append(f"All paths reported relative to {spec.spec_dir}")
-    out.result("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def _published_document(spec: StackSpec, command: str, settings: Any, results: list[Any]) -> dict[str, Any]:
+    """The JSON result of publish or local-export: each layer's path, action and metadata, and the manifest."""
+    from .pubmeta import METADATA_DIR, manifest_file_name
+
+    if command == "local-export":
+        manifest = settings.output_dir / METADATA_DIR / "venvstacks.json"
+    else:
+        manifest = settings.output_dir / METADATA_DIR / manifest_file_name(settings.platform, tagged=settings.tag_outputs)
+    return {
+        "command": command, "spec_path": str(spec.spec_path), "output_dir": str(settings.output_dir),
+        "dry_run": settings.dry_run, "manifest": None if settings.dry_run else str(manifest),
+        "layers": [{"name": p.build_name, "path": str(p.path), "action": p.action, "metadata": p.metadata} for p in results],
+    }  # fmt: skip
 
 
 def _publish_or_export(args: Args, out: Output, *, export: bool) -> int:
@@ -221,14 +278,19 @@ def _publish_or_export(args: Args, out: Output, *, export: bool) -> int:
 
     spec = _load_spec(args.spec_path, out)
     layers, checks, host = _publish_selection(spec, args, out)
+    stop, plan = _show_plan(spec, args, out, {layer.build_name: ["export" if export else "publish"] for layer in layers})
+    if stop:
+        return EXIT_OK
     run = export_layers if export else publish_layers
-    results = run(spec, layers, checks, _publish_settings(spec, args, host))
+    settings = _publish_settings(spec, args, host)
+    results = run(spec, layers, checks, settings)
+    document = _published_document(spec, "local-export" if export else "publish", settings, results)
     if args.dry_run:
-        out.result(dump_json({"layers": {p.build_name: p.metadata for p in results}}))
-        out.result(("Environment export" if export else "Archive creation") + " skipped (dry run)\n")
+        text = dump_json({"layers": {p.build_name: p.metadata for p in results}})
+        _emit(out, text + ("Environment export" if export else "Archive creation") + " skipped (dry run)\n", document, plan)
         return EXIT_OK
     title = "Exported environments:" if export else "Published archives:"
-    _report(out, spec, title, [(p.path, p.action) for p in results])
+    _emit(out, _report(spec, title, [(p.path, p.action) for p in results]), document, plan)
     return EXIT_OK
 
 
@@ -306,17 +368,28 @@ def cmd_lock(args: Args, out: Output) -> int:
                 "with --bundle, locking can only confirm valid locks (pass --if-needed); these layers "
                 "would need a package index: " + ", ".join(sorted(set(stale) | reset))
             )
+    operations = {name: ["reset-lock"] * (name in reset) + ["lock-if-needed" if want is None else "lock"] for name, want in wants.items()}
+    stop, plan = _show_plan(spec, args, out, operations)
+    if stop:
+        return EXIT_OK
     settings = _lock_settings(spec, args)
     outcomes = lock_stack(spec, wants, settings, uv=_uv_finder(args, out), reset=reset)
+    document = {
+        "command": "lock", "spec_path": str(spec.spec_path),
+        "layers": [
+            {"name": o.build_name, "action": o.action, "lock_file": str(o.pylock), "locked_at": o.locked_at, "lock_version": o.lock_version}
+            for o in outcomes
+        ],
+    }  # fmt: skip
     if not outcomes:
-        out.result("No environments found to lock\n")
+        _emit(out, "No environments found to lock\n", document, plan)
         return EXIT_OK
     lines = ["Locked environments:"]
     for outcome in outcomes:
         where = os.path.relpath(outcome.pylock, spec.spec_dir)
         lines.append(f"  {where} (locked at: {outcome.locked_at}) [{outcome.action}]")
     lines.append(f"All paths reported relative to {spec.spec_dir}")
-    out.result("\n".join(lines) + "\n")
+    _emit(out, "\n".join(lines) + "\n", document, plan)
     return EXIT_OK
 
 
@@ -331,7 +404,14 @@ def cmd_deploy(args: Args, out: Output) -> int:
     deployed = deploy(Path(args.artifacts_dir), target, include=args.include or ())
     lines = [f"Deployed layers in {target}:"]
     lines += [f"  {layer.install_target} [{layer.action}]" for layer in deployed]
-    out.result("\n".join(lines) + "\n")
+    document = {
+        "command": "deploy", "artifacts_dir": os.path.abspath(args.artifacts_dir), "target": str(target),
+        "layers": [
+            {"name": layer.layer_name, "install_target": layer.install_target, "path": str(layer.path), "action": layer.action}
+            for layer in deployed
+        ],
+    }  # fmt: skip
+    _emit(out, "\n".join(lines) + "\n", document)
     return EXIT_OK
 
 

@@ -20,6 +20,7 @@ import fcntl
 import fnmatch
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -35,9 +36,12 @@ from . import _proc
 from .errors import CommandError, VenvStacksError
 from .extract import extract_into
 from .fsutil import write_text_atomic
+from .progress import progress
 from .pubmeta import METADATA_DIR
 
 __all__ = ["DeployError", "DeployedLayer", "deploy", "verify", "RECORD_DIR"]
+
+_LOG = logging.getLogger(__name__)
 
 RECORD_DIR = ".venvstacks-deployed"
 """The folder of the target holding one `<install target>.json` record per deployed layer."""
@@ -226,6 +230,7 @@ def _install(layer: _Layer, unpacked: _Unpacked, target: Path) -> str:
     old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=target)) if os.path.lexists(final) else None
     if old is not None:
         os.replace(final, old)  # onto the empty folder just made
+    progress(_LOG, "installing layer %r", name)
     try:
         os.replace(unpacked.folder, final)
         postinstall = [_runtime_python(layer, target), "-X", "utf8", "-I", final / "postinstall.py", "--no-compile"]
@@ -263,6 +268,7 @@ class _Unpacked:
 
 
 def _unpack(artifacts: Path, layer: _Layer, target: Path) -> _Unpacked:
+    progress(_LOG, "unpacking layer %r", layer.install_target)
     folder = Path(tempfile.mkdtemp(prefix=f".{layer.install_target}.partial-", dir=target))
     digests: dict[str, tuple[int, str]] = {}
     try:
@@ -277,6 +283,7 @@ def _unpack(artifacts: Path, layer: _Layer, target: Path) -> _Unpacked:
 
 def _compile(layer: _Layer, folder: Path, python: Path) -> None:
     """Compile an unpacked layer's bytecode where it lies; it stays valid once the layer is moved into place."""
+    progress(_LOG, "compiling the bytecode of layer %r", layer.install_target)
     command = [python, "-X", "utf8", "-I", folder / "postinstall.py", "--compile-only"]
     try:
         _proc.run(command, description=f"compiling the bytecode of layer {layer.install_target!r}")

@@ -24,6 +24,7 @@ from .errors import LockError, UvError
 from .fsutil import write_text_atomic
 from .lockfiles import LockMetadata, LockPaths, lock_input_hash, other_inputs_hash, pylock_hash, requirements_in_text, version_inputs_hash
 from .lockstate import LockCheck, check_layer_lock, read_pylock
+from .progress import progress
 from .pylockedit import LayerTarget, constraint_lines, edit_pylock, lower_pins, render_pylock, summary_text
 from .reqs import canonicalize_name
 from .runtimeenv import RuntimeInstall, ensure_runtime
@@ -202,7 +203,7 @@ def _resolve(run: _Run, layer: LayerSpec, paths: LockPaths) -> dict[str, Any]:
     exported_path = resolve_dir / "pylock.toml"
     exported_path.unlink(missing_ok=True)
     uv = run.find_uv()
-    _LOG.info("locking layer %r", layer.build_name)
+    progress(_LOG, "locking layer %r", layer.build_name)
     try:
         uv.run(lock_argv(uv.command, project=resolve_dir, python=runtime.python, config_file=config_file),
                description=f"locking layer {layer.build_name!r}")  # fmt: skip

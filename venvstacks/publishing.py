@@ -30,6 +30,7 @@ from .fsutil import remove_path, write_text_atomic
 from .lockstate import LockCheck
 from .platforms import TargetPlatform
 from .postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper
+from .progress import progress
 from .pubmeta import (
     METADATA_DIR,
     archive_file_name,
@@ -194,10 +195,10 @@ def _publish_one(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockChe
         return PublishedLayer(layer.build_name, settings.output_dir / name, metadata, "dry run")
     cache_tag = None
     if settings.precompile:
-        _LOG.info("compiling the bytecode of layer %r", layer.build_name)
+        progress(_LOG, "compiling the bytecode of layer %r", layer.build_name)
         _compile_bytecode(spec, layer, source, base["install_target"], settings)
         cache_tag = _cache_tag(spec, layer)
-    _LOG.info("archiving layer %r as %s", layer.build_name, name)
+    progress(_LOG, "archiving layer %r as %s", layer.build_name, name)
     result = write_layer_archive(
         source, settings.output_dir / name, root=base["install_target"], clamp=_clamp(base["locked_at"]),
         fmt=settings.fmt, overrides=_overrides(spec, layer, checks, source, precompiled=settings.precompile),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,21 +42,29 @@ def stack_status(
     *,
     selected: Collection[str] | None = None,
     lock_state: Callable[[LayerSpec], LockState] = no_locks,
+    operations: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """The JSON form of a stack: each category's layers and, for layered
     environments, their dependencies in sys.path order.
 
-    `selected` limits the output to the layers with those build names.
+    `selected` limits the output to the layers with those build names;
+    `operations` gives the operations a command will run on each layer
+    (`selected_operations`, null for layers it leaves alone).
     """
     status: dict[str, Any] = {"spec_name": str(spec.spec_path)}
+
+    def ops(layer: LayerSpec) -> list[str] | None:
+        found = (operations or {}).get(layer.build_name)
+        return list(found) if found else None
+
     for kind in LayerKind:
         entries = []
         for layer in spec.layers():
             if layer.kind is not kind or (selected is not None and layer.build_name not in selected):
                 continue
-            entry = _layer_status(layer, lock_state, None)
+            entry = _layer_status(layer, lock_state, ops(layer))
             if kind is not LayerKind.RUNTIME:
-                entry["dependencies"] = [_layer_status(dep, lock_state, None) for dep in spec.dependencies(layer)]
+                entry["dependencies"] = [_layer_status(dep, lock_state, ops(dep)) for dep in spec.dependencies(layer)]
             entries.append(entry)
         status[kind.category] = entries
     return status

@@ -22,6 +22,7 @@ from .errors import RuntimeSourceError, UvError
 from .extract import safe_extract_tar
 from .fsutil import remove_path, write_text_atomic
 from .pbs import find_runtime_archive
+from .progress import progress
 from .spec import RuntimeSpec
 from .uv import Uv, python_install_argv
 
@@ -99,7 +100,7 @@ def ensure_runtime(
             )  # fmt: skip
         _remove(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
-        _LOG.info("unpacking %s for runtime %r", archive.path.name, layer.name)
+        progress(_LOG, "unpacking %s for runtime %r", archive.path.name, layer.name)
         safe_extract_tar(archive.path, destination, strip_prefix="python")
         install = RuntimeInstall(destination, archive.name.filename, archive.sha256, fresh=True)
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support import run
+from support import run, without_progress
 
 pytestmark = pytest.mark.slow
 
@@ -267,7 +267,7 @@ def test_failed_install_names_the_layer_and_leaves_it_unbuilt(built: Path, pyz: 
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     status, out, err = _venvstacks("build", "--include", "app-direct", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 1 and out == ""
-    assert err.startswith("error: failed to install into layer 'app-direct':\n")
+    assert without_progress(err).startswith("error: failed to install into layer 'app-direct':\n")
     assert "hash" in err.lower() and "Traceback" not in err
     assert (copy / "_build" / "cpython-3.12.last-build.json").exists()
     assert not (copy / "_build" / "app-direct.last-build.json").exists()

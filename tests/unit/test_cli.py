@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,3 +138,110 @@ def test_warnings_go_to_stderr_unless_quiet(capsys: pytest.CaptureFixture[str], 
         f"warning: {spec}: runtime 'rt': field 'fully_versioned_name' is deprecated; rename it to 'python_implementation'\n"
     )
     assert _run(capsys, "-q", "show", str(spec))[2] == ""
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("argv", "operations"),
+    [
+        (["lock"], "lock"),
+        (["lock", "--if-needed", "--reset-lock", "app-*"], None),
+        (["build", "--lock-if-needed", "--publish"], "lock-if-needed, build-if-needed, publish"),
+        (["build", "--clean"], "build"),
+        (["publish"], "publish"),
+        (["local-export"], "export"),
+    ],
+)
+def test_show_only_shows_the_plan_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], operations: str | None
+) -> None:
+    import shutil
+
+    stack = tmp_path / "stack"
+    shutil.copytree(COMPAT, stack)
+    before = _files(stack)
+    status, out, err = _run(capsys, *argv, "--show-only", str(stack / "venvstacks.toml"))
+    assert (status, err) == (0, "")
+    assert out.startswith(f"{stack / 'venvstacks.toml'}\n├── Runtimes\n")
+    if operations is not None:
+        assert f"│   └── cpython-3.11 ({operations})\n" in out
+        assert f"    └── app-records -> app-records@1 ({operations})\n" in out
+    else:  # locking only what needs it, the apps' locks discarded first
+        assert "│   └── cpython-3.11 (lock-if-needed)\n" in out
+        assert "    └── app-records -> app-records@1 (reset-lock, lock-if-needed)\n" in out
+    assert _files(stack) == before
+
+
+def test_show_only_json_is_the_plan(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = COMPAT / "venvstacks.toml"
+    status, out, err = _run(capsys, "build", "--show-only", "--json", "--include", "app-dates", str(spec))
+    assert (status, err) == (0, "")
+    plan = json.loads(out)
+    assert plan["spec_name"] == str(spec)
+    assert [entry["name"] for entry in plan["applications"]] == ["app-dates"]
+    assert plan["applications"][0]["selected_operations"] == ["build-if-needed"]
+    assert [dep["selected_operations"] for dep in plan["applications"][0]["dependencies"]] == [["build-if-needed"]] * 3
+    assert [entry["name"] for entry in plan["frameworks"]] == ["framework-web", "framework-web-extra"]
+
+
+class _Terminal:
+    """A stream that says it is a terminal and keeps what is written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _output(*, quiet: bool = False, verbose: int = 0, environ: dict[str, str] | None = None, terminal: bool = True) -> Any:
+    import io
+
+    from venvstacks.cli import Args, Output
+
+    args = Args(quiet=quiet, verbose=verbose)
+    stderr = _Terminal() if terminal else io.StringIO()
+    return Output(args, io.StringIO(), stderr, environ={"TERM": "xterm"} if environ is None else environ), stderr
+
+
+def test_progress_is_a_status_line_on_a_terminal() -> None:
+    out, stderr = _output()
+    out.progress("locking layer 'a'")
+    out.progress("locking layer 'b'")
+    out.warning("careful")
+    out.result("done\n")
+    out.finish()
+    assert stderr.text == (
+        "\r\x1b[Klocking layer 'a'" "\r\x1b[Klocking layer 'b'" "\r\x1b[K"  # the status line, cleared before other output
+        "\x1b[1;33mwarning:\x1b[0m careful\n"
+    )
+    assert out.stdout.getvalue() == "done\n"
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"terminal": False}, "locking layer 'a'\nwarning: careful\nerror: broken\n"),  # plain lines
+        ({"quiet": True}, "\x1b[1;31merror:\x1b[0m broken\n"),  # nothing but errors
+        ({"environ": {"TERM": "xterm", "NO_COLOR": "1"}}, "\r\x1b[Klocking layer 'a'\r\x1b[Kwarning: careful\nerror: broken\n"),
+        ({"environ": {"TERM": "dumb"}}, "locking layer 'a'\nwarning: careful\nerror: broken\n"),
+        ({"verbose": 1, "environ": {"TERM": "xterm", "NO_COLOR": ""}}, "locking layer 'a'\n\x1b[1;33mwarning:\x1b[0m careful\n\x1b[1;31merror:\x1b[0m broken\n"),
+    ],
+)
+def test_progress_and_colour_elsewhere(options: dict[str, Any], expected: str) -> None:
+    out, stderr = _output(**options)
+    out.progress("locking layer 'a'")
+    out.warning("careful")
+    out.error("broken")
+    out.finish()
+    assert (stderr.text if isinstance(stderr, _Terminal) else stderr.getvalue()) == expected
