@@ -40,3 +40,18 @@ def run(command: list[str], *, cwd: Path | None = None, env: dict[str, str] | No
 def without_progress(stderr: str) -> str:
     """The warnings and errors in a command's stderr, without the progress lines shown when it is not a terminal."""
     return "".join(line for line in stderr.splitlines(keepends=True) if line.startswith(("error:", "warning:", "usage:")))
+
+
+def documented_json_keys() -> dict[str, tuple[set[str], set[str]]]:
+    """From docs/commands.md: each command's JSON result keys and the keys of each of its `layers` entries."""
+    import re
+
+    text = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
+    section = text.split("### JSON results", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, tuple[set[str], set[str]]] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and re.fullmatch(r"`[a-z-]+`", cells[0]):
+            keys, layer_keys = (set(re.findall(r"`([a-z_]+)`", cell)) for cell in cells[1:])
+            found[cells[0].strip("`")] = (keys, layer_keys)
+    return found

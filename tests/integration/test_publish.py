@@ -261,3 +261,41 @@ def test_local_export_can_ship_bytecode(published: Path, pyz: Path, runtime_arch
     assert (cache / "core.cpython-311.pyc").read_bytes()[4:8] == b"\x03\0\0\0"
     result = run([str(export / "app-hello" / "bin" / "python"), "-m", "hello"])
     assert result.returncode == 0 and result.stdout.endswith(" xn--bcher-kva.example True 7\n"), result.stderr  # an earlier test changed the greeting
+
+
+def test_json_results_have_the_documented_keys(published: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path) -> None:
+    from support import documented_json_keys
+
+    spec = published.parent / "venvstacks.toml"
+    keys = documented_json_keys()
+    commands = {
+        "lock": ["lock", "--if-needed"],
+        "build": ["build", "--publish", "--output-dir", str(tmp_path / "out")],
+        "publish": ["publish", "--output-dir", str(tmp_path / "out")],
+        "local-export": ["local-export", "--output-dir", str(tmp_path / "export")],
+    }
+    documents = {}
+    for name, argv in commands.items():
+        status, out, err = _vs(*argv, "--json", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+        assert status == 0, err
+        documents[name] = json.loads(out)
+    status, out, err = _vs("deploy", "--json", str(tmp_path / "out"), "--target", str(tmp_path / "deployed"), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    documents["deploy"] = json.loads(out)
+    for name, document in documents.items():
+        document_keys, layer_keys = keys[name]
+        assert set(document) == document_keys and document["command"] == name, name
+        assert len(document["layers"]) == 4 and all(set(layer) == layer_keys for layer in document["layers"]), name
+    assert {layer["action"] for layer in documents["lock"]["layers"]} == {"skipped"}
+    assert {layer["action"] for layer in documents["build"]["layers"]} == {"up to date"}
+    assert set(documents["build"]["published"]) == keys["publish"][0]
+    assert {layer["action"] for layer in documents["publish"]["layers"]} == {"unchanged"}  # published by build just before
+    assert [layer["action"] for layer in documents["deploy"]["layers"]] == ["installed"] * 4
+    assert all(Path(layer["path"]).is_dir() for layer in documents["deploy"]["layers"])
+    assert Path(documents["publish"]["manifest"]).is_file()
+    # --show --json adds the plan to the one document.
+    status, out, err = _vs("publish", "--show", "--json", "--output-dir", str(tmp_path / "out"), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    document = json.loads(out)
+    assert set(document) == keys["publish"][0] | {"plan"}
+    assert document["plan"]["runtimes"][0]["selected_operations"] == ["publish"]
