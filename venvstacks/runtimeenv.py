@@ -131,6 +131,7 @@ def _install_with_uv(layer: RuntimeSpec, build_dir: Path, destination: Path, uv:
     if not config.exists():
         write_text_atomic(config, "")
     argv = python_install_argv(uv.command, version=implementation.version, install_dir=downloads, config_file=config)
+    progress(_LOG, "downloading CPython %s with uv", implementation.version)
     try:
         uv.run(argv, description=f"downloading CPython {implementation.version} with uv")
     except UvError as exc:
