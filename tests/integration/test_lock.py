@@ -368,7 +368,8 @@ def test_runtime_download_failure_says_where_it_looked(tmp_path: Path, pyz: Path
     env = {"UV_PYTHON_INSTALL_MIRROR": (tmp_path / "no-mirror").as_uri(), "VENVSTACKS_PYTHON_ARCHIVE_DIR": "", "UV_OFFLINE": "1"}
     result = run([sys.executable, str(pyz), "lock", str(spec)], env=env)
     assert result.returncode == 1
-    assert result.stderr.startswith(
+    assert f"downloading CPython {runtime_versions['py311']} with uv\n" in result.stderr
+    assert without_progress(result.stderr).startswith(
         f"error: runtime 'rt': no cpython@{runtime_versions['py311']} runtime found: no runtime archive folder was given "
         "(--python-archive-dir or VENVSTACKS_PYTHON_ARCHIVE_DIR), and uv could not download it:\n"
     )
