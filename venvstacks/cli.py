@@ -74,6 +74,7 @@ class Args(argparse.Namespace):
     precompile: bool
     show: bool
     show_only: bool
+    manifest: str | None
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -316,6 +317,11 @@ def _build_parser() -> _Parser:
         action="append",
         metavar="PATTERN",
         help="layers matching this wildcard, and the layers they need (repeatable)",
+    )
+    deploy.add_argument(
+        "--manifest",
+        metavar="NAME",
+        help="the stack manifest, when there are several (venvstacks-<platform>.json)",
     )
     _add_report_options(deploy, show=False)
     _add_output_options(deploy, suppress=True)

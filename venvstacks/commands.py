@@ -401,7 +401,7 @@ def cmd_deploy(args: Args, out: Output) -> int:
     from .deploying import deploy
 
     target = Path(os.path.abspath(os.path.expanduser(args.target)))
-    deployed = deploy(Path(args.artifacts_dir), target, include=args.include or ())
+    deployed = deploy(Path(args.artifacts_dir), target, include=args.include or (), platform_manifest=args.manifest)
     lines = [f"Deployed layers in {target}:"]
     lines += [f"  {layer.install_target} [{layer.action}]" for layer in deployed]
     document = {

@@ -7,8 +7,9 @@ folder; links may reach peer layers, never leave the target), then, lowest layer
 first, moves each into place and relinks it with its `postinstall.py`, run by the
 runtime's interpreter. A layer deployed from the same archive is left alone; one
 from another archive is moved aside, replaced, and put back if relinking fails.
-Last, the new layers' bytecode is compiled (several layers at a time; nothing for
-layers that ship it). Archives are checked and unpacked several at a time too.
+Archives are checked and unpacked several at a time, and each layer's bytecode is
+compiled where it was unpacked as soon as its runtime is unpacked too (nothing
+for layers that ship it), so relinking afterwards is quick.
 `.venvstacks-deployed/<layer>.json` records each deployed layer with the size and
 sha256 of its files (hashed while unpacking), which `verify` checks.
 """
@@ -99,7 +100,7 @@ def _manifest_path(artifacts: Path, platform_manifest: str | None) -> Path:
     tagged = [folder / "venvstacks.json"] if (folder / "venvstacks.json").is_file() else sorted(folder.glob("venvstacks-*.json"))
     if len(tagged) > 1:
         names = ", ".join(path.name for path in tagged)
-        raise DeployError(f"{folder} holds several stack manifests ({names}): name the one to deploy")
+        raise DeployError(f"{folder} holds several stack manifests ({names}): name the one to deploy with --manifest")
     if not tagged:
         raise DeployError(f"no stack manifest (venvstacks.json) in {folder}: is {artifacts} a publish output folder?")
     return tagged[0]

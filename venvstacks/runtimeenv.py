@@ -66,8 +66,8 @@ def _read_record(path: Path) -> dict[str, str] | None:
     return data if isinstance(data, dict) and runtime_python(path).exists() else None
 
 
-def _write_record(install: RuntimeInstall) -> None:
-    data = {"archive": install.archive_name, "sha256": install.archive_sha256}
+def _write_record(install: RuntimeInstall, implementation: str) -> None:
+    data = {"archive": install.archive_name, "sha256": install.archive_sha256, "python_implementation": implementation}
     write_text_atomic(_record_path(install.path), json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
@@ -89,6 +89,8 @@ def ensure_runtime(
     if clean:
         _remove(destination)
     record = _read_record(destination)
+    if record is not None and record.get("python_implementation") != str(layer.python_implementation):
+        record = None  # another version was asked for: the runtime is replaced
     if archive_dir is not None:
         archive = find_runtime_archive(archive_dir, layer.python_implementation)
         if record is not None:
@@ -111,7 +113,7 @@ def ensure_runtime(
         _remove(destination)
         msg = f"runtime {layer.name!r}: {install.archive_name} holds no interpreter at {install.python.relative_to(destination)}"
         raise RuntimeSourceError(msg)
-    _write_record(install)
+    _write_record(install, str(layer.python_implementation))
     return install
 
 

@@ -283,3 +283,29 @@ def test_clean_rebuilds_from_scratch(built: Path, pyz: Path, runtime_archive_dir
     assert not stray.exists()
     result = run([str(built / "app-direct" / "bin" / "python"), "-m", "direct"])
     assert result.stdout == "direct attrs\n"
+
+
+def test_a_new_runtime_version_rebuilds_the_layers_above(tmp_path: Path, pyz: Path, runtime_archives: dict[str, Path], runtime_versions: dict[str, str]) -> None:
+    import shutil
+
+    # One archive under two patch versions: enough to tell whether a changed version reaches every layer.
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    original = runtime_archives["3.11"]
+    old, new = runtime_versions["py311"], runtime_versions["py311"] + "0"
+    shutil.copy(original, archives / original.name)
+    shutil.copy(original, archives / original.name.replace(f"cpython-{old}+", f"cpython-{new}+"))
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    spec = stack / "venvstacks.toml"
+    text = '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@{}"\nrequirements = []\n[[frameworks]]\nname = "fw"\nruntime = "rt"\nrequirements = []\n'
+    spec.write_text(text.format(old), encoding="utf-8")
+    status, out, err = _venvstacks("build", "--lock-if-needed", str(spec), pyz=pyz, archive_dir=archives)
+    assert status == 0 and out.count("[built]") == 2, err
+    spec.write_text(text.format(new), encoding="utf-8")
+    status, out, err = _venvstacks("build", "--lock-if-needed", str(spec), pyz=pyz, archive_dir=archives)
+    assert status == 0 and out.count("[built]") == 2, (out, err)
+    config = json.loads((stack / "_build" / "framework-fw" / "share" / "venv" / "metadata" / "venvstacks_layer.json").read_text(encoding="utf-8"))
+    assert config["py_version"] == new
+    record = json.loads((stack / "_build" / "rt.runtime.json").read_text(encoding="utf-8"))
+    assert record["python_implementation"] == f"cpython@{new}" and new in record["archive"]

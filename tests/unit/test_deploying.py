@@ -385,6 +385,11 @@ def test_manifest_choice(stack: Stack, target: Path) -> None:
         deploy(stack.artifacts, target, platform_manifest="win_amd64")
     with pytest.raises(DeployError, match="no stack manifest"):
         deploy(target, target)
+    # The same from the command line.
+    from venvstacks.cli import main
+
+    assert main(["deploy", "-q", str(stack.artifacts), "--target", str(target), "--manifest", "linux_x86_64"]) == 0
+    assert main(["deploy", "-q", str(stack.artifacts), "--target", str(target)]) == 1
 
 
 def test_manifests_without_archive_fields_are_refused(stack: Stack, target: Path) -> None:
