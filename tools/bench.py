@@ -2,7 +2,7 @@
 
     python tools/bench.py [--runs N] [--python PYTHON]
     python tools/bench.py --peer [--peer-runs N]
-
+    python tools/bench.py --scaling [--scaling-runs N]
 
 Prints a table: for every row, the median wall time of the measured command,
 the median of its baseline, the difference, and the target it must meet.
@@ -10,7 +10,11 @@ Later issues add rows; timed assertions never go into the test suite.
 
 With --peer it instead compares whole steps (lock, build, publish, deploy)
 against upstream venvstacks 0.7.0, installed into .cache/peer-venv and run
-offline through tools/upstream_offline.py (see docs/benchmarks.md).
+offline through tools/upstream_offline.py, and deploy of `publish --precompile`
+archives against plain `tar -xf` of them. With --scaling it shows how publish,
+deploy and no-op lock/build grow with layer size (10 MB to 1 GB) and layer
+count (2 to 20), and the peak memory of publish (tools/bench_scaling.py).
+Both exit 1 if a target is missed; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -293,7 +297,11 @@ class PeerResult:
     stack: str
     measured: str
     upstream: list[float]
+    """The baseline's times: upstream's, or those of `baseline` when it is given."""
     ours: list[float]
+    target: tuple[str, float] | None = None
+    """The ratio ours / baseline must be ("<" or "<=") this; None: reported only."""
+    baseline: str = "upstream"
 
 
 def _peer_stack(label: str, text: str, folder: Path, tools: dict[str, list[str]], ours_env: list[str],
@@ -311,6 +319,10 @@ def _peer_stack(label: str, text: str, folder: Path, tools: dict[str, list[str]]
         log = logs / f"{label}-{tool}-{name}.log"
         return _run_step([*tools[tool], name, *extra, *args, "venvstacks.toml"], work[tool], log)
 
+    def ours_deploy(artifacts: str, target: str) -> float:
+        command = [*tools["ours"], "deploy", str(work["ours"] / artifacts), "--target", str(work["ours"] / target)]
+        return _run_step(command, work["ours"], logs / f"{label}-ours-deploy.log")
+
     # Unmeasured preparation: a first lock, build and publish of each copy (this also warms the uv cache).
     for tool in tools:
         step(tool, "lock")
@@ -319,11 +331,14 @@ def _peer_stack(label: str, text: str, folder: Path, tools: dict[str, list[str]]
     out(f"  {label}: prepared (lock, build, publish once per tool)")
     results = {
         "lock": PeerResult("lock", label, "full relock of an existing lock folder", [], []),
-        "build": PeerResult("build", label, "build --clean (from the lock, runtime unpacked afresh)", [], []),
-        "publish": PeerResult("publish", label, "publish tar.xz into a fresh output dir (ours --force)", [], []),
-        "publish-gz": PeerResult("publish", label, "ours --format tar.gz vs upstream tar.xz", [], []),
-        "deploy": PeerResult("deploy", label, "ours `deploy --target`; upstream tar -xf + postinstall.py", [], []),
-        "untar": PeerResult("deploy", label, "ours plain tar -xf of every archive (no postinstall)", [], []),
+        "build": PeerResult("build", label, "build --clean (from the lock, runtime unpacked afresh)", [], [], ("<=", 0.5)),
+        "publish": PeerResult("publish", label, "publish tar.xz into a fresh output dir (ours --force)", [], [], ("<=", 0.5)),
+        "publish-gz": PeerResult("publish gz", label, "ours --format tar.gz vs upstream tar.xz", [], [], ("<=", 0.1)),
+        "deploy": PeerResult("deploy", label, "ours `deploy --target`; upstream tar -xf + postinstall.py", [], [], ("<", 1.0)),
+        "untar": PeerResult("tar only", label, "ours plain tar -xf of every archive (no postinstall)", [], []),
+        "deploy-pc": PeerResult("deploy pc", label, "ours `deploy` of `publish --precompile` archives vs tar -xf of them",
+                                [], [], ("<=", 1.3), baseline="tar -xf"),  # fmt: skip
+        "deploy-pc-up": PeerResult("deploy pc", label, "ours `deploy` of `publish --precompile` archives vs upstream deploy", [], []),
     }
     # Alternate the two tools inside each run, so that background load affects both alike.
     for run in range(runs):
@@ -336,35 +351,53 @@ def _peer_stack(label: str, text: str, folder: Path, tools: dict[str, list[str]]
         results["publish-gz"].upstream = results["publish"].upstream
         results["publish-gz"].ours.append(
             step("ours", "publish", "--force", "--format", "tar.gz", "--output-dir", f"_out-gz-{run}"))  # fmt: skip
+        # Untimed: the same tar.xz archives, shipping bytecode compiled by each layer's runtime.
+        step("ours", "publish", "--precompile", "--force", "--output-dir", f"_out-pc-{run}")
         results["deploy"].upstream.append(
             _upstream_deploy(work["upstream"] / f"_out-xz-{run}", work["upstream"] / f"_deploy-{run}",
                              logs / f"{label}-upstream-deploy.log"))  # fmt: skip
-        results["deploy"].ours.append(
-            _run_step([*tools["ours"], "deploy", str(work["ours"] / f"_out-xz-{run}"), "--target",
-                       str(work["ours"] / f"_deploy-{run}")], work["ours"], logs / f"{label}-ours-deploy.log"))  # fmt: skip
+        results["deploy"].ours.append(ours_deploy(f"_out-xz-{run}", f"_deploy-{run}"))
         results["untar"].upstream = results["deploy"].upstream
         results["untar"].ours.append(_untar_all(work["ours"] / f"_out-xz-{run}", work["ours"] / f"_untar-{run}"))
-        for tool in tools:  # Keep the disk from filling up with deployed copies.
+        results["deploy-pc"].ours.append(ours_deploy(f"_out-pc-{run}", f"_deploy-pc-{run}"))
+        results["deploy-pc"].upstream.append(_untar_all(work["ours"] / f"_out-pc-{run}", work["ours"] / f"_untar-pc-{run}"))
+        results["deploy-pc-up"].upstream = results["deploy"].upstream
+        results["deploy-pc-up"].ours = results["deploy-pc"].ours
+        for tool in tools:  # Keep the disk from filling up with deployed copies and archives.
             for old in work[tool].glob(f"_*-{run}"):
-                if old.name.startswith(("_deploy-", "_untar-")):
-                    shutil.rmtree(old)
+                shutil.rmtree(old)
         out(f"  {label}: run {run + 1}/{runs} done")
     return list(results.values())
 
 
-def _peer_table(results: list[PeerResult], runs: int, out: Callable[[str], None]) -> None:
-    header = f"{'step':9} {'stack':9} {'upstream s':>10} {'ours s':>8} {'ratio':>6}  measured"
+def _verdict(ratio: float, target: tuple[str, float] | None) -> tuple[str, bool]:
+    if target is None:
+        return "-", True
+    op, limit = target
+    return f"{op} {limit:g}", ratio < limit if op == "<" else ratio <= limit
+
+
+def _peer_table(results: list[PeerResult], runs: int, out: Callable[[str], None]) -> bool:
+    """Print the comparison; False if a target is missed."""
+    header = f"{'step':10} {'stack':8} {'baseline':>8} {'base s':>7} {'ours s':>7} {'ratio':>6} {'target':>7}  {'verdict':7}  measured"
     out(header)
-    out("-" * 100)
-    for r in results:
-        up, ours = statistics.median(r.upstream), statistics.median(r.ours)
-        out(f"{r.step:9} {r.stack:9} {up:10.2f} {ours:8.2f} {ours / up:6.2f}  {r.measured}")
+    out("-" * 130)
+    rows = [(r.step, r.stack, r.baseline, statistics.median(r.upstream), statistics.median(r.ours), r.target, r.measured)
+            for r in results]  # fmt: skip
     for stack in dict.fromkeys(r.stack for r in results):
         steps = [r for r in results if r.stack == stack and r.measured.startswith(("full relock", "build --clean", "publish tar.xz"))]
         up = sum(statistics.median(r.upstream) for r in steps)
         ours = sum(statistics.median(r.ours) for r in steps)
-        out(f"{'e2e':9} {stack:9} {up:10.2f} {ours:8.2f} {ours / up:6.2f}  lock + build + publish (tar.xz), sum of medians")
-    out(f"(medians of {runs} runs; ratio = ours / upstream)")
+        rows.append(("e2e", stack, "upstream", up, ours, ("<=", 0.4), "lock + build + publish (tar.xz), sum of medians"))
+    all_ok = True
+    for step, stack, baseline, base, ours, target, measured in rows:
+        ratio = ours / base
+        shown, ok = _verdict(ratio, target)
+        all_ok &= ok
+        verdict = "info" if target is None else ("ok" if ok else "MISSED")
+        out(f"{step:10} {stack:8} {baseline:>8} {base:7.2f} {ours:7.2f} {ratio:6.2f} {shown:>7}  {verdict:7}  {measured}")
+    out(f"(medians of {runs} runs; ratio = ours / baseline)")
+    return all_ok
 
 
 def peer_main(python: str, runs: int, out: Callable[[str], None] = print) -> int:
@@ -392,9 +425,23 @@ def peer_main(python: str, runs: int, out: Callable[[str], None] = print) -> int
         results: list[PeerResult] = []
         for label, text in (("seed", seed), ("6-layer", SIX_LAYERS.format(version=version))):
             results += _peer_stack(label, text, folder, tools, ours_env, runs, out)
-        out(f"python: {python} ({sys.version.split()[0]}); upstream: {' '.join(PEER_REQUIREMENTS)}")
-        _peer_table(results, runs, out)
-    return 0
+        out(f"python: {sys.version.split()[0]}; upstream: {' '.join(PEER_REQUIREMENTS)}")
+        ok = _peer_table(results, runs, out)
+    return 0 if ok else 1
+
+
+def scaling_main(python: str, runs: int, out: Callable[[str], None] = print) -> int:
+    """Show how publish, deploy and no-op lock/build grow with layer size and layer count."""
+    import bench_scaling
+
+    cache = ROOT / ".cache"
+    cache.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix="scaling-") as tmp:
+        folder = Path(tmp)
+        pyz = build_zipapp.build(folder / "venvstacks.pyz")
+        archives, version = _runtime_archive_dir(folder / "runtimes")
+        out(f"python: {sys.version.split()[0]}; runtime archive: CPython {version}")
+        return bench_scaling.scaling_main(folder, [python, str(pyz)], archives, version, runs, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -405,9 +452,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-lock", action="store_true", help="skip the locking rows (they need PyPI and a runtime archive)")
     parser.add_argument("--peer", action="store_true", help="compare lock, build, publish and deploy with upstream venvstacks")
     parser.add_argument("--peer-runs", type=int, default=3, help="timed runs per step with --peer (default 3)")
+    parser.add_argument("--scaling", action="store_true", help="show how publish, deploy, lock and build scale with layer size and count")
+    parser.add_argument("--scaling-runs", type=int, default=3, help="timed runs per command with --scaling (default 3)")
     args = parser.parse_args(argv)
     if args.peer:
         return peer_main(args.python, args.peer_runs)
+    if args.scaling:
+        return scaling_main(args.python, args.scaling_runs)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pyz = build_zipapp.build(folder / "venvstacks.pyz")
