@@ -37,6 +37,7 @@ from . import _proc
 from .errors import CommandError, VenvStacksError
 from .extract import extract_into
 from .fsutil import write_text_atomic
+from .postinstall import LAYER_CONFIG
 from .progress import progress
 from .pubmeta import METADATA_DIR
 
@@ -266,6 +267,8 @@ class _Unpacked:
 
     folder: Path
     digests: Mapping[str, tuple[int, str]]
+    precompiled: bool = False
+    """The layer ships its bytecode (published with --precompile): nothing to compile."""
 
 
 def _unpack(artifacts: Path, layer: _Layer, target: Path) -> _Unpacked:
@@ -279,7 +282,15 @@ def _unpack(artifacts: Path, layer: _Layer, target: Path) -> _Unpacked:
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return _Unpacked(folder, digests)
+    return _Unpacked(folder, digests, _ships_bytecode(folder))
+
+
+def _ships_bytecode(folder: Path) -> bool:
+    try:
+        config = json.loads((folder / LAYER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # the post-install step reports a missing or broken config
+    return isinstance(config, dict) and config.get("precompiled") is True
 
 
 def _compile(layer: _Layer, folder: Path, python: Path) -> None:
@@ -325,7 +336,8 @@ def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path) -> dict
             unpacked[layer.install_target] = future.result()
             if errors:
                 continue
-            waiting.append(layer)
+            if not unpacked[layer.install_target].precompiled:
+                waiting.append(layer)
             for waiter in list(waiting):
                 if (python := runtime_python(waiter)) is not None:
                     waiting.remove(waiter)

@@ -297,6 +297,7 @@ def export_layers(
         if settings.dry_run:
             exported.append(PublishedLayer(layer.build_name, target, base, "dry run"))
             continue
+        progress(_LOG, "exporting layer %r to %s", layer.build_name, target)
         partial = target.with_name(target.name + ".partial")
         for stale in (partial, target):
             remove_path(stale)

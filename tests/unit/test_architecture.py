@@ -55,7 +55,7 @@ ALLOWED = {
         "__init__", "_proc", "bundle", "dynlib", "errors", "fsutil", "lockfiles", "lockstate", "platforms",
         "portability", "postinstall", "progress", "runtimeenv", "spec", "uv",
     },
-    "deploying": {"_proc", "errors", "extract", "fsutil", "progress", "pubmeta"},
+    "deploying": {"_proc", "errors", "extract", "fsutil", "postinstall", "progress", "pubmeta"},
     "commands": {
         "archive", "building", "bundle", "cli", "deploying", "errors", "locking", "lockstate", "platforms", "pubmeta", "publishing",
         "render", "runtimeenv", "selection", "spec", "specload", "uv",

@@ -334,6 +334,17 @@ def test_a_failing_compile_step_deploys_nothing(stack: Stack, target: Path, log:
     assert _snapshot(target) == before and _ran(log) == relinked and _hidden(target) == []  # not even the framework
 
 
+def test_layers_shipping_bytecode_are_not_compiled(tmp_path: Path, target: Path, log: Path) -> None:
+    stack = Stack(tmp_path / "shipped")
+    config = '{"precompiled": true}'
+    stack.add("runtimes", RUNTIME, {**_runtime_files(), "share/venv/metadata/venvstacks_layer.json": config})
+    stack.add("frameworks", "framework-web", _upper_files("web", "WEB = 1\n"))  # compiled as usual
+    deploy(stack.artifacts, target)
+    runs = _runs(log)
+    assert [line.split()[1] for line in runs] == ["--compile-only", "--no-compile", "--no-compile"]
+    assert runs[0].startswith(".framework-web.partial-")
+
+
 def test_leftovers_of_an_interrupted_deployment_are_cleared(stack: Stack, target: Path) -> None:
     (target / ".app-hello.partial-abc123" / "lib").mkdir(parents=True)
     (target / ".app-hello.old-x_y").mkdir()
