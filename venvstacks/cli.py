@@ -303,9 +303,9 @@ def _build_parser() -> _Parser:
         description=(
             "Read the published metadata in ARTIFACTS_DIR, check each archive's size and sha256 "
             "before unpacking it, unpack the layers safely side by side into the target folder, "
-            "run their post-install steps with the right runtime (lowest layers first) and print "
-            "what is installed. Running it again changes nothing; a new archive build of a layer "
-            "replaces just that layer, atomically."
+            "relink them with their post-install steps, run by the right runtime, and print what "
+            "is installed. Running it again changes nothing; a new archive build of a layer "
+            "replaces just that layer. All or nothing: on any failure the target stays as it was."
         ),
         epilog="example:\n  venvstacks deploy _artifacts --target /opt/stacks",
         formatter_class=_HelpFormatter,

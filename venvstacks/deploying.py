@@ -4,12 +4,13 @@
 manifest before unpacking anything, unpacks each into a hidden
 `.<layer>.partial-XXXX` folder of the target (members must lie inside the layer's
 folder; links may reach peer layers, never leave the target), then, lowest layers
-first, moves each into place and relinks it with its `postinstall.py`, run by the
-runtime's interpreter. A layer deployed from the same archive is left alone; one
-from another archive is moved aside, replaced, and put back if relinking fails.
-Archives are checked and unpacked several at a time, and each layer's bytecode is
-compiled where it was unpacked as soon as its runtime is unpacked too (nothing
-for layers that ship it), so relinking afterwards is quick.
+first, moves each into place, then relinks them all at once with their
+`postinstall.py`, each run by its runtime's interpreter. A layer deployed from the
+same archive is left alone; one from another archive is moved aside and replaced.
+If any relinking fails, every layer is put back as it was: a deployment is all or
+nothing. Archives are checked and unpacked several at a time, and each layer's
+bytecode is compiled where it was unpacked as soon as its runtime is unpacked too
+(nothing for layers that ship it), so relinking afterwards is quick.
 `.venvstacks-deployed/<layer>.json` records each deployed layer with the size and
 sha256 of its files (hashed while unpacking), which `verify` checks.
 """
@@ -226,35 +227,63 @@ def _runtime_python(layer: _Layer, target: Path) -> Path:
     return target / layer.entry["runtime_layer"] / "bin" / "python3"
 
 
-def _install(layer: _Layer, unpacked: _Unpacked, target: Path) -> str:
-    """Move an unpacked layer into place and relink it; restore the old one on failure."""
-    name, final, record = layer.install_target, target / layer.install_target, target / RECORD_DIR / f"{layer.install_target}.json"
-    old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=target)) if os.path.lexists(final) else None
-    if old is not None:
-        os.replace(final, old)  # onto the empty folder just made
-    progress(_LOG, "installing layer %r", name)
+def _relink(layer: _Layer, target: Path) -> None:
+    final = target / layer.install_target
+    postinstall = [_runtime_python(layer, target), "-X", "utf8", "-I", final / "postinstall.py", "--no-compile"]
+    _proc.run(postinstall, description=f"running the post-install step of layer {layer.install_target!r}")
+
+
+def _install_all(layers: Sequence[_Layer], unpacked: dict[str, _Unpacked], target: Path) -> dict[str, str]:
+    """Move the unpacked layers into place, lowest first, then relink them all at once.
+
+    Relinking a layer needs the layers it names in place, not relinked, so
+    the post-install steps run side by side. If any of them fails (or anything
+    else does), every layer, and its record, is put back as it was: a deployment
+    is all or nothing. Returns each layer's action: `installed` or `replaced`.
+    """
+    moved: list[tuple[_Layer, Path | None]] = []
+    records: dict[Path, bytes | None] = {}
     try:
-        os.replace(unpacked.folder, final)
-        postinstall = [_runtime_python(layer, target), "-X", "utf8", "-I", final / "postinstall.py", "--no-compile"]
-        _proc.run(postinstall, description=f"running the post-install step of layer {name!r}")
-        files = _file_records(unpacked.digests, layer.category == "runtimes")
-        data = {**layer.entry, "category": layer.category, "archive_sha256": layer.sha256, "files": files}
-        write_text_atomic(record, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        for layer in layers:
+            name, final = layer.install_target, target / layer.install_target
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=target)) if os.path.lexists(final) else None
+            if old is not None:
+                os.replace(final, old)  # onto the empty folder just made
+            moved.append((layer, old))
+            os.replace(unpacked[name].folder, final)
+        progress(_LOG, "relinking %d layers", len(layers))
+        with ThreadPoolExecutor(max_workers=max(1, len(layers))) as pool:
+            futures = [pool.submit(_relink, layer, target) for layer in layers]
+        if failures := [str(error) for future in futures if (error := future.exception()) is not None]:
+            raise DeployError("\n".join(failures))
+        for layer in layers:
+            record = target / RECORD_DIR / f"{layer.install_target}.json"
+            records[record] = record.read_bytes() if record.exists() else None
+            files = _file_records(unpacked[layer.install_target].digests, layer.category == "runtimes")
+            data = {**layer.entry, "category": layer.category, "archive_sha256": layer.sha256, "files": files}
+            write_text_atomic(record, json.dumps(data, indent=1, sort_keys=True) + "\n")
     except BaseException as exc:
-        failed = Path(tempfile.mkdtemp(prefix=f".{name}.failed-", dir=target))
-        if os.path.lexists(final):
-            os.replace(final, failed)
-        if old is not None:
-            os.replace(old, final)
-        shutil.rmtree(failed, ignore_errors=True)
-        if isinstance(exc, (CommandError, OSError)):
-            kept = "the previous deployment was restored" if old is not None else "nothing of it was kept"
-            raise DeployError(f"layer {name!r} was not deployed ({kept}): {exc}") from exc
+        for layer, old in reversed(moved):
+            final = target / layer.install_target
+            if os.path.lexists(final) and not unpacked[layer.install_target].folder.exists():
+                failed = Path(tempfile.mkdtemp(prefix=f".{layer.install_target}.failed-", dir=target))
+                os.replace(final, failed)
+                shutil.rmtree(failed, ignore_errors=True)
+            if old is not None:
+                os.replace(old, final)
+        for record, content in records.items():
+            if content is None:
+                record.unlink(missing_ok=True)
+            else:
+                record.write_bytes(content)
+        if isinstance(exc, (CommandError, OSError, DeployError)):
+            msg = f"nothing was deployed (every layer in {target} is as it was before): {exc}"
+            raise DeployError(msg) from exc
         raise
-    if old is None:
-        return "installed"
-    shutil.rmtree(old, ignore_errors=True)
-    return "replaced"
+    for _, old in moved:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return {layer.install_target: "installed" if old is None else "replaced" for layer, old in moved}
 
 
 def _workers(jobs: int) -> int:
@@ -404,8 +433,8 @@ def deploy(artifacts: Path, target: Path, *, include: Sequence[str] = (), platfo
             actions = {layer.install_target: _plan(layer, target) for layer in chosen}
             pending = [layer for layer in chosen if actions[layer.install_target] != "unchanged"]
             unpacked = _unpack_all(artifacts, pending, target)  # every archive checked before any is installed
-            for layer in pending:
-                actions[layer.install_target] = _install(layer, unpacked.pop(layer.install_target), target)
+            actions.update(_install_all(pending, unpacked, target))
+            unpacked = {}
     except BaseException:
         for leftover in unpacked.values():
             shutil.rmtree(leftover.folder, ignore_errors=True)
