@@ -66,13 +66,13 @@ class BuildOutcome:
 
 def site_dir(spec: StackSpec, layer: LayerSpec) -> str:
     """A layer's site-packages, relative to the layer's folder."""
-    runtime = _runtime_of(spec, layer)
+    runtime = spec.runtime_of(layer)
     return f"lib/python{runtime.python_implementation.short_version}/site-packages"
 
 
 def layer_config(spec: StackSpec, layer: LayerSpec, names: Callable[[LayerSpec], str]) -> dict[str, Any]:
     """The content of `share/venv/metadata/venvstacks_layer.json`; `names` gives peers' folder names."""
-    runtime = _runtime_of(spec, layer)
+    runtime = spec.runtime_of(layer)
     own_site = site_dir(spec, layer)
     config: dict[str, Any] = {"py_version": runtime.python_implementation.version, "site_dir": own_site}
     if isinstance(layer, RuntimeSpec):
@@ -104,16 +104,13 @@ def _state(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], a
         "dynlib_exclude": list(layer.dynlib_exclude),
         "layers_underneath": [_deployed(dep, checks) for dep in spec.dependencies(layer)],
         "runtime_archive": archive,
-        "runtime": str(_runtime_of(spec, layer).python_implementation),
+        "runtime": str(spec.runtime_of(layer).python_implementation),
     }
     if isinstance(layer, ApplicationSpec):
         state["modules"] = [module_hash(path) for path in (layer.launch_module, *layer.support_modules)]
         state["module_names"] = [path.name for path in (layer.launch_module, *layer.support_modules)]
     return state
 
-
-def _runtime_of(spec: StackSpec, layer: LayerSpec) -> RuntimeSpec:
-    return layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
 
 
 def _deployed(layer: LayerSpec, checks: Mapping[str, LockCheck]) -> str:
@@ -233,7 +230,7 @@ class _Builder:
 
     def _finish(self, layer: LayerSpec, path: Path) -> None:
         site = path / site_dir(self.spec, layer)
-        version = _runtime_of(self.spec, layer).python_implementation.short_version
+        version = self.spec.runtime_of(layer).python_implementation.short_version
         libraries = find_shared_libraries(site, exclude=layer.dynlib_exclude, python_version=version)
         link_dynlibs(path, plan_dynlib_links(layer.build_name, libraries, site))
         removed = remove_foreign_executables(path / "bin")

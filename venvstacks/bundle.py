@@ -82,7 +82,7 @@ def wheels_needed(spec: StackSpec, layers: Iterable[LayerSpec], platforms: Seque
     """Every wheel the layers' locks install on any of `platforms`, in a stable order."""
     needs: dict[str, WheelNeed] = {}
     for layer in layers:
-        runtime = layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
+        runtime = spec.runtime_of(layer)
         python = tuple(int(part) for part in runtime.python_implementation.short_version.split("."))
         paths = LockPaths.for_layer(spec, layer)
         pylock = read_pylock(paths) or {}

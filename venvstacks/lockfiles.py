@@ -143,7 +143,7 @@ def requirements_in_text(layer: LayerSpec) -> str:
 
 def other_inputs_hash(spec: StackSpec, layer: LayerSpec) -> str:
     """The hash of what else a layer's lock depends on: Python version, targets, lower layers."""
-    runtime = layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
+    runtime = spec.runtime_of(layer)
     items = [f"py_version={runtime.python_implementation.short_version}"]
     families = {platform.os_family for platform in layer.platforms}
     if "linux" in families:

@@ -136,7 +136,7 @@ def _layer_indexes(spec: StackSpec, layer: LayerSpec) -> tuple[list[dict[str, An
 
 
 def _project_text(spec: StackSpec, layer: LayerSpec, constraints: list[str], project_settings: dict[str, Any]) -> str:
-    runtime = layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
+    runtime = spec.runtime_of(layer)
     tool = dict(project_settings)
     tool["constraint-dependencies"] = [*tool.get("constraint-dependencies", []), *constraints]
     indexes, sources = _layer_indexes(spec, layer)
@@ -167,7 +167,7 @@ class _Run:
     guard: threading.Lock = field(default_factory=threading.Lock)
 
     def runtime(self, layer: LayerSpec) -> RuntimeInstall:
-        runtime = layer if isinstance(layer, RuntimeSpec) else self.spec.runtime(layer.runtime)
+        runtime = self.spec.runtime_of(layer)
         with self.guard:
             return self._runtime(runtime)
 
@@ -212,7 +212,7 @@ def _resolve(run: _Run, layer: LayerSpec, paths: LockPaths) -> dict[str, Any]:
     except UvError as exc:
         raise LockError(f"failed to lock layer {layer.build_name!r}:\n{exc}") from None
     exported = _read_exported(exported_path)
-    runtime_spec = layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
+    runtime_spec = spec.runtime_of(layer)
     target = LayerTarget(
         platforms=layer.platforms,
         implementation=runtime_spec.python_implementation.implementation,

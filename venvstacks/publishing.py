@@ -86,13 +86,10 @@ def _deployed(layer: LayerSpec, checks: Mapping[str, LockCheck]) -> str:
     return layer.deployed_name(checks[layer.build_name].lock_version)
 
 
-def _runtime_of(spec: StackSpec, layer: LayerSpec) -> RuntimeSpec:
-    return layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
-
 
 def _cache_tag(spec: StackSpec, layer: LayerSpec) -> str:
     """The bytecode file tag of the layer's runtime (`cpython-311`)."""
-    return "cpython-" + _runtime_of(spec, layer).python_implementation.short_version.replace(".", "")
+    return "cpython-" + spec.runtime_of(layer).python_implementation.short_version.replace(".", "")
 
 
 # Compiles every source under a folder with hash-checked bytecode in one process, in sorted
@@ -109,7 +106,7 @@ def _compile_bytecode(spec: StackSpec, layer: LayerSpec, source: Path, root: str
     lib = source / "lib"
     if not lib.is_dir():
         return
-    python = runtime_python(settings.build_dir / _runtime_of(spec, layer).build_name)
+    python = runtime_python(settings.build_dir / spec.runtime_of(layer).build_name)
     command = [python, "-X", "utf8", "-S", "-c", _COMPILE_SCRIPT, lib, f"{root}/lib"]
     try:
         result = _proc.run(command, description=f"compiling the bytecode of layer {layer.build_name!r}", env={"PYTHONHASHSEED": "0"})
@@ -130,7 +127,7 @@ def _overrides(
         config["precompiled"] = True
         overrides[LAYER_CONFIG] = FileEntry((json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     if not isinstance(layer, RuntimeSpec):
-        runtime = _runtime_of(spec, layer)
+        runtime = spec.runtime_of(layer)
         dynlib_dirs = [f"../../{_deployed(dep, checks)}/{DYNLIB_DIR}" for dep in spec.dependencies(layer)]
         wrapper = render_python_wrapper(dynlib_dirs, macos=sys.platform == "darwin")
         overrides["bin/python"] = FileEntry(wrapper.encode("utf-8"), 0o755)
@@ -307,7 +304,7 @@ def export_layers(
             cache_tag = _cache_tag(spec, layer)
         _copy_tree(source, partial, _overrides(spec, layer, checks, source, precompiled=settings.precompile), cache_tag)
         os.replace(partial, target)
-        python = settings.output_dir / _deployed(_runtime_of(spec, layer), checks) / "bin" / "python3"
+        python = settings.output_dir / _deployed(spec.runtime_of(layer), checks) / "bin" / "python3"
         try:
             _proc.run([python, "-X", "utf8", "-I", target / "postinstall.py"], description=f"running the post-install step of {target.name!r}")
         except CommandError as exc:

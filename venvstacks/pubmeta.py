@@ -34,7 +34,7 @@ def layer_metadata(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockC
     def deployed(other: LayerSpec) -> str:
         return other.deployed_name(checks[other.build_name].lock_version)
 
-    runtime = layer if isinstance(layer, RuntimeSpec) else spec.runtime(layer.runtime)
+    runtime = spec.runtime_of(layer)
     data: dict[str, Any] = {
         "layer_name": layer.build_name,
         "install_target": deployed(layer),

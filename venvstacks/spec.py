@@ -228,6 +228,10 @@ class StackSpec:
                 return layer
         raise KeyError(name)
 
+    def runtime_of(self, layer: LayerSpec) -> RuntimeSpec:
+        """The runtime `layer` runs on: itself for a runtime layer."""
+        return layer if isinstance(layer, RuntimeSpec) else self.runtime(layer.runtime)
+
     def framework(self, name: str) -> FrameworkSpec:
         """The framework called `name` (KeyError if there is none)."""
         for layer in self.frameworks:
