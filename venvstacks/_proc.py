@@ -2,21 +2,31 @@
 
 Every command gets a scrubbed environment (no virtual environment, no ambient
 Python or uv settings), has its output captured, and is logged with its full
-command line. A failure raises `CommandError` carrying that output, so the
-caller can say what failed and show why.
+command line. A failure raises `CommandError` carrying the last lines of that
+output and the name of a log file holding all of it, so the caller can say
+what failed and show why. Commands die with this process (Linux) and are
+killed when it is interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import shlex
+import shutil
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
+from . import cancel
 from .errors import CommandError
 
 __all__ = ["CommandResult", "Runner", "run", "scrubbed_environment", "format_command"]
@@ -100,6 +110,46 @@ def scrubbed_environment(extra: Mapping[str, str] | None = None, base: Mapping[s
     return env
 
 
+_TAIL_LINES = 20
+"""How many of a failed command's last output lines its error shows."""
+_LINE_LIMIT = 400
+"""Longer output lines are cut to this many characters in errors."""
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_GUARD = threading.Lock()
+
+
+def _stop_children() -> None:
+    """Kill every command still running (the process is being interrupted)."""
+    with _LIVE_GUARD:
+        for process in _LIVE:
+            with contextlib.suppress(OSError):
+                process.kill()
+
+
+cancel.on_request(_stop_children)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook making the child get SIGKILL when its parent dies (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the hook ran
+            os._exit(1)
+
+    return hook
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -110,35 +160,73 @@ def run(
     """Run a command to completion; raise CommandError (with its output) if it fails.
 
     `description` says what the command is for (`locking layer 'x'`); it starts
-    the error message. `env` adds to the scrubbed environment.
+    the error message. `env` adds to the scrubbed environment. The command's
+    output goes to temporary files, never all into memory; a failure's error
+    shows its last lines and names a log file holding all of it. The command
+    dies with this process, and is killed when the user interrupts.
     """
     words = tuple(os.fspath(arg) for arg in argv)
     _LOG.info("$ %s", format_command(words))
-    try:
-        completed = subprocess.run(
-            words,
-            env=scrubbed_environment(env),
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            check=False,
-        )
-    except OSError as exc:
-        msg = f"{description}: cannot run {words[0]!r}: {exc.strerror or exc}"
-        raise CommandError(msg) from None
-    result = CommandResult(words, completed.returncode, completed.stdout, completed.stderr)
-    if completed.returncode != 0:
-        raise CommandError(_failure_message(description, result))
-    if completed.stderr.strip():
-        _LOG.debug("%s", completed.stderr.rstrip())
+    cancel.check()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            process = subprocess.Popen(
+                words, env=scrubbed_environment(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                preexec_fn=_die_with_parent(),
+            )  # fmt: skip
+        except OSError as exc:
+            msg = f"{description}: cannot run {words[0]!r}: {exc.strerror or exc}"
+            raise CommandError(msg) from None
+        with _LIVE_GUARD:
+            _LIVE.add(process)
+        try:
+            returncode = process.wait()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            with _LIVE_GUARD:
+                _LIVE.discard(process)
+        cancel.check()
+        if returncode != 0:
+            raise CommandError(_failure_message(description, words, returncode, out, err))
+        result = CommandResult(words, returncode, _read(out), _read(err))
+    if result.stderr.strip():
+        _LOG.debug("%s", result.stderr.rstrip())
     return result
 
 
-def _failure_message(description: str, result: CommandResult) -> str:
-    lines = [f"{description} failed (exit status {result.returncode})", f"command: {format_command(result.argv)}"]
-    output = (result.stderr.strip() + "\n" + result.stdout.strip()).strip()
-    if output:
-        lines.extend("  " + line for line in output.splitlines())
+def _read(stream: IO[bytes], limit: int | None = None) -> str:
+    """The text in `stream`, or only its last `limit` bytes."""
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(max(0, size - limit) if limit is not None else 0)
+    return stream.read().decode("utf-8", errors="replace")
+
+
+def _write_log(argv: tuple[str, ...], returncode: int, out: IO[bytes], err: IO[bytes]) -> Path | None:
+    """Keep a failed command's whole output in a log file; None if it cannot be written."""
+    try:
+        fd, name = tempfile.mkstemp(prefix="venvstacks-", suffix=".log")
+        with os.fdopen(fd, "wb") as log:
+            log.write(f"$ {format_command(argv)}\nexit status {returncode}\n".encode())
+            for title, stream in (("stderr", err), ("stdout", out)):
+                log.write(f"--- {title} ---\n".encode())
+                stream.seek(0)
+                shutil.copyfileobj(stream, log)
+    except OSError:
+        return None
+    return Path(name)
+
+
+def _failure_message(description: str, argv: tuple[str, ...], returncode: int, out: IO[bytes], err: IO[bytes]) -> str:
+    """What failed, its last lines of output, and where all of it is kept."""
+    lines = [f"{description} failed (exit status {returncode})", f"command: {format_command(argv)}"]
+    tail = _TAIL_LINES * _LINE_LIMIT
+    # stderr last, so that the error itself is among the lines shown
+    output = (_read(out, tail).strip() + "\n" + _read(err, tail).strip()).strip().splitlines()
+    shown = output[-_TAIL_LINES:]
+    lines.extend("  " + (line if len(line) <= _LINE_LIMIT else line[:_LINE_LIMIT] + " [...]") for line in shown)
+    if output and (log := _write_log(argv, returncode, out, err)) is not None:
+        lines.append(f"full output: {log}")
     return "\n".join(lines)

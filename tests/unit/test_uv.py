@@ -83,6 +83,10 @@ def test_run_failure_carries_the_output(tmp_path: Path) -> None:
     script.chmod(0o755)
     with pytest.raises(CommandError) as caught:
         _proc.run([script, "a b"], description="doing a thing")
-    assert str(caught.value) == f"doing a thing failed (exit status 3)\ncommand: {script} 'a b'\n  err\n  out"
+    message = str(caught.value)
+    assert message.startswith(f"doing a thing failed (exit status 3)\ncommand: {script} 'a b'\n  out\n  err\nfull output: ")
+    log = Path(message.rsplit("full output: ", 1)[1])
+    assert "err" in log.read_text(encoding="utf-8") and "out" in log.read_text(encoding="utf-8")
+    log.unlink()
     with pytest.raises(CommandError, match=r"^doing a thing: cannot run '/no/such': "):
         _proc.run(["/no/such"], description="doing a thing")
