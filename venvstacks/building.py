@@ -241,12 +241,28 @@ class _Builder:
 
 
 def _copy_module(source: Path, target: Path) -> None:
-    if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)
+    """Copy a launch or support module into a layer, refusing every symbolic link in it.
+
+    The spec loader refuses such links already; refusing them here too means a
+    link is never followed out of the spec's folder, whatever built the spec.
+    """
+    left_out = shutil.ignore_patterns("__pycache__", "*.pyc", ".git*")
+
+    def refuse_links(folder: str, names: list[str]) -> set[str]:
+        skipped = left_out(folder, names)
+        links = [name for name in names if name not in skipped and os.path.islink(os.path.join(folder, name))]
+        if links:
+            where = os.path.join(folder, links[0])
+            raise BuildError(f"module {str(source)!r}: {where!r} is a symbolic link, and links are not copied into layers")
+        return skipped
+
+    if source.is_symlink():
+        raise BuildError(f"module {str(source)!r} is a symbolic link, and links are not copied into layers")
+    remove_path(target)
     if source.is_dir():
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git*"))
+        shutil.copytree(source, target, ignore=refuse_links)
     else:
-        shutil.copyfile(source, target)
+        shutil.copyfile(source, target, follow_symlinks=False)
 
 
 def build_stack(
