@@ -27,6 +27,7 @@ __all__ = [
     "LayerSpec",
     "StackSpec",
     "UNKNOWN_VERSION",
+    "derived_file_names",
 ]
 
 UNKNOWN_VERSION = "???"
@@ -249,3 +250,31 @@ class StackSpec:
     def dependants(self, layer: LayerSpec) -> tuple[LayerSpec, ...]:
         """The layers that have `layer` underneath them, in definition order."""
         return tuple(upper for upper in self.layers() if layer in self.dependencies(upper))
+
+
+_ROOM = "9" * 9
+_RANDOM = "x" * 8
+
+
+def derived_file_names(build_name: str) -> tuple[str, ...]:
+    """The longest file and folder names the tool may derive from a layer's build name.
+
+    Each path component must fit the file system's limit on names. Numbers (lock
+    versions, archive builds) get nine digits, temporary names the eight random
+    characters `tempfile` adds, and the layer counts as versioned.
+    """
+    stem = build_name.replace(".", "_")
+    deployed = f"{build_name}@{_ROOM}"
+    platform = max((str(p) for p in TargetPlatform), key=len)
+    archive = f"{deployed}-{platform}-{_ROOM}.tar.zst"
+    return (
+        f".pylock.{stem}.meta.json.{_RANDOM}.partial",  # requirements/<build name>/, written atomically
+        f".requirements-{stem}.in.{_RANDOM}.partial",
+        f".packages-{build_name}.txt.{_RANDOM}.partial",
+        f".{build_name}.last-build.json.{_RANDOM}.partial",  # in the build folder
+        f"{build_name}_resolve",
+        f"{build_name}_install",
+        f".{build_name}-{platform}.json.{_RANDOM}.partial",  # published metadata, tagged
+        f".{archive}.partial-{_RANDOM}",  # an archive being written
+        f".{deployed}.partial-{_RANDOM}",  # deploy's unpacking folder
+    )

@@ -25,6 +25,7 @@ from .spec import (
     RuntimeSpec,
     StackSpec,
     UvConfig,
+    derived_file_names,
 )
 from .specfields import CommonFields, read_common_fields
 from .specmodules import check_app_modules
@@ -66,6 +67,8 @@ _ELSEWHERE = {
 }
 _TOP_LEVEL_KEYS = ("runtimes", "frameworks", "applications", "tool")
 _LAYER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]*")
+_NAME_MAX = 255
+"""The usual limit on a file name's length, for file systems that say nothing else; outputs may go elsewhere."""
 _IMPLEMENTATION = re.compile(r"(cpython|pypy)@(([0-9]+)\.([0-9]+)\.[0-9]+(?:(?:a|b|rc)[0-9]+)?)")
 
 
@@ -94,6 +97,8 @@ def read_toml(path: Path, label: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise fail(f"invalid TOML: {exc}") from None
+    except RecursionError:
+        raise fail("invalid TOML: arrays or inline tables are nested too deeply to read") from None
 
 
 def load_spec(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> StackSpec:
@@ -132,6 +137,15 @@ def parse_spec(
     return parser.parse(data, uv_file_data)
 
 
+def _name_max(folder: Path) -> int:
+    """The longest file name allowed in `folder`'s file system, and never more than the usual 255."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no such folder
+        return _NAME_MAX
+    return min(limit, _NAME_MAX) if limit > 0 else _NAME_MAX
+
+
 class _SpecParser:
     """One pass over a specification, collecting issues as it goes."""
 
@@ -144,6 +158,7 @@ class _SpecParser:
         self.layers = LayerRegistry()
         self.disabled: list[str] = []
         self.default_macosx = self._default_macosx_target()
+        self.name_max = _name_max(spec_path.parent)
 
     # Top level
 
@@ -253,12 +268,28 @@ class _SpecParser:
                 if name.startswith(prefix):
                     reader.error("name", f"runtime name {name!r} starts with the reserved prefix {prefix!r}")
                     return None
+        if not self._check_name_length(reader, kind, name):
+            return None
         other = self.layers.clash(kind, name)
         if other is not None:
             detail = "" if other == name else f" (as {other!r}: names may not differ only in case)"
             reader.error("name", f"{kind.value} name {name!r} is already defined{detail}")
             return None
         return name
+
+    def _check_name_length(self, reader: TableReader, kind: LayerKind, name: str) -> bool:
+        """Report a name whose derived file names (lock files, archives...) the file system would refuse."""
+        build_name = kind.name_prefix + name
+        longest = max(len(derived) for derived in derived_file_names(build_name))
+        if longest <= self.name_max:
+            return True
+        allowed = self.name_max - (longest - len(name))
+        reader.error(
+            "name",
+            f"{kind.value} name is {len(name)} characters long: the lock, build and archive file names made from it "
+            f"would pass the file system's limit of {self.name_max} characters, so it can have at most {allowed}",
+        )
+        return False
 
     def _finish_runtime(self, reader: TableReader, name: str | None, fields: CommonFields) -> RuntimeSpec | None:
         implementation = self._parse_implementation(reader)

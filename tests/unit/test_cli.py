@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,27 @@ def test_progress_and_colour_elsewhere(options: dict[str, Any], expected: str) -
     out.error("broken")
     out.finish()
     assert (stderr.text if isinstance(stderr, _Terminal) else stderr.getvalue()) == expected
+
+
+def test_deeply_nested_toml_is_a_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = tmp_path / "venvstacks.toml"
+    spec.write_text("a = " + "[" * 100000, encoding="utf-8")
+    status, out, err = _run(capsys, "show", str(spec))
+    assert (status, out) == (1, "")
+    assert err == f"error: {spec}: invalid TOML: arrays or inline tables are nested too deeply to read\n"
+
+
+@pytest.mark.parametrize("command", ["show", "lock", "build", "publish"])
+def test_a_name_too_long_for_file_names_is_a_spec_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str) -> None:
+    # 240 characters: 'show' used to accept it, and 'lock' failed writing 'pylock.framework-<name>.meta.json'.
+    spec = tmp_path / "venvstacks.toml"
+    name = "f" * 240
+    runtime = '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@3.12.1"\nrequirements = []\n'
+    spec.write_text(runtime + f'[[frameworks]]\nname = "{name}"\nruntime = "rt"\nrequirements = []\n', encoding="utf-8")
+    status, out, err = _run(capsys, command, str(spec))
+    assert (status, out) == (1, "")
+    (line,) = err.splitlines()
+    assert line.startswith(f"error: {spec}: framework '{name}': field 'name': framework name is 240 characters long: ")
+    limit = min(os.pathconf(tmp_path, "PC_NAME_MAX"), 255)
+    assert line.endswith(f"so it can have at most {limit - 70}") and "internal error" not in line
+    assert not (tmp_path / "requirements").exists() and not (tmp_path / "_build").exists()

@@ -283,3 +283,49 @@ def test_prerelease_runtime_version(tmp_path: Path) -> None:
     spec = parse_spec(data, spec_path=tmp_path / "stack.toml")
     assert spec.runtimes[0].python_implementation.version == "3.14.0b1"
     assert spec.runtimes[0].python_implementation.short_version == "3.14"
+
+
+def test_deeply_nested_toml_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    # tomllib reads nesting by recursion: this would raise RecursionError.
+    spec = _write(tmp_path, "a = " + "[" * 100000)
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+    assert str(caught.value) == f"{spec}: invalid TOML: arrays or inline tables are nested too deeply to read"
+    uv_file = _write(tmp_path, "x = " + "{ a = " * 50000, "venvstacks.uv.toml")
+    _write(tmp_path, RUNTIME)
+    with pytest.raises(SpecError, match=rf"^{re.escape(str(uv_file))}: invalid TOML: .* nested too deeply"):
+        load_spec(spec)
+
+
+def _longest_name(kind: LayerKind, limit: int) -> int:
+    from venvstacks.spec import derived_file_names
+
+    extra = max(len(name) for name in derived_file_names(kind.name_prefix + "x")) - 1
+    return limit - extra
+
+
+@pytest.mark.parametrize("kind", list(LayerKind))
+def test_layer_names_too_long_for_the_derived_file_names_are_refused(tmp_path: Path, kind: LayerKind) -> None:
+    limit = min(os.pathconf(tmp_path, "PC_NAME_MAX"), 255)
+    longest = _longest_name(kind, limit)
+    # Room for the longest suffix: '@<version>-<platform>-<build>.tar.zst.partial-XXXXXXXX'.
+    assert longest == limit - 60 - len(kind.name_prefix)
+    head = RUNTIME if kind is not LayerKind.RUNTIME else ""
+    (tmp_path / "app.py").write_text("print('hi')\n", encoding="utf-8")
+    for length, ok in ((longest, True), (longest + 1, False)):
+        name = "n" * length
+        layer = {
+            LayerKind.RUNTIME: f'[[runtimes]]\nname = "{name}"\npython_implementation = "cpython@3.12.1"\n',
+            LayerKind.FRAMEWORK: f'[[frameworks]]\nname = "{name}"\nruntime = "rt"\n',
+            LayerKind.APPLICATION: f'[[applications]]\nname = "{name}"\nruntime = "rt"\nlaunch_module = "app.py"\n',
+        }[kind]
+        spec = _write(tmp_path, head + layer + "requirements = []\n")
+        if ok:
+            assert [layer.name for layer in load_spec(spec).layers()][-1] == name
+            continue
+        with pytest.raises(SpecError) as caught:
+            load_spec(spec)
+        assert str(caught.value) == (
+            f"{spec}: {kind.value} '{name}': field 'name': {kind.value} name is {length} characters long: the lock, build "
+            f"and archive file names made from it would pass the file system's limit of {limit} characters, so it can have at most {longest}"
+        )
