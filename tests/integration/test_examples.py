@@ -21,9 +21,17 @@ pytestmark = pytest.mark.slow
 EXAMPLES = ROOT / "examples"
 
 
-def _copy(example: str, tmp_path: Path, runtime_versions: dict[str, str]) -> Path:
-    folder = tmp_path / example
-    shutil.copytree(EXAMPLES / example, folder)
+# What the quick start writes into an example's folder (git ignores it): never copied.
+BUILD_OUTPUTS = frozenset({"_build", "_artifacts", "_export", "requirements", "__pycache__"})
+
+
+def _copy(source: Path, tmp_path: Path, runtime_versions: dict[str, str]) -> Path:
+    """Copy an example's own files, not what an earlier build left in its folder."""
+    def outputs(where: str, names: list[str]) -> set[str]:
+        return set(names) & (BUILD_OUTPUTS if where == str(source) else {"__pycache__"})
+
+    folder = tmp_path / source.name
+    shutil.copytree(source, folder, ignore=outputs)
     spec = folder / "venvstacks.toml"
 
     def local(match: re.Match[str]) -> str:
@@ -49,8 +57,28 @@ def test_examples_are_documented() -> None:
     assert all(f"`{name}/`" in listed for name in folders)
 
 
+def test_copies_leave_what_the_quick_start_wrote_behind(tmp_path: Path) -> None:
+    # After the README's quick start, the example's folder also holds its locks, builds and archives.
+    source = tmp_path / "checkout" / "quick"
+    (source / "launch_modules").mkdir(parents=True)
+    for name in ("venvstacks.toml", "launch_modules/where.py"):
+        shutil.copyfile(EXAMPLES / "quick" / name, source / name)
+    (source / "_build" / "app-where" / "bin").mkdir(parents=True)
+    (source / "_build" / "app-where" / "bin" / "python").symlink_to("../../cpython-3.12/bin/python3")  # dangling once copied
+    (source / "_artifacts").mkdir()
+    (source / "_artifacts" / "app-where.tar.xz").write_bytes(b"stale")
+    (source / "requirements" / "app-where").mkdir(parents=True)
+    (source / "requirements" / "app-where" / "pylock.app-where.toml").write_text("stale = true\n", encoding="utf-8")
+    (source / "launch_modules" / "__pycache__").mkdir()
+    (source / "launch_modules" / "__pycache__" / "where.cpython-312.pyc").write_bytes(b"stale")
+    spec = _copy(source, tmp_path / "copy", {"py312": "3.12.99"})
+    copied = sorted(str(p.relative_to(spec.parent)) for p in spec.parent.rglob("*") if not p.is_dir())
+    assert copied == ["launch_modules/where.py", "venvstacks.toml"]
+    assert 'python_implementation = "cpython@3.12.99"' in spec.read_text(encoding="utf-8")
+
+
 def test_quick_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
-    spec = _copy("quick", tmp_path, runtime_versions)
+    spec = _copy(EXAMPLES / "quick", tmp_path, runtime_versions)
     out = _vs("build", "--lock-if-needed", "--publish", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert out.count("[archived]") == 3
     result = run([str(spec.parent / "_build" / "app-where" / "bin" / "python"), "-m", "where"])
@@ -62,11 +90,16 @@ def test_quick_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, run
     shutil.rmtree(spec.parent / "_build")  # the deployed layers need nothing of the build
     result = run([str(target / "app-where" / "bin" / "python"), "-m", "where"])
     assert result.returncode == 0, result.stderr
-    assert "deployed 12.3 MB of layers" in result.stdout
+    size = re.search(r"^these 3 layers hold ([0-9.]+) (MB|GB) of files$", result.stdout, re.MULTILINE)
+    assert size is not None, result.stdout
+    # The same sum, as humanize rounds it: every file (links not followed) of the three deployed layers.
+    files = [p for layer in ("app-where", "framework-console", "cpython-3.12") for p in (target / layer).rglob("*")]
+    total = sum(p.lstat().st_size for p in files if not p.is_dir())
+    assert size[1] == "%.1f" % (1000 * total / 1000 ** {"MB": 3, "GB": 4}[size[2]])
 
 
 def test_sklearn_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
-    spec = _copy("sklearn", tmp_path, runtime_versions)
+    spec = _copy(EXAMPLES / "sklearn", tmp_path, runtime_versions)
     out = _vs("build", "--lock-if-needed", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert out.count("[built]") == 4
     build = spec.parent / "_build"

@@ -10,24 +10,28 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _layer_of(module: object) -> str:
-    """The deployed layer folder holding a module: the parent folder of lib/ (or Lib\\ on Windows)."""
-    path = os.path.abspath(module.__file__)  # type: ignore[attr-defined]
-    parts = path.split(os.sep)
-    for marker in ("lib", "Lib"):
-        if marker in parts:
-            return parts[parts.index(marker) - 1]
-    return path
+def _layer_folder(module: object) -> str:
+    """The layer folder holding a module: the one above lib/pythonX.Y/site-packages (Lib\\site-packages on Windows)."""
+    parts = os.path.abspath(module.__file__).split(os.sep)  # type: ignore[attr-defined]
+    index = len(parts) - 1 - parts[::-1].index("site-packages")
+    return os.sep.join(parts[: index - (1 if parts[index - 1] == "Lib" else 2)])
+
+
+def _size(folder: str) -> int:
+    """The bytes in the files under `folder`, links not followed."""
+    return sum(os.lstat(os.path.join(root, name)).st_size for root, _, files in os.walk(folder) for name in files)
 
 
 def main() -> None:
     table = Table(title=f"Python {sys.version.split()[0]}: where each package comes from")
     table.add_column("package")
     table.add_column("layer")
-    for module in (humanize, rich, packaging):
-        table.add_row(module.__name__, _layer_of(module))
+    folders = {module.__name__: _layer_folder(module) for module in (humanize, rich, packaging)}
+    for name, folder in folders.items():
+        table.add_row(name, os.path.basename(folder))
     Console(width=100).print(table)
-    print(f"deployed {humanize.naturalsize(12_345_678)} of layers, relinked in place")
+    layers = sorted(set(folders.values()))
+    print(f"these {len(layers)} layers hold {humanize.naturalsize(sum(map(_size, layers)))} of files")
 
 
 if __name__ == "__main__":
