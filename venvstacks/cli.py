@@ -343,7 +343,7 @@ def _build_parser() -> _Parser:
         sub.add_argument(
             "--bundle",
             metavar="DIR",
-            help="use only this bundle from 'fetch': no index, no downloads",
+            help="accepted and ignored: publishing downloads nothing" if sub is publish else "use only this bundle from 'fetch': no index, no downloads",
         )
     return parser
 
@@ -422,7 +422,7 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         "--allow-missing",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="only warn when an --include or --reset-lock pattern matches no layer",
+        help="only warn when an --include" + (" or --reset-lock" if parser.prog.endswith(" lock") else "") + " pattern matches no layer",
     )
 
 
@@ -472,7 +472,7 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder of runtime archives (default: $VENVSTACKS_PYTHON_ARCHIVE_DIR)",
     )
-    parser.add_argument("--uv", metavar="PATH", help="the uv binary to use (default: $VENVSTACKS_UV, then PATH)")
+    parser.add_argument("--uv", metavar="PATH", help="uv to use (else $VENVSTACKS_UV, PATH, beside python3, python3 -m uv)")
 
 
 class Output:

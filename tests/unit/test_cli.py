@@ -270,3 +270,11 @@ def test_a_name_too_long_for_file_names_is_a_spec_error(capsys: pytest.CaptureFi
     limit = min(os.pathconf(tmp_path, "PC_NAME_MAX"), 255)
     assert line.endswith(f"so it can have at most {limit - 70}") and "internal error" not in line
     assert not (tmp_path / "requirements").exists() and not (tmp_path / "_build").exists()
+
+
+def test_publish_accepts_bundle_and_ignores_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # As its --help says: publishing downloads nothing, so --bundle (even a folder that is not there) changes nothing.
+    spec = str(COMPAT / "venvstacks.toml")
+    plain = _run(capsys, "publish", "--show-only", spec)
+    assert plain[0] == 0
+    assert _run(capsys, "publish", "--bundle", str(tmp_path / "absent"), "--show-only", spec) == plain
