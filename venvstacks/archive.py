@@ -28,7 +28,8 @@ from pathlib import Path, PurePath
 from types import ModuleType
 from typing import BinaryIO, Literal, cast
 
-from .errors import BuildError
+from . import cancel
+from .errors import ArchiveError, BuildError
 
 __all__ = [
     "ArchiveFormat", "ArchiveResult", "FileEntry", "LinkEntry", "Override", "available_formats",
@@ -341,6 +342,7 @@ def _write_tar(sink: _HashingWriter, fmt: ArchiveFormat, root: str, clamp: int, 
         tarfile.TarFile(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE) as tar,
     ):
         for member in members:
+            cancel.check()
             info = _tar_info("/".join((root, *member.parts)), member, clamp)
             if member.source is not None:
                 with _open_source(member.source) as stream:
@@ -382,6 +384,7 @@ def _write_zip(sink: _HashingWriter, root: str, clamp: int, members: Iterable[_M
     # An unseekable sink makes zipfile stream each member, followed by a data descriptor.
     with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as archive:
         for member in members:
+            cancel.check()
             info = _zip_info("/".join((root, *member.parts)), member, date_time)
             if member.kind == "dir":
                 archive.mkdir(info)
@@ -428,6 +431,10 @@ def write_layer_archive(
             sink.flush()
         os.chmod(partial, 0o644)
         os.replace(partial, destination)
+    except OSError as exc:
+        Path(partial).unlink(missing_ok=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise ArchiveError(f"cannot write the archive {destination}: {where}{exc.strerror or exc}") from exc
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, _proc
+from . import __version__, _hooks, _proc
 from .bundle import bundle_pylock
 from .dynlib import find_shared_libraries, link_dynlibs, plan_dynlib_links
 from .errors import BuildError, CommandError, UvError
+from .folderlock import exclusive
 from .fsutil import remove_path, write_text_atomic
 from .lockfiles import LockPaths, module_hash
 from .lockstate import LockCheck
@@ -158,6 +159,7 @@ class _Builder:
         progress(_LOG, "building layer %r", layer.build_name)
         # Until the record is written again at the very end, the layer counts as unbuilt.
         _state_path(path).unlink(missing_ok=True)
+        _hooks.pause("build-layer")
         if isinstance(layer, RuntimeSpec):
             assert install is not None
             self._build_runtime(layer, path, fresh=install.fresh)
@@ -273,10 +275,15 @@ def build_stack(
     *,
     uv: Callable[[], Uv],
 ) -> list[BuildOutcome]:
-    """Build `layers` (lowest first); every one of them, and everything under them, must be locked."""
+    """Build `layers` (lowest first); every one of them, and everything under them, must be locked.
+
+    The build folder is held for the whole run (a second run is refused), and
+    what interrupted runs left in it is removed first.
+    """
     unlocked = [f"{layer.build_name} ({'; '.join(checks[layer.build_name].problems)})" for layer in layers if not checks[layer.build_name].valid]
     if unlocked:
         msg = "these layers must be locked before building (run 'venvstacks lock', or pass --lock-if-needed):\n  " + "\n  ".join(unlocked)
         raise BuildError(msg)
     builder = _Builder(spec, settings, checks, uv)
-    return [builder.build(layer) for layer in layers]
+    with exclusive(settings.build_dir, command="build"):
+        return [builder.build(layer) for layer in layers]

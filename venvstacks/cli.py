@@ -580,7 +580,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         stderr.write(f"{PROG}: error: a command is required\n")
         return EXIT_USAGE
     out = Output(args, stdout, stderr)
-    return _run(args, out)
+    restore_signals = _stop_on_signals()
+    try:
+        return _run(args, out)
+    finally:
+        restore_signals()
+
+
+def _stop_on_signals() -> Callable[[], None]:
+    """Make SIGINT and SIGTERM stop the command cleanly; returns what puts the handlers back.
+
+    The first signal stops running commands and worker threads (see `cancel`)
+    and raises KeyboardInterrupt here, so that every cleanup runs; later
+    signals are ignored while it does.
+    """
+    import signal
+    import threading
+
+    from . import cancel
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum: int, frame: object) -> None:
+        if cancel.requested():
+            return
+        cancel.request()
+        raise KeyboardInterrupt
+
+    saved = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        cancel.reset()
+
+    return restore
 
 
 def _setup_logging(out: Output) -> Callable[[], None]:
@@ -621,6 +656,14 @@ def _setup_logging(out: Output) -> Callable[[], None]:
     return restore
 
 
+def _traceback(out: Output) -> None:
+    """With -v, the traceback of the exception being handled."""
+    if out.verbose:
+        import traceback
+
+        traceback.print_exc(file=out.stderr)
+
+
 def _run(args: Args, out: Output) -> int:
     from .errors import VenvStacksError
 
@@ -634,10 +677,7 @@ def _run(args: Args, out: Output) -> int:
         out.finish()
         return status
     except VenvStacksError as exc:
-        if out.verbose:
-            import traceback
-
-            traceback.print_exc(file=out.stderr)
+        _traceback(out)
         out.error(str(exc))
         return EXIT_FAILURE
     except KeyboardInterrupt:
@@ -646,11 +686,13 @@ def _run(args: Args, out: Output) -> int:
     except BrokenPipeError:
         # The reader went away (as with `| head`); nothing more can be shown.
         return EXIT_FAILURE
+    except OSError as exc:  # the file system refused: a full disk, a name too long, no permission
+        _traceback(out)
+        where = f"{exc.filename}: " if exc.filename else ""
+        out.error(f"{where}{exc.strerror or exc}")
+        return EXIT_FAILURE
     except Exception as exc:  # a bug: say so briefly, in full with -v
-        if out.verbose:
-            import traceback
-
-            traceback.print_exc(file=out.stderr)
+        _traceback(out)
         out.error(f"internal error: {type(exc).__name__}: {exc}" + ("" if out.verbose else " (run with -v for a traceback)"))
         return EXIT_FAILURE
     finally:

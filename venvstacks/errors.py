@@ -43,6 +43,10 @@ class UnsafeArchiveError(VenvStacksError):
     """An archive holds an entry that would land outside its destination."""
 
 
+class ArchiveError(VenvStacksError):
+    """A layer archive could not be written (a full disk, an unreadable file)."""
+
+
 class CommandError(VenvStacksError):
     """An external command (uv, a layer's Python) failed."""
 

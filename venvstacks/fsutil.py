@@ -28,6 +28,9 @@ def write_atomic(path: Path, content: bytes) -> bool:
             stream.write(content)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the path, for the error message
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -2,13 +2,16 @@
 
 Each layer's archive holds the built layer under its deployed folder name,
 with `postinstall.py` on top and the launcher and runtime link rewritten for
-deployed names. Archives (and metadata) are written under temporary names and
-renamed when complete. A layer whose inputs are unchanged since its last
-archive is not archived again unless forced.
+deployed names. A publish holds the build and output folders for itself,
+writes every archive into a staging folder first, and moves them into place
+only when all are complete, in an order that never lets metadata describe
+a file that is not there (see `_commit`). A layer whose inputs are unchanged
+since its last archive is not archived again unless forced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import importlib.resources
@@ -18,14 +21,15 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, _proc
+from . import __version__, _hooks, _proc
 from .archive import ArchiveFormat, FileEntry, LinkEntry, shipped_bytecode, write_layer_archive
 from .errors import BuildError, CommandError, VenvStacksError
+from .folderlock import STAGING_DIR, exclusive
 from .fsutil import remove_path, write_text_atomic
 from .lockstate import LockCheck
 from .platforms import TargetPlatform
@@ -160,33 +164,55 @@ def _require_built(settings: PublishSettings, layer: LayerSpec) -> Path:
     return path
 
 
-def _publish_one(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], settings: PublishSettings) -> PublishedLayer:
+@dataclass(frozen=True)
+class _Staged:
+    """A layer archived into the staging folder, with the files that describe it, not yet in place."""
+
+    layer: PublishedLayer
+    staged: Path
+    """The complete archive, under its final name in the staging folder."""
+    meta_path: Path
+    inputs_path: Path
+    inputs_digest: str
+
+
+def _meta_paths(settings: PublishSettings, layer: LayerSpec) -> tuple[Path, Path]:
+    """Where a layer's published metadata and the digest of its archive's inputs go."""
+    name = metadata_file_name(layer.build_name, settings.platform, tagged=settings.tag_outputs)
+    meta_dir = settings.output_dir / METADATA_DIR
+    return meta_dir / "env_metadata" / name, meta_dir / _INPUTS_DIR / name
+
+
+def _still_current(settings: PublishSettings, previous: Mapping[str, Any], base: Mapping[str, Any], inputs_path: Path, digest: str) -> bool:
+    """Whether the previous archive and metadata are still what this publish would write."""
+    archive = settings.output_dir / str(previous.get("archive_name"))
+    try:
+        return (
+            archive.stat().st_size == previous.get("archive_size")
+            and inputs_path.read_text(encoding="utf-8").strip() == digest
+            and all(previous.get(key) == value for key, value in base.items())
+        )
+    except OSError:
+        return False
+
+
+def _publish_one(
+    spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], settings: PublishSettings
+) -> PublishedLayer | _Staged:
+    """Archive one layer into the staging folder (or report it unchanged, or planned for a dry run)."""
     source = _require_built(settings, layer)
     base = layer_metadata(spec, layer, checks)
-    tagged = settings.tag_outputs
-    meta_dir = settings.output_dir / METADATA_DIR
-    meta_path = meta_dir / "env_metadata" / metadata_file_name(layer.build_name, settings.platform, tagged=tagged)
-    inputs_path = meta_dir / _INPUTS_DIR / metadata_file_name(layer.build_name, settings.platform, tagged=tagged)
+    meta_path, inputs_path = _meta_paths(settings, layer)
     previous: dict[str, Any] = {}
     try:
         previous = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         pass
     digest = _inputs_digest(settings.build_dir, layer, base, settings.fmt.value, settings.precompile)
-    build = previous.get("archive_build", 0) if previous.get("lock_version") == base["lock_version"] else 0
-    suffix = settings.fmt.suffix
-    unchanged = (
-        not settings.force
-        and previous
-        and (settings.output_dir / str(previous.get("archive_name"))).exists()
-        and inputs_path.exists()
-        and inputs_path.read_text(encoding="utf-8").strip() == digest
-        and all(previous.get(key) == value for key, value in base.items())
-    )
-    if unchanged:
+    if not settings.force and previous and _still_current(settings, previous, base, inputs_path, digest):
         return PublishedLayer(layer.build_name, settings.output_dir / previous["archive_name"], previous, "unchanged")
-    build += 1
-    name = archive_file_name(base["install_target"], suffix, platform=settings.platform, build=build, tagged=tagged)
+    build = 1 + (previous.get("archive_build", 0) if previous.get("lock_version") == base["lock_version"] else 0)
+    name = archive_file_name(base["install_target"], settings.fmt.suffix, platform=settings.platform, build=build, tagged=settings.tag_outputs)
     if settings.dry_run:
         metadata = with_archive(base, archive_build=build, archive_name=name, platform=settings.platform)
         return PublishedLayer(layer.build_name, settings.output_dir / name, metadata, "dry run")
@@ -197,36 +223,84 @@ def _publish_one(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockChe
         cache_tag = _cache_tag(spec, layer)
     progress(_LOG, "archiving layer %r as %s", layer.build_name, name)
     result = write_layer_archive(
-        source, settings.output_dir / name, root=base["install_target"], clamp=_clamp(base["locked_at"]),
+        source, settings.output_dir / STAGING_DIR / name, root=base["install_target"], clamp=_clamp(base["locked_at"]),
         fmt=settings.fmt, overrides=_overrides(spec, layer, checks, source, precompiled=settings.precompile),
         cache_tag=cache_tag,
     )  # fmt: skip
     metadata = with_archive(
         base, archive_build=build, archive_name=name, platform=settings.platform, size=result.size, sha256=result.sha256
     )
-    write_text_atomic(meta_path, dump_json(metadata))
-    write_text_atomic(inputs_path, digest + "\n")
-    return PublishedLayer(layer.build_name, result.path, metadata, "archived")
+    published = PublishedLayer(layer.build_name, settings.output_dir / name, metadata, "archived")
+    return _Staged(published, result.path, meta_path, inputs_path, digest)
+
+
+def _commit(settings: PublishSettings, staged: list[_Staged], manifest_path: Path, manifest: Mapping[str, Any]) -> None:
+    """Move staged archives into place so that no metadata file ever describes another file.
+
+    The stack manifest goes first and comes back last, so while it is absent
+    the output is visibly unfinished. Each layer's metadata (and the digest of
+    its inputs, which lets the next publish skip it) is removed before its
+    archive is replaced, and written after.
+    """
+    _hooks.pause("publish-commit")
+    if staged:
+        manifest_path.unlink(missing_ok=True)
+    for item in staged:
+        item.inputs_path.unlink(missing_ok=True)
+        item.meta_path.unlink(missing_ok=True)
+        os.replace(item.staged, item.layer.path)
+        _hooks.pause("publish-moved")
+        write_text_atomic(item.meta_path, dump_json(item.layer.metadata))
+        write_text_atomic(item.inputs_path, item.inputs_digest + "\n")
+    write_text_atomic(manifest_path, dump_json(manifest))
+
+
+def _first_failure(futures: list[Future[Any]]) -> None:
+    """Raise what went wrong in `futures`: a non-venvstacks error (a bug, an interruption) as it is, else all messages."""
+    failures = [error for future in futures if (error := future.exception()) is not None]
+    if not failures:
+        return
+    for error in failures:
+        if not isinstance(error, VenvStacksError):
+            raise error
+    raise BuildError("\n".join(map(str, failures)))
+
+
+def _holding_folders(settings: PublishSettings, command: str) -> contextlib.ExitStack:
+    """Exclusive use of the build folder (read, and compiled into with --precompile) and the output folder."""
+    stack = contextlib.ExitStack()
+    if settings.dry_run:
+        return stack  # reads only
+    try:
+        stack.enter_context(exclusive(settings.build_dir, command=command))
+        if os.path.realpath(settings.output_dir) != os.path.realpath(settings.build_dir):
+            nested = (METADATA_DIR, f"{METADATA_DIR}/env_metadata", f"{METADATA_DIR}/{_INPUTS_DIR}")
+            stack.enter_context(exclusive(settings.output_dir, command=command, nested=nested))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
 
 
 def publish_layers(
     spec: StackSpec, layers: list[LayerSpec], checks: Mapping[str, LockCheck], settings: PublishSettings
 ) -> list[PublishedLayer]:
-    """Archive `layers` in parallel, then write the stack manifest listing them."""
-    settings.output_dir.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(layers), os.cpu_count() or 1))) as pool:
-        futures = [pool.submit(_publish_one, spec, layer, checks, settings) for layer in layers]
-    failures = [f.exception() for f in futures if f.exception() is not None]
-    if failures:
-        errors = [str(e) for e in failures if isinstance(e, VenvStacksError)]
-        if len(errors) != len(failures):
-            raise next(e for e in failures if not isinstance(e, VenvStacksError))  # type: ignore[misc]
-        raise BuildError("\n".join(errors))
-    published = [f.result() for f in futures]
-    if not settings.dry_run:
-        manifest = stack_manifest(spec, {p.build_name: p.metadata for p in published})
-        path = settings.output_dir / METADATA_DIR / manifest_file_name(settings.platform, tagged=settings.tag_outputs)
-        write_text_atomic(path, dump_json(manifest))
+    """Archive `layers` in parallel into a staging folder, then move them into place with their metadata.
+
+    If any layer fails, or the run is interrupted, nothing in the output
+    folder changes (the staging folder goes when the folder lock is let go).
+    See `_commit` for the order in which files are replaced.
+    """
+    with _holding_folders(settings, "publish"):
+        with ThreadPoolExecutor(max_workers=max(1, min(len(layers), os.cpu_count() or 1))) as pool:
+            futures = [pool.submit(_publish_one, spec, layer, checks, settings) for layer in layers]
+        _first_failure(futures)
+        results = [future.result() for future in futures]
+        published = [item.layer if isinstance(item, _Staged) else item for item in results]
+        if not settings.dry_run:
+            manifest = stack_manifest(spec, {p.build_name: p.metadata for p in published})
+            path = settings.output_dir / METADATA_DIR / manifest_file_name(settings.platform, tagged=settings.tag_outputs)
+            _commit(settings, [item for item in results if isinstance(item, _Staged)], path, manifest)
     return published
 
 
@@ -271,48 +345,58 @@ def _copy_tree(source: Path, target: Path, overrides: Mapping[str, FileEntry | L
             dst.chmod(entry.mode)
 
 
+def _export_one(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], settings: PublishSettings) -> PublishedLayer:
+    """Export one layer unless it is unchanged; its metadata is removed first and written last."""
+    source = _require_built(settings, layer)
+    base = layer_metadata(spec, layer, checks)
+    target = settings.output_dir / base["install_target"]
+    meta_dir = settings.output_dir / METADATA_DIR
+    meta_path = meta_dir / "env_metadata" / f"{layer.build_name}.json"
+    inputs_path = meta_dir / _INPUTS_DIR / f"{layer.build_name}.json"
+    digest = _inputs_digest(settings.build_dir, layer, base, "export", settings.precompile)
+    try:
+        same = json.loads(meta_path.read_text(encoding="utf-8")) == base and inputs_path.read_text(encoding="utf-8").strip() == digest
+    except (OSError, ValueError):
+        same = False
+    if same and not settings.force and target.is_dir():
+        return PublishedLayer(layer.build_name, target, base, "unchanged")
+    if settings.dry_run:
+        return PublishedLayer(layer.build_name, target, base, "dry run")
+    progress(_LOG, "exporting layer %r to %s", layer.build_name, target)
+    (meta_dir / "venvstacks.json").unlink(missing_ok=True)
+    inputs_path.unlink(missing_ok=True)
+    meta_path.unlink(missing_ok=True)
+    cache_tag = None
+    if settings.precompile:
+        _compile_bytecode(spec, layer, source, base["install_target"], settings)
+        cache_tag = _cache_tag(spec, layer)
+    partial = settings.output_dir / STAGING_DIR / target.name
+    remove_path(partial)
+    _copy_tree(source, partial, _overrides(spec, layer, checks, source, precompiled=settings.precompile), cache_tag)
+    remove_path(target)
+    os.replace(partial, target)
+    python = settings.output_dir / _deployed(spec.runtime_of(layer), checks) / "bin" / "python3"
+    try:
+        _proc.run([python, "-X", "utf8", "-I", target / "postinstall.py"], description=f"running the post-install step of {target.name!r}")
+    except CommandError as exc:
+        raise BuildError(str(exc)) from None
+    write_text_atomic(meta_path, dump_json(base))
+    write_text_atomic(inputs_path, digest + "\n")
+    return PublishedLayer(layer.build_name, target, base, "exported")
+
+
 def export_layers(
     spec: StackSpec, layers: list[LayerSpec], checks: Mapping[str, LockCheck], settings: PublishSettings
 ) -> list[PublishedLayer]:
-    """Export `layers` to `<output>/<deployed name>` as unpacked archives would be, post-install run."""
-    exported: list[PublishedLayer] = []
-    meta_dir = settings.output_dir / METADATA_DIR
-    for layer in layers:
-        source = _require_built(settings, layer)
-        base = layer_metadata(spec, layer, checks)
-        target = settings.output_dir / base["install_target"]
-        meta_path = meta_dir / "env_metadata" / f"{layer.build_name}.json"
-        inputs_path = meta_dir / _INPUTS_DIR / f"{layer.build_name}.json"
-        digest = _inputs_digest(settings.build_dir, layer, base, "export", settings.precompile)
-        try:
-            same = json.loads(meta_path.read_text(encoding="utf-8")) == base and inputs_path.read_text(encoding="utf-8").strip() == digest
-        except (OSError, ValueError):
-            same = False
-        if same and not settings.force and target.is_dir():
-            exported.append(PublishedLayer(layer.build_name, target, base, "unchanged"))
-            continue
-        if settings.dry_run:
-            exported.append(PublishedLayer(layer.build_name, target, base, "dry run"))
-            continue
-        progress(_LOG, "exporting layer %r to %s", layer.build_name, target)
-        partial = target.with_name(target.name + ".partial")
-        for stale in (partial, target):
-            remove_path(stale)
-        cache_tag = None
-        if settings.precompile:
-            _compile_bytecode(spec, layer, source, base["install_target"], settings)
-            cache_tag = _cache_tag(spec, layer)
-        _copy_tree(source, partial, _overrides(spec, layer, checks, source, precompiled=settings.precompile), cache_tag)
-        os.replace(partial, target)
-        python = settings.output_dir / _deployed(spec.runtime_of(layer), checks) / "bin" / "python3"
-        try:
-            _proc.run([python, "-X", "utf8", "-I", target / "postinstall.py"], description=f"running the post-install step of {target.name!r}")
-        except CommandError as exc:
-            raise BuildError(str(exc)) from None
-        write_text_atomic(meta_path, dump_json(base))
-        write_text_atomic(inputs_path, digest + "\n")
-        exported.append(PublishedLayer(layer.build_name, target, base, "exported"))
-    if not settings.dry_run:
-        manifest = stack_manifest(spec, {p.build_name: p.metadata for p in exported})
-        write_text_atomic(meta_dir / "venvstacks.json", dump_json(manifest))
+    """Export `layers` to `<output>/<deployed name>` as unpacked archives would be, post-install run.
+
+    The stack manifest `venvstacks.json` is removed before the first layer
+    changes and written when all are done; a layer's metadata exists only
+    while its folder is complete.
+    """
+    with _holding_folders(settings, "local-export"):
+        exported = [_export_one(spec, layer, checks, settings) for layer in layers]
+        if not settings.dry_run:
+            manifest = stack_manifest(spec, {p.build_name: p.metadata for p in exported})
+            write_text_atomic(settings.output_dir / METADATA_DIR / "venvstacks.json", dump_json(manifest))
     return exported

@@ -15,6 +15,8 @@ from typing import BinaryIO
 
 import pytest
 
+from venvstacks.errors import ArchiveError
+
 from venvstacks import archive
 from venvstacks.archive import (
     ArchiveFormat,
@@ -371,7 +373,7 @@ def test_failure_keeps_old_destination(
         return path.open("rb")
 
     monkeypatch.setattr(archive, "_open_source", failing_open)
-    with pytest.raises(OSError, match="disk went away"):
+    with pytest.raises(ArchiveError, match=f"cannot write the archive .*{destination.name}: disk went away"):
         write(tree, destination, fmt)
     assert seen_partials and len(set(seen_partials)) == 1
     assert destination.read_bytes() == b"the previous archive"
