@@ -1,0 +1,100 @@
+"""The command runner: bounded errors, full logs, and children that never outlive the tool."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from support import ROOT
+from venvstacks import _proc, cancel
+from venvstacks.errors import CommandError
+
+
+def test_huge_output_of_a_failure_is_cut_to_its_last_lines_and_logged(tmp_path: Path) -> None:
+    # About 50 MB on stdout, then the error on stderr.
+    script = "import sys\nline = 'x' * 999\nfor _ in range(50_000): print(line)\nprint('the real reason', file=sys.stderr)\nsys.exit(2)\n"
+    with pytest.raises(CommandError) as caught:
+        _proc.run([sys.executable, "-c", script], description="printing a lot")
+    message = str(caught.value)
+    assert len(message) < 20_000
+    lines = message.splitlines()
+    assert lines[0] == "printing a lot failed (exit status 2)"
+    assert lines[-2] == "  the real reason", "stderr comes last, so the reason is shown"
+    assert all(len(line) < 450 for line in lines[2:-1])
+    log = Path(lines[-1].removeprefix("full output: "))
+    try:
+        assert log.stat().st_size > 50_000_000
+        with log.open(encoding="utf-8") as stream:
+            assert stream.readline().startswith("$ ")
+    finally:
+        log.unlink()
+
+
+def test_a_quiet_failure_names_no_log() -> None:
+    with pytest.raises(CommandError) as caught:
+        _proc.run([sys.executable, "-c", "raise SystemExit(4)"], description="failing quietly")
+    assert "full output" not in str(caught.value)
+
+
+def _wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A zombie whose parent is gone is reaped by init; treat it as gone.
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            if stat.read().split(")")[-1].split()[0] == "Z":
+                return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    parent = f"from venvstacks import _proc; _proc.run([{sys.executable!r}, '-c', {child!r}], description='sleeping')"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-c", parent], env=env)
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.monotonic() < deadline and process.poll() is None, "the child never started"
+        time.sleep(0.05)
+    child_pid = int(pid_file.read_text())
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert _wait_gone(child_pid), "the child outlived its SIGKILLed parent"
+
+
+def test_a_stop_request_kills_running_commands() -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def sleeper() -> None:
+        try:
+            _proc.run([sys.executable, "-c", "import time; time.sleep(60)"], description="sleeping")
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    thread = threading.Thread(target=sleeper)
+    started = time.monotonic()
+    thread.start()
+    time.sleep(0.5)
+    try:
+        cancel.request()
+        thread.join(timeout=10)
+    finally:
+        cancel.reset()
+    assert not thread.is_alive() and time.monotonic() - started < 10
+    assert len(errors) == 1 and isinstance(errors[0], cancel.Interrupted)
+    with pytest.raises(CommandError):  # the flag is clear again: commands run (and fail) normally
+        _proc.run([sys.executable, "-c", "raise SystemExit(1)"], description="after the stop")
