@@ -28,13 +28,15 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import _proc
+from . import _hooks, _proc, cancel
 from .errors import CommandError, VenvStacksError
 from .extract import extract_into
 from .fsutil import write_text_atomic
@@ -53,6 +55,14 @@ _TAR_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _LEFTOVER = re.compile(r"\.(.+)\.(partial|old|failed)-[A-Za-z0-9_]+")
+_MARKER = ".venvstacks-partial"
+"""The file deploy writes (holding its pid) into each temporary folder it makes in the target, right
+after making it: only folders named like `_LEFTOVER` and holding it are removed as leftovers."""
+_JOURNAL = "journal"
+"""The file of the records folder naming the layers being swapped into place (see `_Swap`);
+while it exists, the deployment is unfinished and the next one undoes it."""
+_RECORD_TEMPORARY = re.compile(r"\..+\.partial")
+"""A record being written (`fsutil.write_atomic`)."""
 # Files the post-install step writes or rewrites, which the file records leave out
 # (with `__pycache__`, `*.pyc` and `sitecustomize.py` anywhere).
 _REGENERATED = ("pyvenv.cfg", "bin/python", "bin/python_")
@@ -61,6 +71,33 @@ _RUNTIME_REGENERATED = ("lib/python*/_sysconfigdata_*.py", "bin/python*-config",
 
 class DeployError(VenvStacksError):
     """Layers could not be deployed: bad metadata, archives, target or post-install step."""
+
+
+def _check(stop: threading.Event) -> None:
+    """Raise `cancel.Interrupted` once the deployment is abandoned: worker threads call this between steps.
+
+    The main thread sets `stop` when it is interrupted (or fails) while workers
+    run; the command line also sets the process-wide `cancel` flag.
+    """
+    if stop.is_set():
+        raise cancel.Interrupted
+    cancel.check()
+
+
+@contextlib.contextmanager
+def _pool(workers: int, stop: threading.Event) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool that, when its block fails or is interrupted, sets `stop`, drops queued work and waits for the rest.
+
+    The block must wait for its futures itself (not leave it to the pool's
+    exit), so that an interruption while waiting lands here.
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        try:
+            yield pool
+        except BaseException:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 @dataclass(frozen=True)
@@ -174,15 +211,17 @@ def _select(layers: list[_Layer], include: Sequence[str], target: Path) -> list[
     return ordered
 
 
-def _digest(path: Path) -> str:
+def _digest(path: Path, check: Callable[[], None] | None = None) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         while chunk := stream.read(_CHUNK):
+            if check is not None:
+                check()
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _archive_problem(artifacts: Path, layer: _Layer) -> str | None:
+def _archive_problem(artifacts: Path, layer: _Layer, stop: threading.Event) -> str | None:
     """Why the layer's archive cannot be deployed (missing, other size or hash, not a tar), or None."""
     path, expected = artifacts / layer.entry["archive_name"], layer.entry["archive_size"]
     if not path.name.endswith(_TAR_SUFFIXES):
@@ -190,7 +229,7 @@ def _archive_problem(artifacts: Path, layer: _Layer) -> str | None:
     try:
         if (size := path.stat().st_size) != expected:
             return f"{path}: {size} bytes, but the metadata says {expected} (truncated or replaced?)"
-        sha256 = _digest(path)
+        sha256 = _digest(path, partial(_check, stop))
     except FileNotFoundError:
         return f"{path}: the archive is missing"
     except OSError as exc:
@@ -233,57 +272,158 @@ def _relink(layer: _Layer, target: Path) -> None:
     _proc.run(postinstall, description=f"running the post-install step of layer {layer.install_target!r}")
 
 
-def _install_all(layers: Sequence[_Layer], unpacked: dict[str, _Unpacked], target: Path) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Swap:
+    """How one layer goes into place, as the journal names it, so that it can be undone after any interruption.
+
+    Before anything moves, a marked `aside` folder is made. The old record, if
+    any, goes into it as `record.json`, the old layer, if any, as `layer`, and
+    the unpacked `partial` folder takes the layer's place.
+    """
+
+    name: str
+    partial: str
+    aside: str
+    replacing: bool
+    """An old layer is moved aside (else the layer is new)."""
+    had_record: bool
+
+
+def _marked_folder(target: Path, prefix: str) -> Path:
+    """A new empty hidden folder of the target, marked at once as deploy's own (see `_MARKER`)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=target))
+    (folder / _MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    return folder
+
+
+def _is_marked(folder: Path) -> bool:
+    """Whether `folder` is a real folder holding deploy's marker file."""
+    try:
+        return stat.S_ISDIR(os.lstat(folder).st_mode) and stat.S_ISREG(os.lstat(folder / _MARKER).st_mode)
+    except OSError:
+        return False
+
+
+def _remove_marked(folder: Path) -> None:
+    """Remove one of deploy's temporary folders, its marker last, so that the next deploy finishes an interrupted removal."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name == _MARKER:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _discard(target: Path, name: str) -> None:
+    """Remove the layer folder `name` of the target: first moved into a marked folder, then deleted."""
+    failed = _marked_folder(target, f".{name}.failed-")
+    os.replace(target / name, failed / "layer")
+    _remove_marked(failed)
+
+
+def _prepare_swap(layer: _Layer, unpacked: _Unpacked, target: Path) -> _Swap:
+    name = layer.install_target
+    aside = _marked_folder(target, f".{name}.old-").name
+    had_record = os.path.lexists(target / RECORD_DIR / f"{name}.json")
+    return _Swap(name, unpacked.folder.name, aside, os.path.lexists(target / name), had_record)
+
+
+def _swap_in(target: Path, swap: _Swap) -> None:
+    final, aside = target / swap.name, target / swap.aside
+    if swap.had_record:
+        os.replace(target / RECORD_DIR / f"{swap.name}.json", aside / "record.json")
+    if swap.replacing:
+        os.replace(final, aside / "layer")
+    os.replace(target / swap.partial, final)
+    (final / _MARKER).unlink()
+
+
+def _swap_back(target: Path, swap: _Swap) -> None:
+    """Undo `_swap_in`, however far it got: the new layer goes, the old one and its record come back."""
+    final, aside, record = target / swap.name, target / swap.aside, target / RECORD_DIR / f"{swap.name}.json"
+    new_in_place = os.path.lexists(aside / "layer") if swap.replacing else not os.path.lexists(target / swap.partial)
+    if new_in_place and os.path.lexists(final):
+        _discard(target, swap.name)
+    if os.path.lexists(aside / "layer"):
+        os.replace(aside / "layer", final)
+    if os.path.lexists(aside / "record.json"):
+        os.replace(aside / "record.json", record)
+    elif not swap.had_record:
+        record.unlink(missing_ok=True)
+
+
+def _write_journal(target: Path, swaps: Sequence[_Swap]) -> None:
+    entries = [vars(swap) for swap in swaps]
+    write_text_atomic(target / RECORD_DIR / _JOURNAL, json.dumps(entries, indent=1) + "\n")
+
+
+def _read_journal(path: Path) -> list[_Swap]:
+    """The swaps an interrupted deployment journaled; DeployError if the journal is damaged."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        swaps = [_Swap(**entry) for entry in entries]
+    except (OSError, ValueError, TypeError) as exc:
+        raise DeployError(f"cannot read {path}, the journal of an interrupted deployment: {exc}") from None
+    for swap in swaps:
+        names_ok = _plain_name(swap.name) and all(
+            _LEFTOVER.fullmatch(folder) and folder.startswith(f".{swap.name}.") for folder in (swap.partial, swap.aside)
+        )
+        if not names_ok or not isinstance(swap.replacing, bool) or not isinstance(swap.had_record, bool):
+            raise DeployError(f"{path}, the journal of an interrupted deployment, is damaged: {vars(swap)}")
+    return swaps
+
+
+def _undo(target: Path, swaps: Sequence[_Swap]) -> None:
+    """Put every layer of an unfinished deployment back as it was, then forget it."""
+    for swap in reversed(swaps):
+        _swap_back(target, swap)
+    (target / RECORD_DIR / _JOURNAL).unlink(missing_ok=True)
+    for swap in swaps:
+        _remove_marked(target / swap.aside)
+
+
+def _install_all(layers: Sequence[_Layer], unpacked: dict[str, _Unpacked], target: Path, stop: threading.Event) -> dict[str, str]:
     """Move the unpacked layers into place, lowest first, then relink them all at once.
 
     Relinking a layer needs the layers it names in place, not relinked, so
     the post-install steps run side by side. If any of them fails (or anything
     else does), every layer, and its record, is put back as it was: a deployment
-    is all or nothing. Returns each layer's action: `installed` or `replaced`.
+    is all or nothing. The journal names the layers being swapped, so that the
+    next deployment puts them back should this process be killed. Returns each
+    layer's action: `installed` or `replaced`.
     """
-    moved: list[tuple[_Layer, Path | None]] = []
-    records: dict[Path, bytes | None] = {}
+    if not layers:
+        return {}
+    swaps: list[_Swap] = []
     try:
-        for layer in layers:
-            name, final = layer.install_target, target / layer.install_target
-            old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=target)) if os.path.lexists(final) else None
-            if old is not None:
-                os.replace(final, old)  # onto the empty folder just made
-            moved.append((layer, old))
-            os.replace(unpacked[name].folder, final)
+        swaps.extend(_prepare_swap(layer, unpacked[layer.install_target], target) for layer in layers)
+        _write_journal(target, swaps)
+        for swap in swaps:
+            _swap_in(target, swap)
+        _hooks.pause("deploy-swapped")  # a test hook: every layer in place, none relinked
         progress(_LOG, "relinking %d layers", len(layers))
-        with ThreadPoolExecutor(max_workers=max(1, len(layers))) as pool:
+        with _pool(max(1, len(layers)), stop) as pool:
             futures = [pool.submit(_relink, layer, target) for layer in layers]
+            wait(futures)
         if failures := [str(error) for future in futures if (error := future.exception()) is not None]:
             raise DeployError("\n".join(failures))
         for layer in layers:
-            record = target / RECORD_DIR / f"{layer.install_target}.json"
-            records[record] = record.read_bytes() if record.exists() else None
             files = _file_records(unpacked[layer.install_target].digests, layer.category == "runtimes")
             data = {**layer.entry, "category": layer.category, "archive_sha256": layer.sha256, "files": files}
-            write_text_atomic(record, json.dumps(data, indent=1, sort_keys=True) + "\n")
+            write_text_atomic(target / RECORD_DIR / f"{layer.install_target}.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
+        (target / RECORD_DIR / _JOURNAL).unlink()  # done: from here on, the old layers are leftovers
     except BaseException as exc:
-        for layer, old in reversed(moved):
-            final = target / layer.install_target
-            if os.path.lexists(final) and not unpacked[layer.install_target].folder.exists():
-                failed = Path(tempfile.mkdtemp(prefix=f".{layer.install_target}.failed-", dir=target))
-                os.replace(final, failed)
-                shutil.rmtree(failed, ignore_errors=True)
-            if old is not None:
-                os.replace(old, final)
-        for record, content in records.items():
-            if content is None:
-                record.unlink(missing_ok=True)
-            else:
-                record.write_bytes(content)
+        _undo(target, swaps)
         if isinstance(exc, (CommandError, OSError, DeployError)):
             msg = f"nothing was deployed (every layer in {target} is as it was before): {exc}"
             raise DeployError(msg) from exc
         raise
-    for _, old in moved:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return {layer.install_target: "installed" if old is None else "replaced" for layer, old in moved}
+    for swap in swaps:
+        _remove_marked(target / swap.aside)
+    return {swap.name: "replaced" if swap.replacing else "installed" for swap in swaps}
 
 
 def _workers(jobs: int) -> int:
@@ -300,16 +440,18 @@ class _Unpacked:
     """The layer ships its bytecode (published with --precompile): nothing to compile."""
 
 
-def _unpack(artifacts: Path, layer: _Layer, target: Path) -> _Unpacked:
+def _unpack(artifacts: Path, layer: _Layer, target: Path, stop: threading.Event) -> _Unpacked:
     progress(_LOG, "unpacking layer %r", layer.install_target)
-    folder = Path(tempfile.mkdtemp(prefix=f".{layer.install_target}.partial-", dir=target))
+    folder = _marked_folder(target, f".{layer.install_target}.partial-")
     digests: dict[str, tuple[int, str]] = {}
     try:
         archive = artifacts / layer.entry["archive_name"]
-        extract_into(archive, folder, strip_prefix=layer.install_target, link_scope=target, digests=digests)
+        extract_into(archive, folder, strip_prefix=layer.install_target, link_scope=target, digests=digests, check=partial(_check, stop))
         os.chmod(folder, 0o755)
+        _hooks.pause("deploy-unpacked")  # a test hook
+        _check(stop)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_marked(folder)
         raise
     return _Unpacked(folder, digests, _ships_bytecode(folder))
 
@@ -322,8 +464,9 @@ def _ships_bytecode(folder: Path) -> bool:
     return isinstance(config, dict) and config.get("precompiled") is True
 
 
-def _compile(layer: _Layer, folder: Path, python: Path) -> None:
+def _compile(layer: _Layer, folder: Path, python: Path, stop: threading.Event) -> None:
     """Compile an unpacked layer's bytecode where it lies; it stays valid once the layer is moved into place."""
+    _check(stop)
     progress(_LOG, "compiling the bytecode of layer %r", layer.install_target)
     command = [python, "-X", "utf8", "-I", folder / "postinstall.py", "--compile-only"]
     try:
@@ -332,16 +475,18 @@ def _compile(layer: _Layer, folder: Path, python: Path) -> None:
         raise DeployError(str(exc)) from None
 
 
-def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path) -> dict[str, _Unpacked]:
+def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: threading.Event) -> dict[str, _Unpacked]:
     """Unpack (and so check) every archive and compile its bytecode, several layers at a time.
 
     A layer is compiled by its runtime's interpreter as soon as both are
-    unpacked. On any failure everything unpacked is removed again and the
-    error of the lowest failing layer is raised.
+    unpacked. On any failure, or an interruption, the workers stop, everything
+    unpacked is removed again and the error of the lowest failing layer (or the
+    interruption) is raised.
     """
     order = {layer.install_target: index for index, layer in enumerate(layers)}
     unpacked: dict[str, _Unpacked] = {}
     errors: list[tuple[int, BaseException]] = []
+    unpacking: dict[Future[_Unpacked], _Layer] = {}
 
     def runtime_python(layer: _Layer) -> Path | None:
         runtime = layer.entry["runtime_layer"]
@@ -349,60 +494,102 @@ def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path) -> dict
             return _runtime_python(layer, target)
         return unpacked[runtime].folder / "bin" / "python3" if runtime in unpacked else None
 
-    with ThreadPoolExecutor(max_workers=_workers(len(layers))) as pool:
-        unpacking = {pool.submit(_unpack, artifacts, layer, target): layer for layer in layers}
-        compiling: dict[Future[None], _Layer] = {}
-        waiting: list[_Layer] = []
-        for future in as_completed(unpacking):
-            layer = unpacking[future]
-            if future.cancelled():
-                continue
-            if (error := future.exception()) is not None:
+    try:
+        with _pool(_workers(len(layers)), stop) as pool:
+            unpacking.update({pool.submit(_unpack, artifacts, layer, target, stop): layer for layer in layers})
+            compiling: dict[Future[None], _Layer] = {}
+            waiting: list[_Layer] = []
+            for future in as_completed(unpacking):
+                layer = unpacking[future]
+                if future.cancelled():
+                    continue
+                if (error := future.exception()) is not None:
+                    errors.append((order[layer.install_target], error))
+                    for other in (*unpacking, *compiling):
+                        other.cancel()
+                    continue
+                unpacked[layer.install_target] = future.result()
+                if errors:
+                    continue
+                if not unpacked[layer.install_target].precompiled:
+                    waiting.append(layer)
+                for waiter in list(waiting):
+                    if (python := runtime_python(waiter)) is not None:
+                        waiting.remove(waiter)
+                        compiling[pool.submit(_compile, waiter, unpacked[waiter.install_target].folder, python, stop)] = waiter
+            wait(compiling)
+        for future, layer in compiling.items():
+            if not future.cancelled() and (error := future.exception()) is not None:
                 errors.append((order[layer.install_target], error))
-                for other in (*unpacking, *compiling):
-                    other.cancel()
-                continue
-            unpacked[layer.install_target] = future.result()
-            if errors:
-                continue
-            if not unpacked[layer.install_target].precompiled:
-                waiting.append(layer)
-            for waiter in list(waiting):
-                if (python := runtime_python(waiter)) is not None:
-                    waiting.remove(waiter)
-                    compiling[pool.submit(_compile, waiter, unpacked[waiter.install_target].folder, python)] = waiter
-    for future, layer in compiling.items():
-        if not future.cancelled() and (error := future.exception()) is not None:
-            errors.append((order[layer.install_target], error))
-    if errors:
-        for leftover in unpacked.values():
-            shutil.rmtree(leftover.folder, ignore_errors=True)
-        raise min(errors, key=lambda item: item[0])[1]
+        if errors:
+            raise min(errors, key=lambda item: item[0])[1]
+    except BaseException:
+        _discard_unpacked(unpacking)
+        raise
     return unpacked
 
 
+def _discard_unpacked(futures: Iterable[Future[_Unpacked]]) -> None:
+    """Remove the folders of the layers unpacked by the (finished) `futures`."""
+    for future in futures:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            _remove_marked(future.result().folder)
+
+
 def _plan(layer: _Layer, target: Path) -> str:
-    final = target / layer.install_target
+    final, record = target / layer.install_target, target / RECORD_DIR / f"{layer.install_target}.json"
+    if record.is_symlink():
+        raise DeployError(f"{record} is a symbolic link: refusing to read or replace a deployment record through it")
     if not os.path.lexists(final):
         return "installed"
     if final.is_symlink() or not final.is_dir():
         raise DeployError(f"{final} exists and is not a layer folder: refusing to replace it")
-    record = _read_record(target / RECORD_DIR / f"{layer.install_target}.json")
-    return "unchanged" if record is not None and record.get("archive_sha256") == layer.sha256 else "replaced"
+    recorded = _read_record(record)
+    return "unchanged" if recorded is not None and recorded.get("archive_sha256") == layer.sha256 else "replaced"
+
+
+def _records_folder_problem(target: Path) -> str | None:
+    """Why deploy must not keep its records in the target's records folder (a link, not a folder), or None."""
+    records = target / RECORD_DIR
+    if records.is_symlink():
+        return f"{records} is a symbolic link, not the folder deploy keeps its records in: refusing to use it (remove it)"
+    if os.path.lexists(records) and not records.is_dir():
+        return f"{records} is not the folder deploy keeps its records in: refusing to use it (remove it)"
+    return None
+
+
+def _clear_leftovers(target: Path) -> None:
+    """Undo an unfinished deployment, then remove deploy's marked temporary folders and half-written records."""
+    journal = target / RECORD_DIR / _JOURNAL
+    if journal.is_symlink():
+        raise DeployError(f"{journal} is a symbolic link: refusing to read a deployment journal through it")
+    if journal.exists():
+        _undo(target, _read_journal(journal))
+    for entry in target.iterdir():
+        if _LEFTOVER.fullmatch(entry.name) and _is_marked(entry):
+            _remove_marked(entry)
+    with contextlib.suppress(FileNotFoundError):
+        for entry in (target / RECORD_DIR).iterdir():
+            if _RECORD_TEMPORARY.fullmatch(entry.name) and not entry.is_dir():
+                entry.unlink()
 
 
 @contextlib.contextmanager
 def _locked(target: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the target folder; clear what an interrupted deployment left."""
+    """Hold an exclusive lock on the target folder; clear what interrupted deployments left.
+
+    Holding the lock, any temporary folder deploy marked as its own belongs
+    to a deployment that is gone.
+    """
     fd = os.open(target, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DeployError(f"another deployment into {target} is running") from None
-        for entry in target.iterdir():
-            if _LEFTOVER.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
+        if problem := _records_folder_problem(target):
+            raise DeployError(problem)
+        _clear_leftovers(target)
         yield
     finally:
         os.close(fd)
@@ -419,8 +606,9 @@ def deploy(artifacts: Path, target: Path, *, include: Sequence[str] = (), platfo
     manifest = _manifest_path(artifacts, platform_manifest)
     target = Path(os.path.abspath(target))
     chosen = _select(_read_manifest(manifest), include, target)
-    with ThreadPoolExecutor(max_workers=_workers(len(chosen))) as pool:
-        checked = list(pool.map(lambda layer: _archive_problem(artifacts, layer), chosen))
+    stop = threading.Event()
+    with _pool(_workers(len(chosen)), stop) as pool:
+        checked = list(pool.map(lambda layer: _archive_problem(artifacts, layer, stop), chosen))
     if problems := [problem for problem in checked if problem is not None]:
         raise DeployError(f"refusing to deploy: archives do not match {manifest}:\n" + "\n".join(f"  {p}" for p in problems))
     if os.path.lexists(target) and not target.is_dir():
@@ -432,15 +620,16 @@ def deploy(artifacts: Path, target: Path, *, include: Sequence[str] = (), platfo
         with _locked(target):
             actions = {layer.install_target: _plan(layer, target) for layer in chosen}
             pending = [layer for layer in chosen if actions[layer.install_target] != "unchanged"]
-            unpacked = _unpack_all(artifacts, pending, target)  # every archive checked before any is installed
-            actions.update(_install_all(pending, unpacked, target))
+            unpacked = _unpack_all(artifacts, pending, target, stop)  # every archive checked before any is installed
+            actions.update(_install_all(pending, unpacked, target, stop))
             unpacked = {}
     except BaseException:
         for leftover in unpacked.values():
-            shutil.rmtree(leftover.folder, ignore_errors=True)
+            _remove_marked(leftover.folder)
         if created:
-            with contextlib.suppress(OSError):
-                target.rmdir()
+            for folder in (target / RECORD_DIR, target):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         raise
     return [DeployedLayer(l.layer_name, l.install_target, target / l.install_target, actions[l.install_target]) for l in chosen]
 
@@ -476,9 +665,13 @@ def verify(target: Path) -> list[str]:
     deployed, that the layers it needs are deployed, and that its links resolve.
     """
     records = target / RECORD_DIR
+    if problem := _records_folder_problem(target):
+        return [problem]
     if not records.is_dir():
         return [f"{target}: no deployed layers are recorded ({RECORD_DIR} is missing)"]
     problems: list[str] = []
+    if os.path.lexists(records / _JOURNAL):
+        problems.append(f"{target}: a deployment was interrupted: run deploy again to put its layers back as they were")
     for path in sorted(records.glob("*.json")):
         name, record = path.name.removesuffix(".json"), _read_record(path) or {}
         files, required = record.get("files"), record.get("required_layers", [])

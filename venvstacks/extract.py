@@ -18,6 +18,10 @@ compressed data, truncated, no end-of-archive marker) raises RuntimeSourceError.
 
 File modes keep their permission bits, less setuid/setgid/sticky and group/other
 write; the owner can always read and write. Directories get default modes.
+
+`extract_into` takes a `check` callable, called before each member and each
+chunk written, that raises to abandon the extraction (a deployment being
+interrupted), so that a worker thread stops within moments.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import stat
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -127,7 +132,7 @@ class _Extractor:
 
     def __init__(
         self, archive: Path, root: Path, strip_prefix: str | None, link_scope: Path | None = None,
-        digests: dict[str, tuple[int, str]] | None = None,
+        digests: dict[str, tuple[int, str]] | None = None, check: Callable[[], None] | None = None,
     ) -> None:  # fmt: skip
         self.archive = archive
         self.root = root
@@ -142,6 +147,8 @@ class _Extractor:
         self.count = 0
         self.digests = digests
         """When given, filled with `{relative path: (size, sha256)}` for every regular file written."""
+        self.check = check or _go_on
+        """Called before each member and chunk; raises to stop."""
 
     def refuse(self, member_name: str, reason: str) -> UnsafeArchiveError:
         return UnsafeArchiveError(f"{self.archive}: refusing to extract {member_name!r}: {reason}")
@@ -158,6 +165,7 @@ class _Extractor:
                     reader = _TailReader(stream)
                     with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
                         for member in tar:
+                            self.check()
                             self.extract(tar, member)
                         end = tar.offset
                     if reader.bytes_at(end, _BLOCK) != bytes(_BLOCK):
@@ -244,16 +252,16 @@ class _Extractor:
         source = tar.extractfile(member)
         if source is None:  # pragma: no cover - regular members always have data
             raise self.refuse(member.name, "the member has no data")
+        digest, size = hashlib.sha256(), 0
         with source, target.open("xb") as out:
-            if self.digests is None:
-                shutil.copyfileobj(source, out, _CHUNK)
-            else:
-                digest, size = hashlib.sha256(), 0
-                while chunk := source.read(_CHUNK):
+            while chunk := source.read(_CHUNK):
+                self.check()
+                if self.digests is not None:
                     digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                self.digests[self.relative(target)] = (size, digest.hexdigest())
+                out.write(chunk)
+                size += len(chunk)
+        if self.digests is not None:
+            self.digests[self.relative(target)] = (size, digest.hexdigest())
         os.chmod(target, _file_mode(member.mode))
         try:
             os.utime(target, (member.mtime, member.mtime))
@@ -302,19 +310,24 @@ class _Extractor:
                 raise self.refuse(member_name, f"symbolic link to {link!r} resolves outside the {self.scope_name}")
 
 
+def _go_on() -> None:
+    """The `check` of an extraction nothing can stop."""
+
+
 def extract_into(
     archive: Path, folder: Path, *, strip_prefix: str | None, link_scope: Path | None = None,
-    digests: dict[str, tuple[int, str]] | None = None,
+    digests: dict[str, tuple[int, str]] | None = None, check: Callable[[], None] | None = None,
 ) -> int:  # fmt: skip
     """Extract an archive into the existing empty `folder`, with every check; returns the member count.
 
     With `digests`, the size and sha256 of every regular file are stored there
-    under its `/`-separated path relative to `folder`, computed while writing. Unlike `safe_extract_tar` this neither creates nor renames anything, so the
-    caller owns the folder's fate. With `link_scope`, symbolic links may lead
-    anywhere inside that folder (where the tree will sit as `strip_prefix`), not
-    only inside the tree itself.
+    under its `/`-separated path relative to `folder`, computed while writing.
+    Unlike `safe_extract_tar` this neither creates nor renames anything, so the
+    caller owns the folder's fate (and removes it when `check` raises). With
+    `link_scope`, symbolic links may lead anywhere inside that folder (where
+    the tree will sit as `strip_prefix`), not only inside the tree itself.
     """
-    extractor = _Extractor(archive, folder, strip_prefix, link_scope, digests)
+    extractor = _Extractor(archive, folder, strip_prefix, link_scope, digests, check)
     extractor.run()
     return extractor.count
 

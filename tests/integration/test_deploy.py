@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from support import run
-from venvstacks.deploying import DeployError, deploy, verify
+from venvstacks.deploying import RECORD_DIR, DeployError, deploy, verify
 
 pytestmark = pytest.mark.slow
 
@@ -68,12 +68,15 @@ def deployed(published: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+def _snapshot(folder: Path) -> dict[str, tuple[int, int, int, str]]:
+    """Every entry below `folder`: its mode, mtime, size and link target (the records folder's mtime aside: records come and go)."""
     result = {}
     for root, dirs, files in os.walk(folder):
         for name in dirs + files:
-            info = os.lstat(Path(root, name))
-            result[os.path.relpath(Path(root, name), folder)] = (info.st_mtime_ns, info.st_size)
+            path = Path(root, name)
+            info, rel = os.lstat(path), os.path.relpath(path, folder)
+            link = os.readlink(path) if path.is_symlink() else ""
+            result[rel] = (info.st_mode, 0 if rel == RECORD_DIR else info.st_mtime_ns, info.st_size, link)
     return result
 
 

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from support import ROOT, without_progress
 from venvstacks.deploying import RECORD_DIR, DeployError, deploy, verify
 from venvstacks.errors import UnsafeArchiveError, VenvStacksError
 
@@ -139,7 +141,7 @@ def _ran(log: Path) -> list[str]:
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
-    """Every entry below `folder`: mtime, size and link target."""
+    """Every entry below `folder`: mtime, size and link target (not the mtime of the records folder, whose files come and go)."""
     if not folder.exists():
         return {}
     result = {}
@@ -148,7 +150,8 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
             path = Path(root, name)
             info = os.lstat(path)
             link = os.readlink(path) if path.is_symlink() else ""
-            result[str(path.relative_to(folder))] = (info.st_mtime_ns, info.st_size, link)
+            rel = str(path.relative_to(folder))
+            result[rel] = (0 if rel == RECORD_DIR else info.st_mtime_ns, info.st_size, link)
     return result
 
 
@@ -276,7 +279,8 @@ target = os.path.dirname(here)
 if sys.argv[1:] == ["--no-compile"]:
     with open(os.path.join(here, "lib", "hello.py")) as stream:
         assert stream.read() == "HELLO = 2\\n"
-    (old,) = glob.glob(os.path.join(target, ".app-hello.old-*"))
+    (aside,) = glob.glob(os.path.join(target, ".app-hello.old-*"))
+    old = os.path.join(aside, "layer")
     with open(os.path.join(old, "lib", "hello.py")) as stream:
         assert stream.read() == "HELLO = 1\\n"
     assert os.path.exists(os.path.join(old, "pyvenv.cfg"))
@@ -351,10 +355,29 @@ def test_layers_shipping_bytecode_are_not_compiled(tmp_path: Path, target: Path,
 
 
 def test_leftovers_of_an_interrupted_deployment_are_cleared(stack: Stack, target: Path) -> None:
-    (target / ".app-hello.partial-abc123" / "lib").mkdir(parents=True)
-    (target / ".app-hello.old-x_y").mkdir()
+    for name in (".app-hello.partial-abc123", ".app-hello.old-x_y"):  # deploy's own: they hold its marker
+        (target / name / "lib").mkdir(parents=True)
+        (target / name / ".venvstacks-partial").write_text("12345\n", encoding="utf-8")
+    (target / RECORD_DIR).mkdir()
+    (target / RECORD_DIR / ".app-hello.json.k2j3.partial").write_text("{", encoding="utf-8")
     deploy(stack.artifacts, target)
     assert _hidden(target) == []
+    assert sorted(p.name for p in (target / RECORD_DIR).iterdir()) == sorted(f"{n}.json" for n in (RUNTIME, "framework-web", "app-hello", "app-counter@1"))
+
+
+def test_hidden_folders_without_the_marker_are_the_users(stack: Stack, target: Path, tmp_path: Path) -> None:
+    users = [".app-hello.partial-abc123", ".notes.old-2024", ".x.failed-y"]
+    for name in users:
+        (target / name).mkdir(parents=True)
+        (target / name / "mine.txt").write_text("keep me\n", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".venvstacks-partial").write_text("1\n", encoding="utf-8")
+    (target / ".app-hello.old-x_y").symlink_to(elsewhere)  # a link to a marked folder is not deploy's either
+    deploy(stack.artifacts, target)
+    assert _hidden(target) == sorted([*users, ".app-hello.old-x_y"])
+    assert all((target / name / "mine.txt").read_text(encoding="utf-8") == "keep me\n" for name in users)
+    assert sorted(p.name for p in elsewhere.iterdir()) == [".venvstacks-partial"]
 
 
 @pytest.mark.parametrize(
@@ -493,3 +516,100 @@ def test_the_target_must_be_a_folder(stack: Stack, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("", encoding="utf-8")
     with pytest.raises(DeployError, match="it is not a folder"):
         deploy(stack.artifacts, tmp_path / "file")
+
+
+def _cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """`venvstacks ARGS...` from this checkout, started in a process of its own."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    command = [sys.executable, "-m", "venvstacks", *args]
+    return subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_records_are_never_kept_through_a_link(stack: Stack, target: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target.mkdir()
+    (target / RECORD_DIR).symlink_to(elsewhere)
+    process = _cli("deploy", str(stack.artifacts), "--target", str(target))
+    _, err = process.communicate()
+    expected = f"error: {target / RECORD_DIR} is a symbolic link, not the folder deploy keeps its records in: refusing to use it (remove it)\n"
+    assert (process.returncode, without_progress(err)) == (1, expected)
+    assert list(elsewhere.iterdir()) == [] and sorted(p.name for p in target.iterdir()) == [RECORD_DIR]
+    assert verify(target) == [expected.removeprefix("error: ").rstrip()]
+    # Nor through a record that is a link.
+    (target / RECORD_DIR).unlink()
+    deploy(stack.artifacts, target)
+    outside = tmp_path / "outside.json"
+    outside.write_text("{}", encoding="utf-8")
+    record = target / RECORD_DIR / "app-hello.json"
+    record.unlink()
+    record.symlink_to(outside)
+    stack.add("applications", "app-hello", _upper_files("hello", "HELLO = 2\n"), required=["framework-web"], build=2)
+    with pytest.raises(DeployError, match=f"^{re.escape(str(record))} is a symbolic link: refusing to read or replace"):
+        deploy(stack.artifacts, target)
+    assert outside.read_text(encoding="utf-8") == "{}"
+    assert (target / "app-hello" / "lib" / "hello.py").read_text(encoding="utf-8") == "HELLO = 1\n"
+
+
+def test_a_killed_swap_is_undone_by_the_next_deployment(stack: Stack, target: Path, tmp_path: Path) -> None:
+    deploy(stack.artifacts, target)
+    first = tmp_path / "first build"
+    shutil.copytree(stack.artifacts, first)
+    before = _snapshot(target)
+    stack.add("frameworks", "framework-web", _upper_files("web", "WEB = 2\n"), build=2)
+    stack.add("applications", "app-hello", _upper_files("hello", "HELLO = 2\n"), required=["framework-web"], build=2)
+    flag = tmp_path / "flag"
+    process = _cli("deploy", str(stack.artifacts), "--target", str(target), env={"VENVSTACKS_TEST_PAUSE": f"deploy-swapped:{flag}"})
+    _wait_for(flag.exists, "the deployment to swap the new layers in")
+    assert (target / "app-hello" / "lib" / "hello.py").read_text(encoding="utf-8") == "HELLO = 2\n"
+    process.kill()
+    process.communicate()
+    # Deploying the first build again finds it all in place once the swap is undone.
+    assert [d.action for d in deploy(first, target)] == ["unchanged"] * 4
+    assert _snapshot(target) == before and _hidden(target) == []
+    assert verify(target) == []
+
+
+SLOW_COMPILE = """\
+import os, sys, time
+here = os.path.dirname(os.path.abspath(__file__))
+if sys.argv[1:] == ["--compile-only"]:
+    with open(os.environ["DEPLOY_TEST_PIDS"], "a", encoding="utf-8") as stream:
+        stream.write(f"{os.getpid()}\\n")
+    while True:  # writes into its layer until stopped
+        with open(os.path.join(here, "compiling.log"), "a", encoding="utf-8") as stream:
+            stream.write("x")
+        time.sleep(0.05)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether the process `pid` exists and is not a zombie."""
+    result = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, check=False)
+    return result.returncode == 0 and not result.stdout.strip().startswith("Z")
+
+
+def test_compiling_stops_when_the_deployment_is_killed(tmp_path: Path, target: Path, log: Path) -> None:
+    stack = Stack(tmp_path / "slow")
+    stack.add("runtimes", RUNTIME, {**_runtime_files(), "postinstall.py": SLOW_COMPILE})
+    stack.add("frameworks", "framework-web", {**_upper_files("web", "WEB = 1\n"), "postinstall.py": SLOW_COMPILE})
+    pids = tmp_path / "pids"
+    process = _cli("deploy", str(stack.artifacts), "--target", str(target), env={"DEPLOY_TEST_PIDS": str(pids)})
+    _wait_for(lambda: pids.exists() and len(pids.read_text(encoding="utf-8").split()) == 2, "both layers to be compiling")
+    process.kill()
+    process.communicate()
+    for pid in map(int, pids.read_text(encoding="utf-8").split()):
+        _wait_for(lambda: not _running(pid), f"the compile step {pid} to stop", timeout=5)
+    # The next deployment clears what the killed one left.
+    stack.add("runtimes", RUNTIME, _runtime_files(), build=2)
+    stack.add("frameworks", "framework-web", _upper_files("web", "WEB = 1\n"), build=2)
+    assert [d.action for d in deploy(stack.artifacts, target)] == ["installed", "installed"]
+    assert _hidden(target) == [] and verify(target) == []
