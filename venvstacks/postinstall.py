@@ -27,6 +27,8 @@ import shlex
 import stat
 import sys
 import tempfile
+import threading
+import time
 
 LAYER_CONFIG = "share/venv/metadata/venvstacks_layer.json"
 DYNLIB_DIR = "share/venv/dynlib"
@@ -517,6 +519,23 @@ def compile_rewritten(config, paths):
     return all(compileall.compile_file(path, quiet=1, invalidation_mode=mode) for path in sources)
 
 
+def exit_when_orphaned(interval=0.2):
+    """Exit (status 1) as soon as the process that started this one is gone, checking every `interval` seconds.
+
+    `venvstacks deploy` compiles a layer (`--compile-only`) in a temporary
+    folder of its own; should deploy be killed, compiling stops rather than go
+    on writing into a folder the next deploy removes.
+    """
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-when-orphaned", daemon=True).start()
+
+
 def _runs_layer_version(config):
     return _short_version(config["py_version"]) == "{}.{}".format(*sys.version_info[:2])
 
@@ -529,7 +548,8 @@ USAGE = """usage: postinstall.py [--no-compile | --compile-only]
 
 Relink the layer this script sits in where it is now, then compile its bytecode.
   --no-compile    relink only, compiling just the files relinking rewrote
-  --compile-only  compile only, wherever the layer is (nothing for a layer that ships its bytecode)"""
+  --compile-only  compile only, wherever the layer is (nothing for a layer that ships its bytecode);
+                  stops at once if the process that started it ends"""
 
 
 def main(layer_dir=None, argv=None):
@@ -579,4 +599,6 @@ def main(layer_dir=None, argv=None):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--compile-only"]:
+        exit_when_orphaned()
     sys.exit(main(argv=sys.argv[1:]))

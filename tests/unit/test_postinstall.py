@@ -10,6 +10,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -450,7 +451,7 @@ def test_script_uses_only_the_standard_library_and_python_3_9_syntax() -> None:
             assert annotation is None or not any(isinstance(n, ast.BinOp) for n in ast.walk(annotation)), "X | Y fails on 3.9"
     assert imported and imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names
     assert "__future__" not in imported
-    assert 'if __name__ == "__main__":\n    sys.exit(main(argv=sys.argv[1:]))\n' in source
+    assert source.endswith('\n    sys.exit(main(argv=sys.argv[1:]))\n') and 'if __name__ == "__main__":\n' in source
 
 
 def _python_3_9() -> str | None:
@@ -492,3 +493,37 @@ def test_another_python_version_relinks_but_compiles_nothing(tmp_path: Path) -> 
     )
     assert (app / "pyvenv.cfg").is_file()
     assert not list(app.rglob("__pycache__"))
+
+
+ORPHAN = """\
+import subprocess, sys
+watched = "import sys, time; sys.path.insert(0, sys.argv[1]); import postinstall; postinstall.exit_when_orphaned(0.05); time.sleep(60)"
+child = subprocess.Popen([sys.executable, "-I", "-c", watched, sys.argv[1]])
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether the process `pid` exists and is not a zombie."""
+    result = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, check=False)
+    return result.returncode == 0 and not result.stdout.strip().startswith("Z")
+
+
+@posix_only
+def test_compiling_stops_when_the_process_that_started_it_dies(tmp_path: Path) -> None:
+    """As run by deploy (`--compile-only`), the script watches its parent; here the watch alone, in a child that would sleep a minute."""
+    (tmp_path / "starter.py").write_text(ORPHAN, encoding="utf-8")
+    starter = subprocess.Popen([sys.executable, tmp_path / "starter.py", SCRIPT.parent], stdout=subprocess.PIPE, text=True)
+    assert starter.stdout is not None
+    pid = int(starter.stdout.readline())
+    time.sleep(0.5)
+    assert _running(pid)
+    starter.kill()
+    starter.communicate()
+    deadline = time.monotonic() + 10
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(pid)
+    source = SCRIPT.read_text(encoding="utf-8")
+    assert 'if sys.argv[1:] == ["--compile-only"]:\n        exit_when_orphaned()\n' in source
