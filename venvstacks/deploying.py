@@ -11,8 +11,13 @@ If any relinking fails, every layer is put back as it was: a deployment is all o
 nothing. Archives are checked and unpacked several at a time, and each layer's
 bytecode is compiled where it was unpacked as soon as its runtime is unpacked too
 (nothing for layers that ship it), so relinking afterwards is quick.
-`.venvstacks-deployed/<layer>.json` records each deployed layer with the size and
-sha256 of its files (hashed while unpacking), which `verify` checks.
+`.venvstacks-deployed/<layer>.json` records each deployed layer once relinked:
+every file (size, sha256, mode), folder (mode) and link (target) in it, which
+`verify` checks.
+
+Interrupted (SIGINT, SIGTERM), a deployment stops its workers and removes what
+it made; killed, it leaves marked temporary folders and, while swapping layers
+in, a journal, from which the next deployment restores the target first.
 """
 
 from __future__ import annotations
@@ -40,7 +45,15 @@ from . import _hooks, _proc, cancel
 from .errors import CommandError, VenvStacksError
 from .extract import extract_into
 from .fsutil import write_text_atomic
-from .postinstall import LAYER_CONFIG
+from .postinstall import (
+    LAYER_CONFIG,
+    PostinstallError,
+    layered_environment_files,
+    read_layer_config,
+    relocate_config_script,
+    relocate_pkgconfig,
+    rewrite_sysconfigdata,
+)
 from .progress import progress
 from .pubmeta import METADATA_DIR
 
@@ -63,10 +76,16 @@ _JOURNAL = "journal"
 while it exists, the deployment is unfinished and the next one undoes it."""
 _RECORD_TEMPORARY = re.compile(r"\..+\.partial")
 """A record being written (`fsutil.write_atomic`)."""
-# Files the post-install step writes or rewrites, which the file records leave out
-# (with `__pycache__`, `*.pyc` and `sitecustomize.py` anywhere).
+# Files the post-install step writes or rewrites (with `__pycache__`, `*.pyc` and
+# `sitecustomize.py` anywhere): their digests are taken once it has run.
 _REGENERATED = ("pyvenv.cfg", "bin/python", "bin/python_")
-_RUNTIME_REGENERATED = ("lib/python*/_sysconfigdata_*.py", "bin/python*-config", "lib/pkgconfig/*.pc")
+_RELOCATED: Mapping[str, Callable[[str, str], str]] = {
+    "lib/python*/_sysconfigdata_*.py": rewrite_sysconfigdata,
+    "bin/python*-config": relocate_config_script,
+    "lib/pkgconfig/*.pc": relocate_pkgconfig,
+}
+"""A runtime's files naming where it is, and how relinking moves each to a new place."""
+_RELOCATED_BYTECODE = "lib/python*/__pycache__/_sysconfigdata_*.pyc"
 
 
 class DeployError(VenvStacksError):
@@ -249,17 +268,68 @@ def _read_record(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _regenerated(parts: tuple[str, ...], runtime: bool) -> bool:
-    """Whether the post-install step writes this layer file (so it is not recorded)."""
+def _matches(rel: str, pattern: str) -> bool:
+    """Whether the `/`-separated path matches the wildcard `pattern` component by component."""
+    parts, pieces = rel.split("/"), pattern.split("/")
+    return len(parts) == len(pieces) and all(map(fnmatch.fnmatchcase, parts, pieces))
+
+
+def _regenerated(rel: str, runtime: bool) -> bool:
+    """Whether the post-install step (relinking or compiling) may write this layer file."""
+    parts = rel.split("/")
     if "__pycache__" in parts or parts[-1] == "sitecustomize.py" or parts[-1].endswith(".pyc"):
         return True
-    patterns = [p.split("/") for p in _REGENERATED + (_RUNTIME_REGENERATED if runtime else ())]
-    return any(len(pieces) == len(parts) and all(map(fnmatch.fnmatchcase, parts, pieces)) for pieces in patterns)
+    return any(_matches(rel, pattern) for pattern in (*_REGENERATED, *(_RELOCATED if runtime else ())))
 
 
-def _file_records(digests: Mapping[str, tuple[int, str]], runtime: bool) -> dict[str, list[Any]]:
-    """`{relative path: [size, sha256]}` for every regular file unpacked, those the post-install step writes aside."""
-    return {path: [size, sha256] for path, (size, sha256) in sorted(digests.items()) if not _regenerated(tuple(path.split("/")), runtime)}
+def _scan(folder: Path) -> dict[str, os.stat_result]:
+    """`folder` (as `.`) and every entry below it (links not followed) by `/`-separated relative path, with its `lstat`."""
+    found = {".": os.lstat(folder)}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            found[os.path.relpath(path, folder).replace(os.sep, "/")] = os.lstat(path)
+    return found
+
+
+def _kind(info: os.stat_result) -> str:
+    if stat.S_ISLNK(info.st_mode):
+        return "link"
+    if stat.S_ISDIR(info.st_mode):
+        return "folder"
+    return "file" if stat.S_ISREG(info.st_mode) else "special file"
+
+
+def _entries(folder: Path, digests: Mapping[str, tuple[int, str]], runtime: bool, stop: threading.Event) -> dict[str, list[Any]]:
+    """The record of every entry of a deployed, relinked layer: `[kind, mode, size, sha256]` for a file,
+    `[kind, mode]` for a folder or special file, `[kind, target]` for a link.
+
+    Files hashed while unpacking are not read again, unless the post-install step may have written them.
+    """
+    entries: dict[str, list[Any]] = {}
+    for rel, info in sorted(_scan(folder).items()):
+        kind, mode = _kind(info), stat.S_IMODE(info.st_mode)
+        if kind == "link":
+            entries[rel] = [kind, os.readlink(folder / rel)]
+        elif kind == "file":
+            known = digests.get(rel) if not _regenerated(rel, runtime) else None
+            entries[rel] = [kind, mode, *(known or (info.st_size, _digest(folder / rel, partial(_check, stop))))]
+        else:
+            entries[rel] = [kind, mode]
+    return entries
+
+
+def _write_records(layers: Sequence[_Layer], unpacked: Mapping[str, _Unpacked], target: Path, stop: threading.Event) -> None:
+    """Record each relinked layer: its manifest entry, where it was deployed, and every entry in it."""
+    with _pool(_workers(len(layers)), stop) as pool:
+        futures = [
+            pool.submit(_entries, target / layer.install_target, unpacked[layer.install_target].digests, layer.category == "runtimes", stop)
+            for layer in layers
+        ]
+        wait(futures)
+    for layer, future in zip(layers, futures):
+        data = {**layer.entry, "category": layer.category, "archive_sha256": layer.sha256, "location": str(target), "entries": future.result()}
+        write_text_atomic(target / RECORD_DIR / f"{layer.install_target}.json", json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
 
 
 def _runtime_python(layer: _Layer, target: Path) -> Path:
@@ -410,10 +480,7 @@ def _install_all(layers: Sequence[_Layer], unpacked: dict[str, _Unpacked], targe
             wait(futures)
         if failures := [str(error) for future in futures if (error := future.exception()) is not None]:
             raise DeployError("\n".join(failures))
-        for layer in layers:
-            files = _file_records(unpacked[layer.install_target].digests, layer.category == "runtimes")
-            data = {**layer.entry, "category": layer.category, "archive_sha256": layer.sha256, "files": files}
-            write_text_atomic(target / RECORD_DIR / f"{layer.install_target}.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
+        _write_records(layers, unpacked, target, stop)
         (target / RECORD_DIR / _JOURNAL).unlink()  # done: from here on, the old layers are leftovers
     except BaseException as exc:
         _undo(target, swaps)
@@ -544,8 +611,8 @@ def _plan(layer: _Layer, target: Path) -> str:
         return "installed"
     if final.is_symlink() or not final.is_dir():
         raise DeployError(f"{final} exists and is not a layer folder: refusing to replace it")
-    recorded = _read_record(record)
-    return "unchanged" if recorded is not None and recorded.get("archive_sha256") == layer.sha256 else "replaced"
+    recorded = _read_record(record) or {}
+    return "unchanged" if recorded.get("archive_sha256") == layer.sha256 and "entries" in recorded else "replaced"
 
 
 def _records_folder_problem(target: Path) -> str | None:
@@ -634,36 +701,178 @@ def deploy(artifacts: Path, target: Path, *, include: Sequence[str] = (), platfo
     return [DeployedLayer(l.layer_name, l.install_target, target / l.install_target, actions[l.install_target]) for l in chosen]
 
 
-def _layer_problems(name: str, layer_dir: Path, files: Mapping[str, Any], root: str) -> Iterator[str]:
-    """Recorded files missing or changed, and links that are broken or lead out of the target."""
-    for rel, (size, sha256) in sorted(files.items()):
+_RISKY_BITS = ((stat.S_ISUID, "setuid"), (stat.S_ISGID, "setgid"), (stat.S_IWOTH, "world-writable"))
+
+
+def _mode_problem(mode: int, recorded: int) -> str | None:
+    if mode == recorded:
+        return None
+    risky = ", ".join(word for bit, word in _RISKY_BITS if mode & bit and not recorded & bit)
+    return f"mode {mode:04o}{f' ({risky})' if risky else ''}, {recorded:04o} when deployed"
+
+
+@dataclass(frozen=True)
+class _Moved:
+    """A layer whose deployment folder moved since it was recorded: its files that name their location
+    are checked against what relinking writes where it is now."""
+
+    old: str
+    """The layer's folder when deployed."""
+    new: str
+    runtime: bool
+    rendered: Mapping[str, str] | str
+    """What relinking a layered environment writes here, by relative path (or why that cannot be known)."""
+
+
+def _moved(record: Mapping[str, Any], name: str, layer_dir: Path) -> _Moved | None:
+    location, runtime = str(record["location"]), record.get("category") == "runtimes"
+    with contextlib.suppress(OSError):
+        if os.path.samefile(location, layer_dir.parent):
+            return None
+    rendered: Mapping[str, str] | str = {}
+    if not runtime:
         try:
-            info = os.lstat(layer_dir / rel)
-        except FileNotFoundError:
-            yield f"{name}/{rel}: missing"
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            yield f"{name}/{rel}: no longer a regular file"
-        elif info.st_size != size:
-            yield f"{name}/{rel}: modified ({info.st_size} bytes, {size} when deployed)"
-        elif _digest(layer_dir / rel) != sha256:
-            yield f"{name}/{rel}: modified (sha256 differs)"
-    for folder, dirs, names in os.walk(layer_dir):
-        dirs.sort()
-        for path in sorted(Path(folder, entry) for entry in dirs + names if os.path.islink(os.path.join(folder, entry))):
-            rel, link = path.relative_to(layer_dir).as_posix(), os.readlink(path)
-            if not path.exists():
-                yield f"{name}/{rel}: broken link to {link!r}"
-            elif not _inside(os.path.realpath(path), root):
-                yield f"{name}/{rel}: link to {link!r} leads outside the deployment folder"
+            files = layered_environment_files(layer_dir, read_layer_config(layer_dir))
+            rendered = {os.path.relpath(path, layer_dir).replace(os.sep, "/"): text for path, text in files.items()}
+        except (PostinstallError, OSError, ValueError) as exc:
+            rendered = str(exc)
+    return _Moved(os.path.join(location, name), str(layer_dir), runtime, rendered)
+
+
+def _relocated_problem(path: Path, rel: str, sha256: str, moved: _Moved) -> str | None | bool:
+    """For a file that names its location in a moved layer: what is wrong with it, or None; False for any other file."""
+    if not moved.runtime and (rel in moved.rendered or isinstance(moved.rendered, str) and rel == "pyvenv.cfg"):
+        if isinstance(moved.rendered, str):
+            return f"cannot work out what relinking writes here: {moved.rendered}"
+        ok = path.read_bytes() == moved.rendered[rel].encode("utf-8")
+        return None if ok else "modified (not what relinking writes where the layer is now)"
+    if moved.runtime and _matches(rel, _RELOCATED_BYTECODE):
+        return _bytecode_problem(path)
+    relocate = next((how for pattern, how in _RELOCATED.items() if moved.runtime and _matches(rel, pattern)), None)
+    if relocate is None:
+        return False
+    text = path.read_bytes().decode("utf-8", "surrogateescape")
+    try:
+        back, here = relocate(text, moved.old), relocate(text, moved.new)
+    except (SyntaxError, ValueError) as exc:
+        return f"modified (cannot be read: {exc})"
+    if hashlib.sha256(back.encode("utf-8", "surrogateescape")).hexdigest() != sha256:
+        return "modified (sha256 differs, even relinked back to where it was deployed)"
+    return None if here == text else "not relinked where the layer is now (run its postinstall.py)"
+
+
+def _bytecode_problem(pyc: Path) -> str | None:
+    """Whether bytecode rewritten by relinking is that of its source, by its header (the moved runtime's `_sysconfigdata`)."""
+    import _imp
+
+    source = pyc.parent.parent / f"{pyc.name.split('.')[0]}.py"
+    header = pyc.read_bytes()[:16]
+    if int.from_bytes(header[4:8], "little") & 1:  # hash-based
+        ok = _imp.source_hash(int.from_bytes(header[:4], "little"), source.read_bytes()) == header[8:16]
+    else:
+        info = source.stat()
+        ok = header[8:16] == (int(info.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (info.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+    return None if ok else "modified (not the bytecode of its source)"
+
+
+def _content_problem(path: Path, rel: str, size: int, recorded: Sequence[Any], moved: _Moved | None) -> str | None:
+    if moved is not None and (problem := _relocated_problem(path, rel, recorded[3], moved)) is not False:
+        return problem or None
+    if size != recorded[2]:
+        return f"modified ({size} bytes, {recorded[2]} when deployed)"
+    return "modified (sha256 differs)" if _digest(path) != recorded[3] else None
+
+
+def _entry_problems(path: Path, rel: str, recorded: Sequence[Any] | None, info: os.stat_result | None, moved: _Moved | None) -> Iterator[str]:
+    """What changed in one entry of a layer since it was deployed."""
+    if info is None:
+        yield "missing"
+        return
+    kind = _kind(info)
+    if recorded is None:
+        yield f"added after deployment (a {kind})"
+    elif kind != recorded[0]:
+        yield f"a {kind} now, a {recorded[0]} when deployed"
+    elif kind == "link":
+        if (link := os.readlink(path)) != recorded[1]:
+            yield f"link to {link!r}, to {recorded[1]!r} when deployed"
+    else:
+        if problem := _mode_problem(stat.S_IMODE(info.st_mode), recorded[1]):
+            yield problem
+        if kind == "file" and (problem := _content_problem(path, rel, info.st_size, recorded, moved)):
+            yield problem
+
+
+def _link_problem(path: Path, root: str) -> str | None:
+    link = os.readlink(path)
+    if not path.exists():
+        return f"broken link to {link!r}"
+    return None if _inside(os.path.realpath(path), root) else f"link to {link!r} leads outside the deployment folder"
+
+
+def _layer_problems(name: str, layer_dir: Path, record: Mapping[str, Any], root: str) -> Iterator[str]:
+    """Entries added, missing or changed since the layer was deployed, and links that are broken or lead out of the target."""
+    recorded: Mapping[str, Sequence[Any]] = record["entries"]
+    found, moved = _scan(layer_dir), _moved(record, name, layer_dir)
+    for rel in sorted(recorded.keys() | found.keys()):
+        path, info = layer_dir / rel, found.get(rel)
+        try:
+            problems = list(_entry_problems(path, rel, recorded.get(rel), info, moved))
+            if info is not None and stat.S_ISLNK(info.st_mode) and (problem := _link_problem(path, root)):
+                problems.append(problem)
+        except OSError as exc:
+            problems = [f"cannot be read: {exc.strerror or exc}"]
+        where = name if rel == "." else f"{name}/{rel}"
+        yield from (f"{where}: {problem}" for problem in problems)
+
+
+def _entry_ok(entry: object) -> bool:
+    """Whether a record's entry has the shape `_entries` writes."""
+    if not isinstance(entry, list) or not entry:
+        return False
+    shapes = {"file": (str, int, int, str), "folder": (str, int), "special file": (str, int), "link": (str, str)}
+    shape = shapes.get(entry[0])
+    return shape is not None and len(entry) == len(shape) and all(type(v) is t for v, t in zip(entry, shape))
+
+
+def _record_problem(record: Mapping[str, Any], path: Path) -> str | None:
+    """Why a record cannot be checked against (damaged, or from an older venvstacks), or None."""
+    required = record.get("required_layers", [])
+    needs = [record.get("runtime_layer"), *required] if isinstance(required, list) else [None]
+    if "entries" not in record and "files" in record:
+        return f"recorded by an older venvstacks, which kept less: deploy it again to record all of its files ({path})"
+    entries = record.get("entries")
+    shape_ok = isinstance(entries, dict) and isinstance(record.get("location"), str) and all(map(_entry_ok, entries.values()))
+    paths_ok = shape_ok and all(rel and not rel.startswith("/") and ".." not in rel.split("/") for rel in entries)
+    return None if paths_ok and all(_plain_name(need) for need in needs) else f"the deployment record {path} is damaged"
+
+
+def _recorded_layer_problems(target: Path, path: Path) -> list[str]:
+    """The problems of the layer recorded in `path`, one line each."""
+    name = path.name.removesuffix(".json")
+    if path.is_symlink():
+        return [f"{name}: the deployment record {path} is a symbolic link: refusing to trust it"]
+    record = _read_record(path) or {}
+    if problem := _record_problem(record, path):
+        return [f"{name}: {problem}"]
+    if not (target / name).is_dir() or (target / name).is_symlink():
+        return [f"{name}: the layer folder is missing"]
+    needs = dict.fromkeys([record["runtime_layer"], *record.get("required_layers", [])])
+    problems = [f"{name}: the required layer {need!r} is not deployed" for need in needs if need != name and not (target / need).is_dir()]
+    return problems + list(_layer_problems(name, target / name, record, os.path.realpath(target)))
 
 
 def verify(target: Path) -> list[str]:
     """Problems with the layers deployed in `target`, one line each naming the layer and path ([] if none).
 
-    Checks each recorded layer's files against their size and sha256 when
-    deployed, that the layers it needs are deployed, and that its links resolve.
+    Checks every entry of each recorded layer against the record deploy wrote
+    once the layer was relinked and compiled: files (size, sha256 and mode),
+    folders (mode) and links (target) that are missing, changed or added;
+    that the layers it needs are deployed, and that its links resolve inside
+    `target`. Where the deployment has moved, the files naming their location
+    are checked against what relinking writes where they are now.
     """
+    target = Path(os.path.abspath(target))
     records = target / RECORD_DIR
     if problem := _records_folder_problem(target):
         return [problem]
@@ -673,17 +882,5 @@ def verify(target: Path) -> list[str]:
     if os.path.lexists(records / _JOURNAL):
         problems.append(f"{target}: a deployment was interrupted: run deploy again to put its layers back as they were")
     for path in sorted(records.glob("*.json")):
-        name, record = path.name.removesuffix(".json"), _read_record(path) or {}
-        files, required = record.get("files"), record.get("required_layers", [])
-        needs = [record.get("runtime_layer"), *required] if isinstance(required, list) else [None]
-        entries_ok = isinstance(files, dict) and all(isinstance(v, list) and len(v) == 2 for v in files.values())
-        if not entries_ok or not all(_plain_name(need) for need in needs):
-            problems.append(f"{name}: the deployment record {path} is damaged")
-        elif not (target / name).is_dir():
-            problems.append(f"{name}: the layer folder is missing")
-        else:
-            assert isinstance(files, dict)
-            missing = [need for need in dict.fromkeys(needs) if need != name and not (target / str(need)).is_dir()]
-            problems.extend(f"{name}: the required layer {need!r} is not deployed" for need in missing)
-            problems.extend(_layer_problems(name, target / name, files, os.path.realpath(target)))
+        problems.extend(_recorded_layer_problems(target, path))
     return problems

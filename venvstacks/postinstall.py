@@ -285,40 +285,54 @@ def link_if_changed(path, target):
     return True
 
 
-def relink_layered_environment(layer_dir, config):
-    """Regenerate the files of a layered environment that depend on where it is.
+def layered_environment_files(layer_dir, config):
+    """The files relinking writes into a layered environment where it is now: `{absolute path: text}`.
 
     `config` comes from `read_layer_config`. That is `pyvenv.cfg` (absolute
     paths, so it follows the deployment), the `sitecustomize.py` that chains
-    the lower layers and, on POSIX, the `bin/python` launcher with its
-    `python_` link to the runtime and the `python3`, `python3.X` links to it
-    (all relative). Returns the paths written.
+    the lower layers (if there are any) and, on POSIX, the `bin/python`
+    launcher. `venvstacks verify` checks a moved deployment against these.
     """
-    changed = []
-    base_python = config["base_python"]
-    cfg = os.path.join(os.path.abspath(layer_dir), "pyvenv.cfg")
-    if write_if_changed(cfg, render_pyvenv_cfg(base_python, config["py_version"])):
-        changed.append(cfg)
+    files = {os.path.join(os.path.abspath(layer_dir), "pyvenv.cfg"): render_pyvenv_cfg(config["base_python"], config["py_version"])}
     site = config["site_dir"]
     text = render_sitecustomize([os.path.relpath(path, site) for path in config["pylib_dirs"]])
     if text is not None:
-        os.makedirs(site, exist_ok=True)
-        if write_if_changed(os.path.join(site, "sitecustomize.py"), text):
-            changed.append(os.path.join(site, "sitecustomize.py"))
+        files[os.path.join(site, "sitecustomize.py")] = text
+    if os.name == "posix":
+        bin_dir = os.path.dirname(config["python"])
+        dynlib_dirs = [os.path.relpath(path, bin_dir) for path in config["dynlib_dirs"]]
+        files[config["python"]] = render_python_wrapper(dynlib_dirs, macos=sys.platform == "darwin")
+    return files
+
+
+def relink_layered_environment(layer_dir, config):
+    """Regenerate the files of a layered environment that depend on where it is.
+
+    `config` comes from `read_layer_config`. That is the files of
+    `layered_environment_files` and, on POSIX, the `python_` link to the
+    runtime and the `python3`, `python3.X` links to the launcher (all
+    relative). Returns the paths written.
+    """
+    changed = []
+    files = layered_environment_files(layer_dir, config)
+    python = config["python"]
+    for path, text in files.items():
+        if path != python:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if write_if_changed(path, text):
+                changed.append(path)
     if os.name != "posix":
         return changed
-    python = config["python"]
     bin_dir, launcher = os.path.split(python)
     links = [
-        ("python_", os.path.relpath(base_python, bin_dir)),
+        ("python_", os.path.relpath(config["base_python"], bin_dir)),
         ("python3", launcher),
         ("python" + _short_version(config["py_version"]), launcher),
     ]
     for name, target in links:
         if name != launcher and link_if_changed(os.path.join(bin_dir, name), target):
             changed.append(os.path.join(bin_dir, name))
-    dynlib_dirs = [os.path.relpath(path, bin_dir) for path in config["dynlib_dirs"]]
-    if write_if_changed(python, render_python_wrapper(dynlib_dirs, macos=sys.platform == "darwin"), mode=0o755):
+    if write_if_changed(python, files[python], mode=0o755):
         changed.append(python)
     return changed
 

@@ -119,3 +119,84 @@ def test_verify_reports_a_tampered_deployed_file(published: Path, tmp_path: Path
     rel = init.relative_to(target).as_posix()
     problems = verify(target)
     assert len(problems) == 1 and problems[0].startswith(f"{rel}: modified (")
+
+
+SITE = "lib/python3.11/site-packages"
+
+
+def _tamper_pth(target: Path) -> str:
+    (target / "app-hello" / SITE / "zz-evil.pth").write_text("import os; os.system('true')\n", encoding="utf-8")
+    return f"app-hello/{SITE}/zz-evil.pth: added after deployment (a file)"
+
+
+def _tamper_wrapper(target: Path) -> str:
+    wrapper = target / "app-hello" / "bin" / "python"
+    wrapper.write_text(wrapper.read_text(encoding="utf-8").replace("set -eu\n", "set -eu\ntrue evil\n"), encoding="utf-8")
+    return "app-hello/bin/python: modified ("
+
+
+def _tamper_sitecustomize(target: Path) -> str:
+    with (target / "app-hello" / SITE / "sitecustomize.py").open("a", encoding="utf-8") as stream:
+        stream.write("import os\n")
+    return f"app-hello/{SITE}/sitecustomize.py: modified ("
+
+
+def _tamper_bytecode(target: Path) -> str:
+    pyc = target / "app-hello" / SITE / "__pycache__" / "hello.cpython-311.pyc"
+    data = pyc.read_bytes()
+    pyc.write_bytes(data[:16] + compile("print('evil')", "hello.py", "exec").co_code + data[16:][5:])
+    return f"app-hello/{SITE}/__pycache__/hello.cpython-311.pyc: modified ("
+
+
+def _tamper_pyvenv_cfg(target: Path) -> str:
+    cfg = target / "app-hello" / "pyvenv.cfg"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("include-system-site-packages = false", "include-system-site-packages = true"), encoding="utf-8")
+    return "app-hello/pyvenv.cfg: modified ("
+
+
+def _tamper_setuid(target: Path) -> str:
+    binary = Path(os.path.realpath(target / "cpython-3.11" / "bin" / "python3"))
+    binary.chmod(0o4755)
+    return f"cpython-3.11/bin/{binary.name}: mode 4755 (setuid), 0755 when deployed"
+
+
+TAMPERINGS = {f.__name__.removeprefix("_tamper_"): f for f in (_tamper_pth, _tamper_wrapper, _tamper_sitecustomize, _tamper_bytecode, _tamper_pyvenv_cfg, _tamper_setuid)}
+
+
+@pytest.mark.parametrize("how", sorted(TAMPERINGS))
+def test_verify_reports_tampering_that_runs_code(pyz: Path, published: Path, tmp_path: Path, how: str) -> None:
+    target = tmp_path / "deployed"
+    deploy(published, target, include=["app-hello"])
+    assert verify(target) == []
+    expected = TAMPERINGS[how](target)
+    problems = verify(target)
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+    result = run([sys.executable, str(pyz), "verify", str(target)])
+    assert (result.returncode, result.stderr) == (1, f"error: {problems[0]}\n")
+
+
+def _relink_all(deployment: Path, names: list[str]) -> None:
+    """Run each layer's postinstall.py where it is now, lowest first, as after moving a deployment by hand."""
+    for name in names:
+        result = run([str(deployment / names[0] / "bin" / "python3"), "-I", str(deployment / name / "postinstall.py")])
+        assert (result.returncode, result.stderr) == (0, ""), name
+
+
+def test_verify_checks_a_moved_deployment_against_what_relinking_writes_there(published: Path, tmp_path: Path) -> None:
+    target = tmp_path / "first place"
+    deploy(published, target, include=["app-hello"])
+    moved = tmp_path / "moved, later" / "here"
+    moved.parent.mkdir()
+    target.rename(moved)
+    problems = verify(moved)  # not relinked yet: the files naming the old place are stale
+    assert "app-hello/pyvenv.cfg: modified (not what relinking writes where the layer is now)" in problems
+    assert any(p.startswith("cpython-3.11/lib/python3.11/_sysconfigdata_") and p.endswith("not relinked where the layer is now (run its postinstall.py)") for p in problems), problems
+    _relink_all(moved, ["cpython-3.11", "framework-web", "app-hello"])
+    assert verify(moved) == []
+    result = run([str(moved / "app-hello" / "bin" / "python"), "-m", "hello"])
+    assert (result.returncode, result.stdout) == (0, "hello xn--bcher-kva.example True\n")
+    # Tampering is still found, location-dependent files included.
+    expected = [TAMPERINGS[how](moved) for how in ("pyvenv_cfg", "wrapper", "pth")]
+    problems = verify(moved)
+    assert len(problems) == 3 and all(any(p.startswith(e) for p in problems) for e in expected), problems
+

@@ -180,7 +180,13 @@ def test_deploys_every_layer_lowest_first(stack: Stack, target: Path, log: Path)
     record = json.loads((target / RECORD_DIR / "app-hello.json").read_text(encoding="utf-8"))
     assert record["archive_sha256"] == stack.layers["applications"][0]["archive_hashes"]["sha256"]
     assert record["required_layers"] == ["framework-web"] and record["runtime_layer"] == RUNTIME
-    assert sorted(record["files"]) == ["lib/hello.py", "postinstall.py"]  # pyvenv.cfg and links left out
+    # Every entry, as it is once relinked: pyvenv.cfg (written by the post-install step) included.
+    entries = record["entries"]
+    assert sorted(entries) == [".", "bin", "bin/python_", "lib", "lib/hello.py", "postinstall.py", "pyvenv.cfg"]
+    assert entries["bin/python_"] == ["link", LINK_TO_RUNTIME] and entries["lib"] == ["folder", 0o755]
+    assert entries["pyvenv.cfg"] == ["file", 0o644, 17, hashlib.sha256(b"home = somewhere\n").hexdigest()]
+    assert entries["lib/hello.py"] == ["file", 0o644, 10, hashlib.sha256(b"HELLO = 1\n").hexdigest()]
+    assert record["location"] == str(target)
     assert verify(target) == []
 
 
@@ -453,14 +459,28 @@ def test_verify_reports_changed_and_missing_files(stack: Stack, target: Path) ->
     (target / RUNTIME / "lib" / "stdlib.py").unlink()
     (target / "app-counter@1" / "lib" / "counter.py").unlink()
     (target / "app-counter@1" / "lib" / "counter.py").symlink_to("../postinstall.py")
-    # What the post-install step regenerates, and bytecode, are not checked.
+    # What the post-install step regenerates is checked too, and added files are reported.
     (target / "app-hello" / "pyvenv.cfg").write_text("changed\n", encoding="utf-8")
     (target / "app-hello" / "lib" / "__pycache__").mkdir()
     (target / "app-hello" / "lib" / "__pycache__" / "hello.cpython-311.pyc").write_bytes(b"\0")
+    (target / "app-hello" / "lib" / "extra.pth").write_text("import os\n", encoding="utf-8")
+    (target / RUNTIME / "bin" / "python3").chmod(0o4755)
+    (target / "framework-web" / "lib").chmod(0o777)
+    (target / "app-counter@1").chmod(0o775)
+    (target / "framework-web" / "bin" / "python_").unlink()
+    (target / "framework-web" / "bin" / "python_").symlink_to("../lib/web.py")
     assert verify(target) == [
-        "app-counter@1/lib/counter.py: no longer a regular file",
+        "app-counter@1: mode 0775, 0755 when deployed",
+        "app-counter@1/lib/counter.py: a link now, a file when deployed",
+        "app-hello/lib/__pycache__: added after deployment (a folder)",
+        "app-hello/lib/__pycache__/hello.cpython-311.pyc: added after deployment (a file)",
+        "app-hello/lib/extra.pth: added after deployment (a file)",
         "app-hello/lib/hello.py: modified (sha256 differs)",
+        "app-hello/pyvenv.cfg: modified (8 bytes, 17 when deployed)",
+        "cpython-3.11/bin/python3: mode 4755 (setuid), 0755 when deployed",
         "cpython-3.11/lib/stdlib.py: missing",
+        f"framework-web/bin/python_: link to '../lib/web.py', to {LINK_TO_RUNTIME!r} when deployed",
+        "framework-web/lib: mode 0777 (world-writable), 0755 when deployed",
         "framework-web/lib/web.py: modified (11 bytes, 8 when deployed)",
     ]
 
@@ -471,7 +491,9 @@ def test_verify_reports_missing_layers_and_broken_links(stack: Stack, target: Pa
     (target / "app-counter@1" / "lib" / "gone").symlink_to("nothing-here")
     (target / "app-counter@1" / "lib" / "out").symlink_to(tmp_path)
     assert verify(target) == [
+        "app-counter@1/lib/gone: added after deployment (a link)",
         "app-counter@1/lib/gone: broken link to 'nothing-here'",
+        "app-counter@1/lib/out: added after deployment (a link)",
         f"app-counter@1/lib/out: link to {str(tmp_path)!r} leads outside the deployment folder",
         "app-hello: the required layer 'framework-web' is not deployed",
         "framework-web: the layer folder is missing",
@@ -481,6 +503,32 @@ def test_verify_reports_missing_layers_and_broken_links(stack: Stack, target: Pa
     assert "app-hello: the required layer 'cpython-3.11' is not deployed" in problems
     assert f"app-hello/bin/python_: broken link to {LINK_TO_RUNTIME!r}" in problems
     assert "cpython-3.11: the layer folder is missing" in problems
+
+
+def test_verify_refuses_records_it_cannot_trust(stack: Stack, target: Path, tmp_path: Path) -> None:
+    deploy(stack.artifacts, target)
+    records = target / RECORD_DIR
+    old = json.loads((records / "app-hello.json").read_text(encoding="utf-8"))
+    del old["entries"], old["location"]
+    old["files"] = {"lib/hello.py": [10, "0" * 64]}  # as an older venvstacks recorded it
+    (records / "app-hello.json").write_text(json.dumps(old), encoding="utf-8")
+    damaged = json.loads((records / "framework-web.json").read_text(encoding="utf-8"))
+    damaged["entries"]["../../etc/passwd"] = ["file", 0o644, 1, "0" * 64]
+    (records / "framework-web.json").write_text(json.dumps(damaged), encoding="utf-8")
+    (tmp_path / "copy.json").write_bytes((records / "app-counter@1.json").read_bytes())
+    (records / "app-counter@1.json").unlink()
+    (records / "app-counter@1.json").symlink_to(tmp_path / "copy.json")
+    assert verify(target) == [
+        f"app-counter@1: the deployment record {records / 'app-counter@1.json'} is a symbolic link: refusing to trust it",
+        f"app-hello: recorded by an older venvstacks, which kept less: deploy it again to record all of its files ({records / 'app-hello.json'})",
+        f"framework-web: the deployment record {records / 'framework-web.json'} is damaged",
+    ]
+    (records / "app-counter@1.json").unlink()
+    (records / "framework-web.json").unlink()
+    assert {d.install_target: d.action for d in deploy(stack.artifacts, target)} == {
+        RUNTIME: "unchanged", "framework-web": "replaced", "app-hello": "replaced", "app-counter@1": "replaced"
+    }
+    assert verify(target) == []
 
 
 def test_verify_without_records(tmp_path: Path) -> None:
