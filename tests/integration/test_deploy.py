@@ -200,3 +200,20 @@ def test_verify_checks_a_moved_deployment_against_what_relinking_writes_there(pu
     problems = verify(moved)
     assert len(problems) == 3 and all(any(p.startswith(e) for p in problems) for e in expected), problems
 
+
+def test_the_documented_installer_sketch_deploys_tagged_outputs(pyz: Path, published: Path, tmp_path: Path) -> None:
+    """The Python sketch in docs/deploying.md, run on `publish --tag-outputs` output, whose manifest is venvstacks-<platform>.json."""
+    spec = published.parent / "venvstacks.toml"
+    tagged = tmp_path / "tagged"
+    result = run([sys.executable, str(pyz), "publish", "--tag-outputs", "--output-dir", str(tagged), str(spec)])
+    assert result.returncode == 0, result.stderr
+    manifests = [p.name for p in (tagged / "__venvstacks__").glob("venvstacks*.json")]
+    assert len(manifests) == 1 and manifests[0].startswith("venvstacks-"), manifests
+    page = (Path(__file__).parents[2] / "docs" / "deploying.md").read_text(encoding="utf-8")
+    sketch = tmp_path / "install.py"
+    sketch.write_text(page.split("The whole procedure in Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0], encoding="utf-8")
+    target = tmp_path / "installed"
+    result = run([sys.executable, str(sketch), str(tagged), str(target)])
+    assert result.returncode == 0, result.stderr
+    result = run([str(target / "app-hello" / "bin" / "python"), "-m", "hello"])
+    assert (result.returncode, result.stdout) == (0, "hello xn--bcher-kva.example True\n")
