@@ -22,6 +22,7 @@ in, a journal, from which the next deployment restores the target first.
 
 from __future__ import annotations
 
+import _imp
 import contextlib
 import fcntl
 import fnmatch
@@ -739,18 +740,23 @@ def _moved(record: Mapping[str, Any], name: str, layer_dir: Path) -> _Moved | No
     return _Moved(os.path.join(location, name), str(layer_dir), runtime, rendered)
 
 
-def _relocated_problem(path: Path, rel: str, sha256: str, moved: _Moved) -> str | None | bool:
-    """For a file that names its location in a moved layer: what is wrong with it, or None; False for any other file."""
-    if not moved.runtime and (rel in moved.rendered or isinstance(moved.rendered, str) and rel == "pyvenv.cfg"):
-        if isinstance(moved.rendered, str):
-            return f"cannot work out what relinking writes here: {moved.rendered}"
+def _names_location(rel: str, moved: _Moved) -> bool:
+    """Whether relinking writes this file of a moved layer otherwise where the layer is now."""
+    if not moved.runtime:
+        return rel in moved.rendered if isinstance(moved.rendered, Mapping) else rel == "pyvenv.cfg"
+    return any(_matches(rel, pattern) for pattern in (_RELOCATED_BYTECODE, *_RELOCATED))
+
+
+def _relocated_problem(path: Path, rel: str, sha256: str, moved: _Moved) -> str | None:
+    """What is wrong with a file of a moved layer that names its location (see `_names_location`), or None."""
+    if isinstance(moved.rendered, str):
+        return f"cannot work out what relinking writes here: {moved.rendered}"
+    if not moved.runtime:
         ok = path.read_bytes() == moved.rendered[rel].encode("utf-8")
         return None if ok else "modified (not what relinking writes where the layer is now)"
-    if moved.runtime and _matches(rel, _RELOCATED_BYTECODE):
+    if _matches(rel, _RELOCATED_BYTECODE):
         return _bytecode_problem(path)
-    relocate = next((how for pattern, how in _RELOCATED.items() if moved.runtime and _matches(rel, pattern)), None)
-    if relocate is None:
-        return False
+    relocate = next(how for pattern, how in _RELOCATED.items() if _matches(rel, pattern))
     text = path.read_bytes().decode("utf-8", "surrogateescape")
     try:
         back, here = relocate(text, moved.old), relocate(text, moved.new)
@@ -763,8 +769,6 @@ def _relocated_problem(path: Path, rel: str, sha256: str, moved: _Moved) -> str 
 
 def _bytecode_problem(pyc: Path) -> str | None:
     """Whether bytecode rewritten by relinking is that of its source, by its header (the moved runtime's `_sysconfigdata`)."""
-    import _imp
-
     source = pyc.parent.parent / f"{pyc.name.split('.')[0]}.py"
     header = pyc.read_bytes()[:16]
     if int.from_bytes(header[4:8], "little") & 1:  # hash-based
@@ -776,8 +780,8 @@ def _bytecode_problem(pyc: Path) -> str | None:
 
 
 def _content_problem(path: Path, rel: str, size: int, recorded: Sequence[Any], moved: _Moved | None) -> str | None:
-    if moved is not None and (problem := _relocated_problem(path, rel, recorded[3], moved)) is not False:
-        return problem or None
+    if moved is not None and _names_location(rel, moved):
+        return _relocated_problem(path, rel, recorded[3], moved)
     if size != recorded[2]:
         return f"modified ({size} bytes, {recorded[2]} when deployed)"
     return "modified (sha256 differs)" if _digest(path) != recorded[3] else None

@@ -197,8 +197,13 @@ def test_verify_checks_a_moved_deployment_against_what_relinking_writes_there(pu
     assert (result.returncode, result.stdout) == (0, "hello xn--bcher-kva.example True\n")
     # Tampering is still found, location-dependent files included.
     expected = [TAMPERINGS[how](moved) for how in ("pyvenv_cfg", "wrapper", "pth")]
+    (sysconfigdata,) = (moved / "cpython-3.11" / "lib" / "python3.11").glob("_sysconfigdata_*.py")
+    with sysconfigdata.open("a", encoding="utf-8") as stream:
+        stream.write("import os\n")
+    expected.append(f"{sysconfigdata.relative_to(moved).as_posix()}: modified (sha256 differs, even relinked back to where it was deployed)")
+    expected.append(f"cpython-3.11/lib/python3.11/__pycache__/{sysconfigdata.stem}.cpython-311.pyc: modified (not the bytecode of its source)")
     problems = verify(moved)
-    assert len(problems) == 3 and all(any(p.startswith(e) for p in problems) for e in expected), problems
+    assert len(problems) == 5 and all(any(p.startswith(e) for p in problems) for e in expected), problems
 
 
 def test_the_documented_installer_sketch_deploys_tagged_outputs(pyz: Path, published: Path, tmp_path: Path) -> None:
