@@ -661,3 +661,23 @@ def test_compiling_stops_when_the_deployment_is_killed(tmp_path: Path, target: P
     stack.add("frameworks", "framework-web", _upper_files("web", "WEB = 1\n"), build=2)
     assert [d.action for d in deploy(stack.artifacts, target)] == ["installed", "installed"]
     assert _hidden(target) == [] and verify(target) == []
+
+
+def test_unpacking_stops_as_soon_as_its_check_raises(tmp_path: Path) -> None:
+    from venvstacks.cancel import Interrupted
+    from venvstacks.extract import extract_into
+
+    archive = tmp_path / "layer.tar.gz"
+    _write_archive(archive, "layer", {f"lib/m{i}.py": "x = 1\n" for i in range(50)})
+    checks: list[int] = []
+
+    def check() -> None:  # a deployment interrupted while this layer unpacks
+        checks.append(1)
+        if len(checks) > 4:
+            raise Interrupted
+
+    folder = tmp_path / "unpacked"
+    folder.mkdir()
+    with pytest.raises(Interrupted):
+        extract_into(archive, folder, strip_prefix="layer", check=check)
+    assert 0 < len(list(folder.rglob("*.py"))) < 4
