@@ -332,3 +332,23 @@ echo "status=$?"
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert errors and "No space left on device" in stderr, stderr
     assert "internal error" not in stderr and "Traceback" not in stderr
+
+
+def test_full_disk_while_deploying_is_a_clear_error_and_leaves_nothing(
+    stack: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path, namespace: list[str]
+) -> None:
+    out = stack.parent / "_artifacts"
+    mount = tmp_path / "disk"
+    vs = shlex.join([sys.executable, str(pyz)])
+    script = f"""
+{vs} deploy {out} --target {mount}/deployed 2>{tmp_path}/stderr
+echo "status=$?"
+ls -A {mount}/deployed 2>/dev/null | sed 's/^/left: /'
+"""
+    result = _in_tmpfs(namespace, mount, 4096, script)
+    assert "status=1" in result.stdout, result.stdout + result.stderr
+    stderr = (tmp_path / "stderr").read_text(encoding="utf-8")
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors and "No space left on device" in stderr, stderr
+    assert "internal error" not in stderr and "Traceback" not in stderr
+    assert "left: " not in result.stdout, "a failed first deployment leaves nothing in the target"
