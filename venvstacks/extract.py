@@ -253,13 +253,18 @@ class _Extractor:
         if source is None:  # pragma: no cover - regular members always have data
             raise self.refuse(member.name, "the member has no data")
         digest, size = hashlib.sha256(), 0
-        with source, target.open("xb") as out:
-            while chunk := source.read(_CHUNK):
-                self.check()
-                if self.digests is not None:
-                    digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
+        try:
+            with source, target.open("xb") as out:
+                while chunk := source.read(_CHUNK):
+                    self.check()
+                    if self.digests is not None:
+                        digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc  # name the file (a full disk)
         if self.digests is not None:
             self.digests[self.relative(target)] = (size, digest.hexdigest())
         os.chmod(target, _file_mode(member.mode))

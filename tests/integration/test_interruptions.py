@@ -349,6 +349,6 @@ ls -A {mount}/deployed 2>/dev/null | sed 's/^/left: /'
     assert "status=1" in result.stdout, result.stdout + result.stderr
     stderr = (tmp_path / "stderr").read_text(encoding="utf-8")
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert errors and "No space left on device" in stderr, stderr
+    assert errors and "No space left on device" in errors[-1] and f"{mount}/deployed/" in errors[-1], stderr
     assert "internal error" not in stderr and "Traceback" not in stderr
     assert "left: " not in result.stdout, "a failed first deployment leaves nothing in the target"
