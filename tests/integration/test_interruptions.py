@@ -283,7 +283,7 @@ cp -a {mount}/. {after}/
     assert "status=1" in result.stdout, result.stdout + result.stderr
     stderr = (tmp_path / "stderr").read_text(encoding="utf-8")
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert errors and "No space left on device" in stderr and str(mount) in errors[0], stderr
+    assert errors and "No space left on device" in stderr and str(mount) in errors[-1], stderr
     assert "internal error" not in stderr and "Traceback" not in stderr
     assert assert_consistent(after) and _snapshot(after) == _snapshot(out)
     assert _leftovers(after) == []
@@ -314,6 +314,7 @@ cp -a {mount}/. {tmp_path}/again/
     assert "status=1" in result.stdout, result.stdout + result.stderr
     stderr = (tmp_path / "stderr").read_text(encoding="utf-8")
     assert "No space left on device" in stderr and "internal error" not in stderr and "Traceback" not in stderr, stderr
+    assert f"{mount}/__venvstacks__/" in stderr, "the error names the file that could not be written"
     assert not assert_consistent(after), "a publish that could not write its metadata must not look finished"
     assert "again=0" in result.stdout
     assert assert_consistent(tmp_path / "again") and _leftovers(tmp_path / "again") == []
@@ -330,7 +331,7 @@ echo "status=$?"
     assert "status=1" in result.stdout, result.stdout + result.stderr
     stderr = (tmp_path / "stderr").read_text(encoding="utf-8")
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert errors and "No space left on device" in stderr, stderr
+    assert errors and "No space left on device" in stderr and str(mount) in errors[-1], stderr
     assert "internal error" not in stderr and "Traceback" not in stderr
 
 
