@@ -4,7 +4,8 @@
 `python -m uv`); the `*_argv` functions spell out each command as a pure list;
 `Uv` runs them through the command runner. uv never reads the user's own
 configuration files: every call names our generated config file (which stops
-uv discovering any other) and the runner drops ambient `UV_*` settings.
+uv discovering any other) and the runner drops ambient `UV_*` settings. A uv
+older than `MINIMUM_VERSION` is refused: it lacks flags used here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from . import _proc
 from .errors import CommandError, UvError
 
-__all__ = ["Uv", "find_uv", "lock_argv", "export_argv", "python_install_argv", "pip_install_argv", "pip_uninstall_argv", "UV_HINT"]
+__all__ = ["MINIMUM_VERSION", "Uv", "find_uv", "lock_argv", "export_argv", "python_install_argv", "pip_install_argv", "pip_uninstall_argv", "UV_HINT"]
 
 UV_ENV_VARIABLE = "VENVSTACKS_UV"
 UV_HINT = (
@@ -28,6 +29,9 @@ UV_HINT = (
     f"or name the binary with --uv PATH or the {UV_ENV_VARIABLE} environment variable"
 )
 _VERSION = re.compile(r"uv ([0-9][^\s]*)")
+MINIMUM_VERSION = "0.8.12"
+"""The oldest uv that has every flag used here: `--preview-features` (0.8.4) and
+`--python-platform aarch64-pc-windows-msvc` (0.8.12); `uv python install --no-bin` is 0.8.0."""
 # Flags every command gets: quiet, no colour, never a uv-managed interpreter.
 _COMMON = ("--quiet", "--color", "never", "--no-python-downloads")
 
@@ -118,6 +122,21 @@ class Uv:
             raise UvError(str(exc)) from None
 
 
+def _version_key(version: str) -> tuple[int, ...]:
+    """The release numbers at the start of a uv version (`0.13.9`, `0.9.0-alpha.1`) for comparing."""
+    match = re.match(r"[0-9]+(?:\.[0-9]+)*", version)
+    return tuple(int(part) for part in match[0].split(".")) if match else ()
+
+
+def is_supported(version: str) -> bool:
+    """Whether a uv version is `MINIMUM_VERSION` or newer."""
+    return _version_key(version) >= _version_key(MINIMUM_VERSION)
+
+
+def _too_old(version: str, where: str) -> str:
+    return f"{where} is uv {version}, but venvstacks needs uv {MINIMUM_VERSION} or newer: upgrade it, or name a newer one with --uv"
+
+
 def _probe(command: tuple[str, ...], runner: _proc.Runner) -> str | None:
     try:
         result = runner(version_argv(command), description="checking the uv version")
@@ -133,7 +152,10 @@ def find_uv(
     environ: Mapping[str, str] | None = None,
     runner: _proc.Runner = _proc.run,
 ) -> Uv:
-    """Find a working uv: `explicit` (from `--uv`), `VENVSTACKS_UV`, `PATH`, then `python -m uv`."""
+    """Find a working uv: `explicit` (from `--uv`), `VENVSTACKS_UV`, `PATH`, then `python -m uv`.
+
+    A uv older than `MINIMUM_VERSION` is refused; when looking, the next candidate is tried.
+    """
     environ = os.environ if environ is None else environ
     named = explicit or environ.get(UV_ENV_VARIABLE)
     if named:
@@ -143,6 +165,8 @@ def find_uv(
         if version is None:
             msg = f"{where} names {named!r}, which is not a working uv binary"
             raise UvError(msg)
+        if not is_supported(version):
+            raise UvError(_too_old(version, f"{where} names {named!r}, which"))
         return Uv((path,), version, runner)
     candidates: list[tuple[str, ...]] = []
     on_path = shutil.which("uv")
@@ -152,8 +176,11 @@ def find_uv(
     if beside.exists() and str(beside) != on_path:
         candidates.append((str(beside),))
     candidates.append((sys.executable, "-m", "uv"))
+    too_old: list[str] = []
     for command in candidates:
         version = _probe(command, runner)
-        if version is not None:
+        if version is not None and is_supported(version):
             return Uv(command, version, runner)
-    raise UvError(UV_HINT)
+        if version is not None:
+            too_old.append(_too_old(version, " ".join(command)))
+    raise UvError(too_old[0] if too_old else UV_HINT)

@@ -10,7 +10,7 @@ import pytest
 
 from venvstacks import _proc
 from venvstacks.errors import CommandError, UvError
-from venvstacks.uv import UV_HINT, export_argv, find_uv, lock_argv
+from venvstacks.uv import MINIMUM_VERSION, UV_HINT, export_argv, find_uv, is_supported, lock_argv
 
 
 def test_lock_and_export_command_lines() -> None:
@@ -26,10 +26,11 @@ def test_lock_and_export_command_lines() -> None:
 
 
 class FakeRunner:
-    """Answers `--version` for the commands listed as working."""
+    """Answers `--version` for the commands listed as working, as uv `version`."""
 
-    def __init__(self, working: set[tuple[str, ...]]) -> None:
+    def __init__(self, working: set[tuple[str, ...]], version: str | Mapping[tuple[str, ...], str] = "0.13.9") -> None:
         self.working = working
+        self.version = version
         self.calls: list[tuple[str, ...]] = []
 
     def __call__(self, argv: Sequence[str | os.PathLike[str]], *, description: str,
@@ -37,7 +38,8 @@ class FakeRunner:
         words = tuple(os.fspath(a) for a in argv)
         self.calls.append(words)
         if words[:-1] in self.working:
-            return _proc.CommandResult(words, 0, "uv 0.13.9 (x86_64-unknown-linux-gnu)\n", "")
+            version = self.version if isinstance(self.version, str) else self.version[words[:-1]]
+            return _proc.CommandResult(words, 0, f"uv {version} (x86_64-unknown-linux-gnu)\n", "")
         raise CommandError(f"{description} failed")
 
 
@@ -51,6 +53,37 @@ def test_find_uv_prefers_explicit_then_environment(tmp_path: Path) -> None:
 def test_find_uv_explains_a_broken_choice() -> None:
     with pytest.raises(UvError, match=r"^VENVSTACKS_UV names '/nope/uv', which is not a working uv binary$"):
         find_uv(None, environ={"VENVSTACKS_UV": "/nope/uv"}, runner=FakeRunner(set()))
+
+
+def test_minimum_version() -> None:
+    assert MINIMUM_VERSION == "0.8.12"
+    assert [is_supported(v) for v in ("0.8.12", "0.8.13", "0.9.0-alpha.1", "0.13.9", "1.0.0")] == [True] * 5
+    assert [is_supported(v) for v in ("0.8.11", "0.8.4", "0.7.22", "0.1.0", "nonsense")] == [False] * 5
+
+
+def test_find_uv_refuses_a_named_uv_that_is_too_old() -> None:
+    with pytest.raises(UvError) as caught:
+        find_uv("/opt/uv", environ={}, runner=FakeRunner({("/opt/uv",)}, version="0.6.14"))
+    assert str(caught.value) == (
+        "--uv names '/opt/uv', which is uv 0.6.14, but venvstacks needs uv 0.8.12 or newer: upgrade it, or name a newer one with --uv"
+    )
+
+
+def test_find_uv_passes_over_a_uv_that_is_too_old(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    old = tmp_path / "uv"
+    old.write_text("", encoding="utf-8")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("sys.executable", "/py/python")
+    module = ("/py/python", "-m", "uv")
+    runner = FakeRunner({(str(old),), module}, version={(str(old),): "0.5.1", module: "0.13.9"})
+    found = find_uv(None, environ={}, runner=runner)
+    assert (found.command, found.version) == (module, "0.13.9")
+    # with nothing new enough, the error names the old one and its version
+    runner = FakeRunner({(str(old),)}, version="0.5.1")
+    with pytest.raises(UvError) as caught:
+        find_uv(None, environ={}, runner=runner)
+    assert str(caught.value) == f"{old} is uv 0.5.1, but venvstacks needs uv 0.8.12 or newer: upgrade it, or name a newer one with --uv"
 
 
 def test_find_uv_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
