@@ -4,13 +4,16 @@ Everything here follows upstream venvstacks 0.8, so lock folders it wrote are
 read as valid: `requirements/<build name>/` holds `requirements-<N>.in`,
 `pylock.<N>.toml`, `pylock.<N>.meta.json` and `packages-<build name>.txt`,
 where `<N>` is the build name with dots replaced by underscores.
+`replace_lock_files` puts a whole run's new files in place together.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +32,7 @@ __all__ = [
     "pylock_hash",
     "module_hash",
     "requirements_in_text",
+    "replace_lock_files",
     "SHARED_MARKER",
 ]
 
@@ -234,3 +238,83 @@ def pylock_hash(pylock: Mapping[str, Any]) -> str:
             for algorithm, value in wheel.get("hashes", {}).items():
                 items.append(f"{filename}:{algorithm}:{value}")
     return hash_strings(sorted(items))
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, outermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]
+
+
+def _write_beside(path: Path, content: bytes) -> Path:
+    """`content` in a new temporary file next to `path` (a name the tool's cleanup knows)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+        os.chmod(name, 0o644)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+def _rename_all(moves: list[tuple[Path, Path]]) -> None:
+    """Rename each prepared file into place; an interrupt waits until every rename is done."""
+    stopped: BaseException | None = None
+    for temporary, final in moves:
+        while True:
+            try:
+                if os.path.lexists(temporary):
+                    os.replace(temporary, final)
+                break
+            except KeyboardInterrupt as exc:
+                stopped = exc
+    if stopped is not None:
+        raise stopped
+
+
+def replace_lock_files(files: Mapping[Path, str]) -> None:
+    """Write a run's new lock files together: each beside its place first, then all renamed.
+
+    Nothing changes unless every file could be written. Files already holding
+    their content are left alone. Metadata files are renamed last, so a run
+    killed half-way through the renames leaves any layer it had not finished
+    with a pylock its metadata does not match: not valid, never silently mixed.
+    """
+    changed = {path: text.encode("utf-8") for path, text in files.items() if _content(path) != text.encode("utf-8")}
+    order = sorted(changed, key=lambda path: path.name.endswith(".meta.json"))  # stable: lowest layers first
+    created: list[Path] = []
+    moves: list[tuple[Path, Path]] = []
+    try:
+        for path in order:
+            folders = _missing_folders(path.parent)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            created += folders
+            try:
+                moves.append((_write_beside(path, changed[path]), path))
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the path, for the error message
+    except BaseException:
+        for temporary, _ in moves:
+            temporary.unlink(missing_ok=True)
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    try:
+        _rename_all(moves)
+    except OSError:
+        for temporary, _ in moves:
+            temporary.unlink(missing_ok=True)
+        raise
+
+
+def _content(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

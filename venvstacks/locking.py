@@ -4,6 +4,9 @@ For each layer that needs it, a synthetic project (the layer's requirements,
 constrained to the versions the layers underneath install) is resolved with
 `uv lock` and exported with `uv export`; `pylockedit.py` turns the export into
 the layer's lock. A lock that comes out the same keeps its time and version.
+New lock files are held in memory (layers above read their lower layers' new
+locks from there) and replace the old ones only once every selected layer has
+locked: a failed or interrupted run leaves `requirements/` as it was.
 """
 
 from __future__ import annotations
@@ -21,8 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LockError, UvError
+from .folderlock import exclusive
 from .fsutil import write_text_atomic
-from .lockfiles import LockMetadata, LockPaths, lock_input_hash, other_inputs_hash, pylock_hash, requirements_in_text, version_inputs_hash
+from .lockfiles import (
+    LockMetadata,
+    LockPaths,
+    lock_input_hash,
+    other_inputs_hash,
+    pylock_hash,
+    replace_lock_files,
+    requirements_in_text,
+    version_inputs_hash,
+)
 from .lockstate import LockCheck, check_layer_lock, read_pylock
 from .progress import progress
 from .pylockedit import LayerTarget, constraint_lines, edit_pylock, lower_pins, render_pylock, summary_text
@@ -164,7 +177,20 @@ class _Run:
     runtimes: dict[str, RuntimeInstall] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
     """Layers whose locked packages changed in this run: the layers above must follow."""
+    staged: dict[Path, str] = field(default_factory=dict)
+    """The new lock files, written only once every selected layer has locked."""
     guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def stage(self, path: Path, text: str) -> None:
+        with self.guard:
+            self.staged[path] = text
+
+    def pylock(self, layer: LayerSpec) -> dict[str, Any] | None:
+        """A layer's pylock: the one locked in this run, else the one on disk."""
+        paths = LockPaths.for_layer(self.spec, layer)
+        with self.guard:
+            text = self.staged.get(paths.pylock)
+        return tomllib.loads(text) if text is not None else read_pylock(paths)
 
     def runtime(self, layer: LayerSpec) -> RuntimeInstall:
         runtime = self.spec.runtime_of(layer)
@@ -193,7 +219,7 @@ def _resolve(run: _Run, layer: LayerSpec, paths: LockPaths) -> dict[str, Any]:
     """Run uv for one layer and return its edited pylock data."""
     spec, settings = run.spec, run.settings
     runtime = run.runtime(layer)
-    lower = [read_pylock(LockPaths.for_layer(spec, dep)) or {} for dep in reversed(spec.dependencies(layer))]
+    lower = [run.pylock(dep) or {} for dep in reversed(spec.dependencies(layer))]
     pins = lower_pins(lower)
     config, project_settings = _common_settings(spec, settings)
     resolve_dir = settings.build_dir / f"{layer.build_name}_resolve"
@@ -236,18 +262,18 @@ def _read_exported(path: Path) -> dict[str, Any]:
 def _lock_layer(run: _Run, layer: LayerSpec, want: bool | None) -> LockOutcome:
     spec = run.spec
     paths = LockPaths.for_layer(spec, layer)
-    write_text_atomic(paths.requirements_in, requirements_in_text(layer))
+    run.stage(paths.requirements_in, requirements_in_text(layer))
     check: LockCheck = check_layer_lock(spec, layer)
     below_changed = any(dep.build_name in run.changed for dep in spec.dependencies(layer))
     old = check.metadata
     if want is None and check.valid and not below_changed:
         pylock = read_pylock(paths) or {}
-        write_text_atomic(paths.summary, summary_text(layer.build_name, pylock))
+        run.stage(paths.summary, summary_text(layer.build_name, pylock))
         return LockOutcome(layer.build_name, "skipped", paths.pylock, old.locked_at, old.lock_version)  # type: ignore[union-attr]
     if want is None and check.only_version_inputs and not below_changed and old is not None:
         metadata = replace(old, lock_version=old.lock_version + 1, locked_at=run.locked_at(),
                            version_inputs_hash=version_inputs_hash(layer))  # fmt: skip
-        write_text_atomic(paths.metadata, metadata.to_json())
+        run.stage(paths.metadata, metadata.to_json())
         return LockOutcome(layer.build_name, "versioned", paths.pylock, metadata.locked_at, metadata.lock_version)
     data = _resolve(run, layer, paths)
     text = render_pylock(layer.build_name, data)
@@ -273,9 +299,9 @@ def _lock_layer(run: _Run, layer: LayerSpec, want: bool | None) -> LockOutcome:
     if old is None or old.requirements_hash != hashes["requirements_hash"]:
         with run.guard:
             run.changed.add(layer.build_name)
-    write_text_atomic(paths.pylock, text)
-    write_text_atomic(paths.summary, summary_text(layer.build_name, data))
-    write_text_atomic(paths.metadata, metadata.to_json())
+    run.stage(paths.pylock, text)
+    run.stage(paths.summary, summary_text(layer.build_name, data))
+    run.stage(paths.metadata, metadata.to_json())
     return LockOutcome(layer.build_name, action, paths.pylock, metadata.locked_at, metadata.lock_version)
 
 
@@ -291,8 +317,10 @@ def lock_stack(
     """Lock the layers named in `wants`, lowest first.
 
     A want of True relocks the layer; None relocks it only if its lock is not
-    valid (or a layer underneath changed in this run). Layers in `reset` lose
-    their pylock first. `uv` is called only when uv is really needed.
+    valid (or a layer underneath changed in this run). Layers in `reset` are
+    resolved afresh. `uv` is called only when uv is really needed. The new lock
+    files replace the old ones only once every layer has locked; the build
+    folder is held meanwhile.
     """
     run = _Run(spec, settings, uv, now)
     layers = [layer for layer in spec.layers() if layer.build_name in wants]
@@ -303,13 +331,21 @@ def lock_stack(
             if dep.build_name not in wants and not check_layer_lock(spec, dep).valid:
                 msg = f"layer {layer.build_name!r} cannot be locked: layer {dep.build_name!r} underneath it has no valid lock"
                 raise LockError(msg)
-    for layer in layers:
-        if layer.build_name in reset:
-            LockPaths.for_layer(spec, layer).pylock.unlink(missing_ok=True)
+    with exclusive(settings.build_dir, command="lock"):
+        outcomes = _lock_waves(run, layers, wants, reset)
+        replace_lock_files(run.staged)
+    for layer in spec.layers():
+        if layer.build_name not in wants and any(dep.build_name in run.changed for dep in spec.dependencies(layer)):
+            _LOG.warning("layer %r builds on a layer whose lock changed: lock it too", layer.build_name)
+    return [outcomes[layer.build_name] for layer in layers]
+
+
+def _lock_waves(run: _Run, layers: list[LayerSpec], wants: Mapping[str, bool | None], reset: frozenset[str]) -> dict[str, LockOutcome]:
+    """Lock `layers` into `run.staged`, a wave at a time; the first failing wave stops the run."""
     # Layers at the same height (nothing between them) are locked concurrently:
     # uv spends most of its time waiting on the network and the cache.
     outcomes: dict[str, LockOutcome] = {}
-    for wave in _waves(spec, layers):
+    for wave in _waves(run.spec, layers):
         with ThreadPoolExecutor(max_workers=min(len(wave), os.cpu_count() or 1)) as pool:
             futures = {
                 layer.build_name: pool.submit(_lock_layer, run, layer, True if layer.build_name in reset else wants[layer.build_name])
@@ -323,10 +359,7 @@ def lock_stack(
                 raise others[0]
             raise LockError("\n".join(messages))
         outcomes.update({name: future.result() for name, future in futures.items()})
-    for layer in spec.layers():
-        if layer.build_name not in wants and any(dep.build_name in run.changed for dep in spec.dependencies(layer)):
-            _LOG.warning("layer %r builds on a layer whose lock changed: lock it too", layer.build_name)
-    return [outcomes[layer.build_name] for layer in layers]
+    return outcomes
 
 
 def _waves(spec: StackSpec, layers: list[LayerSpec]) -> list[list[LayerSpec]]:

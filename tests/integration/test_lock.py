@@ -432,3 +432,62 @@ def test_package_pinned_to_a_named_index(tmp_path: Path, pyz: Path, runtime_arch
     assert packages["six"]["version"] == "1.16.0"
     assert packages["six"]["wheels"][0]["path"].endswith("six-1.16.0-py2.py3-none-any.whl")
     assert packages["idna"]["index"].startswith("https://") and "wheels" in packages["idna"]
+
+
+def _files(folder: Path) -> dict[Path, tuple[bytes, int]]:
+    """Every file under `folder` (hidden ones too): its bytes and modification time."""
+    return {p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_failed_relock_keeps_every_lock(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
+    spec = folder / "venvstacks.toml"
+    before = _files(folder / "requirements")
+    # No network: uv may not go online, and its cache is empty.
+    env = {"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir), "UV_OFFLINE": "1", "UV_CACHE_DIR": str(tmp_path / "empty-cache")}
+    result = run([sys.executable, str(pyz), "lock", "--reset-lock", "*", str(spec)], env=env)
+    assert result.returncode == 1 and result.stdout == ""
+    assert without_progress(result.stderr).startswith("error: failed to lock layer 'cpython-3.1")
+    assert "Traceback" not in result.stderr
+    assert _files(folder / "requirements") == before
+    # and the old locks still build
+    result = run([sys.executable, str(pyz), "build", str(spec)], env={"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("[built]") == len(LAYERS)
+
+
+def test_a_layer_failing_late_keeps_the_locks_of_those_that_locked(
+    tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, stack: str
+) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
+    spec = folder / "venvstacks.toml"
+    # framework-web would lock to new content; then app-dates, two waves later, fails.
+    spec.write_text(stack.replace('requirements = ["idna", "certifi"]', 'requirements = ["idna", "certifi", "charset-normalizer"]'), encoding="utf-8")
+    failing = tmp_path / "uv"
+    failing.write_text(
+        f'#!/bin/sh\ncase "$*" in\n  "lock "*app-dates_resolve*) echo "error: no route to the index" >&2; exit 2 ;;\nesac\nexec {find_uv()} "$@"\n',
+        encoding="utf-8",
+    )
+    failing.chmod(0o755)
+    before = _files(folder / "requirements")
+    status, out, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=runtime_archive_dir, uv=failing)
+    assert (status, out) == (1, "")
+    assert without_progress(err).startswith("error: failed to lock layer 'app-dates':\n")
+    assert "no route to the index" in err
+    assert _files(folder / "requirements") == before
+    assert not list((folder / "requirements").rglob("*.partial"))
+
+
+def test_upper_layers_lock_against_the_new_locks_underneath(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, stack: str) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
+    spec = folder / "venvstacks.toml"
+    spec.write_text(stack.replace('requirements = ["idna", "certifi"]', 'requirements = ["idna==3.7", "certifi"]'), encoding="utf-8")
+    status, out, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    assert _packages(spec, "framework-web")["idna"]["version"] == "3.7"
+    # app-dates needs idna too: it takes the version framework-web has now, from below
+    assert _packages(spec, "app-dates")["idna"] == {"name": "idna", "version": "3.7", "marker": "sys_platform == 'from_lower_layer'"}
+
