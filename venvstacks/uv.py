@@ -68,13 +68,16 @@ def export_argv(uv: Sequence[str], *, project: Path, python: Path, config_file: 
 
 
 def python_install_argv(uv: Sequence[str], *, version: str, install_dir: Path, config_file: Path) -> list[str]:
-    """Download a managed CPython into a folder of ours, linking nothing into the user's PATH."""
+    """Download a managed CPython into a folder of ours, linking nothing into the user's PATH.
+
+    Not `--quiet`: that would hide why a download failed.
+    """
     return [
         *uv, "python", "install", f"cpython-{version}",
         "--install-dir", str(install_dir),
         "--no-bin",
         "--config-file", str(config_file),
-        "--quiet", "--color", "never",
+        "--color", "never",
     ]  # fmt: skip
 
 

@@ -491,3 +491,17 @@ def test_upper_layers_lock_against_the_new_locks_underneath(tmp_path: Path, lock
     # app-dates needs idna too: it takes the version framework-web has now, from below
     assert _packages(spec, "app-dates")["idna"] == {"name": "idna", "version": "3.7", "marker": "sys_platform == 'from_lower_layer'"}
 
+
+def test_failed_runtime_download_shows_why_and_writes_no_lock(tmp_path: Path, pyz: Path, runtime_versions: dict[str, str]) -> None:
+    # No --python-archive-dir: uv must download the runtime, and nothing beyond the
+    # package registries is reachable here.
+    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + 'requirements = ["six"]\n' + CLAMP)
+    result = run([sys.executable, str(pyz), "lock", str(spec)], env={"VENVSTACKS_PYTHON_ARCHIVE_DIR": ""})
+    assert result.returncode == 1 and result.stdout == ""
+    err = without_progress(result.stderr)
+    assert err.startswith(f"error: runtime 'rt': no cpython@{runtime_versions['py311']} runtime found: ")
+    # uv's own reason, not only that it failed
+    assert f"error:   error: Failed to install cpython-{runtime_versions['py311']}-" in err
+    assert "error:     cause: " in err
+    assert "Traceback" not in result.stderr
+    assert not (spec.parent / "requirements").exists()

@@ -10,7 +10,7 @@ import pytest
 
 from venvstacks import _proc
 from venvstacks.errors import CommandError, UvError
-from venvstacks.uv import MINIMUM_VERSION, UV_HINT, export_argv, find_uv, is_supported, lock_argv
+from venvstacks.uv import MINIMUM_VERSION, UV_HINT, export_argv, find_uv, is_supported, lock_argv, python_install_argv
 
 
 def test_lock_and_export_command_lines() -> None:
@@ -23,6 +23,13 @@ def test_lock_and_export_command_lines() -> None:
     assert argv[:4] == ["python", "-m", "uv", "export"]
     assert argv[argv.index("--format") + 1] == "pylock.toml"
     assert {"--locked", "--no-header", "--no-annotate", "--no-emit-project"} <= set(argv)
+
+
+def test_python_install_is_not_quiet() -> None:
+    # --quiet makes uv swallow why a download failed (a DNS error, a missing release).
+    argv = python_install_argv(["uv"], version="3.11.7", install_dir=Path("/b/d"), config_file=Path("/b/uv.toml"))
+    assert argv[:4] == ["uv", "python", "install", "cpython-3.11.7"]
+    assert "--quiet" not in argv and "-q" not in argv and "--no-bin" in argv
 
 
 class FakeRunner:
