@@ -183,6 +183,12 @@ class _Builder:
                    description=f"installing the packages of layer {layer.build_name!r}", env=env)  # fmt: skip
         except UvError as exc:
             raise BuildError(f"failed to install into layer {layer.build_name!r}:\n{exc}") from None
+        from .installed import check_installed
+        from .platforms import marker_environment
+
+        runtime = self.spec.runtime_of(layer).python_implementation
+        environment = marker_environment(self.settings.host, runtime.implementation, runtime.version)
+        check_installed(layer.build_name, pylock, self.path(layer) / site_dir(self.spec, layer), environment)
 
     def _build_runtime(self, layer: RuntimeSpec, path: Path, *, fresh: bool) -> None:
         if not fresh:

@@ -40,6 +40,7 @@ ALLOWED = {
     "render": {"spec"},
     "pylockedit": {"errors", "lockfiles", "markers", "platforms", "reqs", "tomlw", "wheels"},
     "lockstate": {"lockfiles", "spec"},
+    "installed": {"errors", "lockfiles", "markers", "reqs", "versions"},
     "progress": set(),
     "runtimeenv": {"errors", "extract", "fsutil", "pbs", "progress", "spec", "uv"},
     "locking": {"_hooks", "errors", "folderlock", "fsutil", "lockfiles", "lockstate", "progress", "pylockedit", "reqs", "runtimeenv", "spec", "tomlw", "uv", "uvconfig",
@@ -55,8 +56,8 @@ ALLOWED = {
     "portability": {"errors"},
     "bundle": {"errors", "fsutil", "lockfiles", "lockstate", "pbs", "platforms", "progress", "spec", "tomlw", "wheels"},
     "building": {
-        "__init__", "_hooks", "_proc", "bundle", "cancel", "dynlib", "errors", "folderlock", "fsutil", "lockfiles", "lockstate", "platforms",
-        "portability", "postinstall", "progress", "runtimeenv", "spec", "uv",
+        "__init__", "_hooks", "_proc", "bundle", "cancel", "dynlib", "errors", "folderlock", "fsutil", "installed", "lockfiles", "lockstate",
+        "platforms", "portability", "postinstall", "progress", "runtimeenv", "spec", "uv",
     },
     "deploying": {"_hooks", "_proc", "cancel", "errors", "extract", "fsutil", "postinstall", "progress", "pubmeta"},
     "commands": {
