@@ -505,3 +505,30 @@ def test_failed_runtime_download_shows_why_and_writes_no_lock(tmp_path: Path, py
     assert "error:     cause: " in err
     assert "Traceback" not in result.stderr
     assert not (spec.parent / "requirements").exists()
+
+
+def test_interrupted_relock_keeps_every_lock(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, stack: str) -> None:
+    import signal
+    import subprocess
+    import time
+
+    folder = tmp_path / "copy"
+    shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
+    spec = folder / "venvstacks.toml"
+    spec.write_text(stack.replace('requirements = ["idna", "certifi"]', 'requirements = ["idna", "certifi", "charset-normalizer"]'), encoding="utf-8")
+    flag = tmp_path / "locking-app-dates"
+    slow = tmp_path / "uv"  # stops at app-dates, when the framework layers have new locks in hand
+    slow.write_text(f'#!/bin/sh\ncase "$*" in\n  "lock "*app-dates_resolve*) touch {flag}; exec sleep 120 ;;\nesac\nexec {find_uv()} "$@"\n', encoding="utf-8")
+    slow.chmod(0o755)
+    before = _files(folder / "requirements")
+    env = {**os.environ, "VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir), "VENVSTACKS_UV": str(slow)}
+    env.pop("PYTHONPATH", None)
+    process = subprocess.Popen([sys.executable, str(pyz), "lock", str(spec)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not flag.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert flag.exists(), process.communicate(timeout=5) if process.poll() is not None else "never reached app-dates"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "error: interrupted" in stderr and "Traceback" not in stderr
+    assert _files(folder / "requirements") == before
