@@ -3,8 +3,8 @@
 uv is trusted to install, not to tell the truth about it: after installing, the
 distributions in the layer's own site-packages (their `.dist-info` folders) are
 compared with what the lock selects for this machine. Every package whose
-marker holds here must be present at its locked version, and nothing a layer
-underneath provides may be installed again. A marker that cannot be decided
+marker holds here must be present at its locked version, nothing a layer
+underneath provides may be installed again, and nothing else may be there. A marker that cannot be decided
 without the target machine (`platform_release`...) makes its package optional,
 but still checks the version of one that is there.
 """
@@ -126,6 +126,8 @@ def install_problems(locked: LockedSet, installed: Mapping[str, str]) -> list[st
             problems.append((name, f"{name} is {version}, but the lock has {' '.join(_either(allowed))}"))
         elif name in locked.provided_below:
             problems.append((name, f"{name} {version} is installed, but a layer underneath provides it"))
+        elif name not in locked.required and name not in locked.optional:
+            problems.append((name, f"{name} {version} is installed, but the lock does not have it"))
     return [text for _, text in sorted(problems)]
 
 

@@ -102,6 +102,7 @@ def test_every_difference_is_named(tmp_path: Path) -> None:
     assert str(caught.value) == (
         "layer 'app-x' was not built: what uv installed does not match its lock:\n"
         "  distro is 1.8.0, but the lock has 1.9.0\n"
+        "  extra-thing 1.0 is installed, but the lock does not have it\n"
         "  numpy is 1.26.4, but the lock has 2.3.2\n"
         "  python-dateutil 2.9.0.post0 is missing\n"
         "  six 1.17.0 is installed, but a layer underneath provides it"
@@ -127,4 +128,5 @@ def test_shared_and_own_entries_of_one_name(tmp_path: Path) -> None:
         LINUX,
     )  # fmt: skip
     assert locked.provided_below == frozenset() and locked.required == {}
-    assert install_problems(locked, {"idna": "3.10"}) == []
+    assert install_problems(locked, {}) == []
+    assert install_problems(locked, {"idna": "3.10"}) == ["idna 3.10 is installed, but the lock does not have it"]
