@@ -23,7 +23,7 @@ from pathlib import Path
 from .errors import VenvStacksError
 from .fsutil import remove_path
 
-__all__ = ["FolderBusy", "STAGING_DIR", "exclusive", "is_temporary"]
+__all__ = ["FolderBusy", "STAGING_DIR", "exclusive", "is_temporary", "remove_temporaries"]
 
 STAGING_DIR = ".venvstacks-staging"
 """A folder of the locked folder holding a run's unfinished files until they are moved into place."""
@@ -40,6 +40,14 @@ class FolderBusy(VenvStacksError):
 def is_temporary(name: str) -> bool:
     """Whether `name` is one the tool gives a file or folder only while writing it."""
     return name == STAGING_DIR or _TEMPORARY.fullmatch(name) is not None
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Remove the tool's temporaries directly in `folder` (only while holding the lock that covers it)."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for name in sorted(os.listdir(folder)):
+            if is_temporary(name):
+                remove_path(folder / name)
 
 
 def _owner(folder: Path) -> str:
@@ -66,10 +74,7 @@ def exclusive(folder: Path, *, command: str, nested: tuple[str, ...] = ()) -> It
             msg = f"{folder} is in use by {_owner(folder)}: wait for it to finish, then run this again"
             raise FolderBusy(msg) from None
         for where in (folder, *(folder / sub for sub in nested)):
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                for name in sorted(os.listdir(where)):
-                    if is_temporary(name):
-                        remove_path(where / name)
+            remove_temporaries(where)
         try:
             (folder / STAGING_DIR).mkdir()
             (folder / STAGING_DIR / _OWNER).write_text(f"{os.getpid()} {command}\n", encoding="utf-8")

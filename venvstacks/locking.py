@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LockError, UvError
-from .folderlock import exclusive
+from .folderlock import exclusive, remove_temporaries
 from .fsutil import write_text_atomic
 from .lockfiles import (
     LockMetadata,
@@ -332,6 +332,8 @@ def lock_stack(
                 msg = f"layer {layer.build_name!r} cannot be locked: layer {dep.build_name!r} underneath it has no valid lock"
                 raise LockError(msg)
     with exclusive(settings.build_dir, command="lock"):
+        for layer in layers:  # what a lock run killed while renaming left
+            remove_temporaries(LockPaths.for_layer(spec, layer).folder)
         outcomes = _lock_waves(run, layers, wants, reset)
         replace_lock_files(run.staged)
     for layer in spec.layers():

@@ -353,3 +353,14 @@ ls -A {mount}/deployed 2>/dev/null | sed 's/^/left: /'
     assert errors and "No space left on device" in errors[-1] and f"{mount}/deployed/" in errors[-1], stderr
     assert "internal error" not in stderr and "Traceback" not in stderr
     assert "left: " not in result.stdout, "a failed first deployment leaves nothing in the target"
+
+
+def test_lock_removes_what_a_killed_lock_left_in_the_lock_folders(stack: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+    folder = stack.parent / "requirements" / "app-hello"
+    leftover = folder / ".pylock.app-hello.toml.a1b2c3d4.partial"
+    leftover.write_text("half a lock", encoding="utf-8")
+    before = _snapshot(stack.parent / "requirements")
+    result = _vs(pyz, runtime_archive_dir, "lock", "--if-needed", str(stack))
+    assert result.returncode == 0, result.stderr
+    assert not leftover.exists()
+    assert _snapshot(stack.parent / "requirements") == {k: v for k, v in before.items() if "partial" not in k}
