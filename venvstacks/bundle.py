@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import VenvStacksError
+from .folderlock import exclusive
 from .fsutil import write_text_atomic
 from .lockfiles import LockPaths, is_shared, wheel_filename
 from .lockstate import read_pylock
@@ -140,7 +141,24 @@ def fetch_bundle(
     archive_dir: Path | None,
     download: Callable[[str, IO[bytes]], None] = _download,
 ) -> dict[str, int]:
-    """Fill `bundle` with the wheels and runtime archives the layers need; returns counts."""
+    """Fill `bundle` with the wheels and runtime archives the layers need; returns counts.
+
+    The bundle folder is held meanwhile (a second fetch into it is refused),
+    and downloads an interrupted fetch left half-done are removed first.
+    """
+    with exclusive(bundle, command="fetch", nested=(WHEELS, RUNTIMES)):
+        return _fill_bundle(spec, layers, bundle, platforms, archive_dir=archive_dir, download=download)
+
+
+def _fill_bundle(
+    spec: StackSpec,
+    layers: Sequence[LayerSpec],
+    bundle: Path,
+    platforms: Sequence[TargetPlatform],
+    *,
+    archive_dir: Path | None,
+    download: Callable[[str, IO[bytes]], None],
+) -> dict[str, int]:
     counts = {"fetched": 0, "present": 0}
     manifest: dict[str, dict[str, Any]] = {}
     runtimes = [layer for layer in layers if isinstance(layer, RuntimeSpec)]

@@ -54,7 +54,7 @@ ALLOWED = {
     },
     "dynlib": {"errors"},
     "portability": {"errors"},
-    "bundle": {"errors", "fsutil", "lockfiles", "lockstate", "pbs", "platforms", "progress", "spec", "tomlw", "wheels"},
+    "bundle": {"errors", "folderlock", "fsutil", "lockfiles", "lockstate", "pbs", "platforms", "progress", "spec", "tomlw", "wheels"},
     "building": {
         "__init__", "_hooks", "_proc", "bundle", "cancel", "dynlib", "errors", "folderlock", "fsutil", "installed", "lockfiles", "lockstate",
         "platforms", "portability", "postinstall", "progress", "runtimeenv", "spec", "uv",
