@@ -72,6 +72,8 @@ class Args(argparse.Namespace):
     format: str
     tag_outputs: bool
     precompile: bool
+    jobs: int | None
+    compression_level: int | None
     show: bool
     show_only: bool
     manifest: str | None
@@ -323,6 +325,7 @@ def _build_parser() -> _Parser:
         metavar="NAME",
         help="the stack manifest, when there are several (venvstacks-<platform>.json)",
     )
+    _add_jobs_option(deploy, "unpack and compile")
     _add_report_options(deploy, show=False)
     _add_output_options(deploy, suppress=True)
     deploy.set_defaults(handler="deploy")
@@ -380,6 +383,38 @@ def _add_publish_options(parser: argparse.ArgumentParser, *, default_output: str
             default=False,
             help="name outputs <layer>-<platform>[-<build>] (archives, metadata)",
         )
+        parser.add_argument(
+            "--compression-level",
+            type=_level,
+            default=None,
+            metavar="N",
+            help="xz/gzip 0-9, zstd 1-22 (default: xz 6, gzip 6; docs/benchmarks.md)",
+        )
+        _add_jobs_option(parser, "compress")
+
+
+def _add_jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--jobs",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help=f"how many threads {what} at once (default: one per core)",
+    )
+
+
+def _positive(text: str) -> int:
+    """A whole number of 1 or more, for argparse."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {text!r}")
+    return int(text)
+
+
+def _level(text: str) -> int:
+    """A compression level from 0 to 22, for argparse (the format narrows it)."""
+    if not text.isdigit() or int(text) > 22:
+        raise argparse.ArgumentTypeError(f"expected a compression level from 0 to 22, not {text!r}")
+    return int(text)
 
 
 def _add_report_options(parser: argparse.ArgumentParser, *, show: bool = True) -> None:

@@ -218,6 +218,9 @@ def _publish_settings(spec: StackSpec, args: Args, host: Any) -> Any:
     fmt = ArchiveFormat(getattr(args, "format", "tar.xz"))
     if fmt not in available_formats():
         raise VenvStacksError(f"--format {fmt}: this Python cannot write it (tar.zst needs Python 3.14 or newer)")
+    level = getattr(args, "compression_level", None)
+    if level is not None and level not in fmt.levels:
+        raise VenvStacksError(f"--compression-level {level}: {fmt} takes {fmt.levels.start} to {fmt.levels.stop - 1}")
     return PublishSettings(
         build_dir=_spec_relative(spec, args.build_dir),
         output_dir=_spec_relative(spec, args.output_dir),
@@ -227,6 +230,8 @@ def _publish_settings(spec: StackSpec, args: Args, host: Any) -> Any:
         force=args.force,
         dry_run=args.dry_run,
         precompile=args.precompile,
+        jobs=getattr(args, "jobs", None),
+        level=level,
     )
 
 
@@ -401,7 +406,7 @@ def cmd_deploy(args: Args, out: Output) -> int:
     from .deploying import deploy
 
     target = Path(os.path.abspath(os.path.expanduser(args.target)))
-    deployed = deploy(Path(args.artifacts_dir), target, include=args.include or (), platform_manifest=args.manifest)
+    deployed = deploy(Path(args.artifacts_dir), target, include=args.include or (), platform_manifest=args.manifest, jobs=args.jobs)
     lines = [f"Deployed layers in {target}:"]
     lines += [f"  {layer.install_target} [{layer.action}]" for layer in deployed]
     document = {

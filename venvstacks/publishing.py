@@ -28,6 +28,7 @@ from typing import Any
 
 from . import __version__, _hooks, _proc
 from .archive import ArchiveFormat, FileEntry, LinkEntry, shipped_bytecode, write_layer_archive
+from .blockpack import BlockPool
 from .errors import BuildError, CommandError, VenvStacksError
 from .folderlock import STAGING_DIR, exclusive
 from .fsutil import remove_path, write_text_atomic
@@ -52,6 +53,8 @@ __all__ = ["PublishSettings", "PublishedLayer", "publish_layers", "export_layers
 
 _LOG = logging.getLogger(__name__)
 _INPUTS_DIR = "archive_inputs"
+_X86_64 = frozenset({TargetPlatform.LINUX_X86_64, TargetPlatform.MACOSX_X86_64, TargetPlatform.WIN_AMD64})
+"""Platforms whose layers get xz's x86 branch filter."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class PublishSettings:
     dry_run: bool = False
     precompile: bool = False
     """Ship hash-checked bytecode compiled by each layer's runtime, so deploying compiles nothing."""
+    jobs: int | None = None
+    """How many threads compress at once, over all layers (None: one per core)."""
+    level: int | None = None
+    """The compression level (None: the format's default)."""
 
 
 @dataclass(frozen=True)
@@ -146,12 +153,12 @@ def _clamp(locked_at: str) -> int:
     return int(stamp.timestamp())
 
 
-def _inputs_digest(build_dir: Path, layer: LayerSpec, base: Mapping[str, Any], fmt: str, precompile: bool) -> str:
+def _inputs_digest(build_dir: Path, layer: LayerSpec, base: Mapping[str, Any], fmt: str, precompile: bool, level: int | None = None) -> str:
     """A digest of everything that decides an archive's content and metadata."""
     record = build_dir / f"{layer.build_name}.last-build.json"
     parts = [
         __version__, fmt, dump_json(base), record.read_text(encoding="utf-8"),
-        hashlib.sha256(postinstall_source()).hexdigest(), "bytecode" if precompile else "sources",
+        hashlib.sha256(postinstall_source()).hexdigest(), "bytecode" if precompile else "sources", f"level {level}",
     ]  # fmt: skip
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
@@ -197,7 +204,7 @@ def _still_current(settings: PublishSettings, previous: Mapping[str, Any], base:
 
 
 def _publish_one(
-    spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], settings: PublishSettings
+    spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], settings: PublishSettings, pool: BlockPool
 ) -> PublishedLayer | _Staged:
     """Archive one layer into the staging folder (or report it unchanged, or planned for a dry run)."""
     source = _require_built(settings, layer)
@@ -208,7 +215,7 @@ def _publish_one(
         previous = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         pass
-    digest = _inputs_digest(settings.build_dir, layer, base, settings.fmt.value, settings.precompile)
+    digest = _inputs_digest(settings.build_dir, layer, base, settings.fmt.value, settings.precompile, settings.level)
     if not settings.force and previous and _still_current(settings, previous, base, inputs_path, digest):
         return PublishedLayer(layer.build_name, settings.output_dir / previous["archive_name"], previous, "unchanged")
     build = 1 + (previous.get("archive_build", 0) if previous.get("lock_version") == base["lock_version"] else 0)
@@ -225,7 +232,7 @@ def _publish_one(
     result = write_layer_archive(
         source, settings.output_dir / STAGING_DIR / name, root=base["install_target"], clamp=_clamp(base["locked_at"]),
         fmt=settings.fmt, overrides=_overrides(spec, layer, checks, source, precompiled=settings.precompile),
-        cache_tag=cache_tag,
+        cache_tag=cache_tag, pool=pool, level=settings.level, x86_code=settings.platform in _X86_64,
     )  # fmt: skip
     metadata = with_archive(
         base, archive_build=build, archive_name=name, platform=settings.platform, size=result.size, sha256=result.sha256
@@ -291,9 +298,11 @@ def publish_layers(
     folder changes (the staging folder goes when the folder lock is let go).
     See `_commit` for the order in which files are replaced.
     """
-    with _holding_folders(settings, "publish"):
-        with ThreadPoolExecutor(max_workers=max(1, min(len(layers), os.cpu_count() or 1))) as pool:
-            futures = [pool.submit(_publish_one, spec, layer, checks, settings) for layer in layers]
+    jobs = settings.jobs or os.cpu_count() or 1
+    with _holding_folders(settings, "publish"), BlockPool(jobs) as compressors:
+        # One thread per layer writes its tar stream; all of them share the compressing threads.
+        with ThreadPoolExecutor(max_workers=max(1, min(len(layers), jobs))) as pool:
+            futures = [pool.submit(_publish_one, spec, layer, checks, settings, compressors) for layer in layers]
         _first_failure(futures)
         results = [future.result() for future in futures]
         published = [item.layer if isinstance(item, _Staged) else item for item in results]

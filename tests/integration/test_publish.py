@@ -299,3 +299,26 @@ def test_json_results_have_the_documented_keys(published: Path, pyz: Path, runti
     document = json.loads(out)
     assert set(document) == keys["publish"][0] | {"plan"}
     assert document["plan"]["runtimes"][0]["selected_operations"] == ["publish"]
+
+
+def test_archives_are_identical_whatever_the_jobs(published: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path) -> None:
+    spec = published.parent / "venvstacks.toml"
+    default = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in published.glob("*.tar.xz")}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        status, _, err = _vs("publish", "--jobs", jobs, "--output-dir", str(out), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+        assert status == 0, err
+        assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.glob("*.tar.xz")} == default
+
+
+def test_compression_options_are_checked(published: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path) -> None:
+    spec = published.parent / "venvstacks.toml"
+    status, _, err = _vs("publish", "--jobs", "0", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 2 and "--jobs: expected a whole number of 1 or more, not '0'" in err
+    status, _, err = _vs("publish", "--compression-level", "12", "--output-dir", str(tmp_path / "x"), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 1 and "error: --compression-level 12: tar.xz takes 0 to 9" in err
+    out = tmp_path / "fast"
+    status, _, err = _vs("publish", "--compression-level", "1", "--output-dir", str(out), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
+    assert status == 0, err
+    fast = sum(p.stat().st_size for p in out.glob("*.tar.xz"))
+    assert fast > sum(p.stat().st_size for p in published.glob("*.tar.xz"))

@@ -46,10 +46,11 @@ ALLOWED = {
     "locking": {"_hooks", "errors", "folderlock", "fsutil", "lockfiles", "lockstate", "progress", "pylockedit", "reqs", "runtimeenv", "spec", "tomlw", "uv", "uvconfig",
                 "wheels"},
     "postinstall": set(),
-    "archive": {"cancel", "errors"},
+    "blockpack": {"cancel"},
+    "archive": {"blockpack", "cancel", "errors"},
     "pubmeta": {"lockfiles", "lockstate", "platforms", "spec"},
     "publishing": {
-        "__init__", "_hooks", "_proc", "archive", "cancel", "errors", "folderlock", "fsutil", "lockstate", "platforms", "postinstall", "progress",
+        "__init__", "_hooks", "_proc", "archive", "blockpack", "cancel", "errors", "folderlock", "fsutil", "lockstate", "platforms", "postinstall", "progress",
         "pubmeta", "runtimeenv", "spec",
     },
     "dynlib": {"errors"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import stat
 import tarfile
@@ -18,6 +19,8 @@ import pytest
 from venvstacks.errors import ArchiveError
 
 from venvstacks import archive
+from venvstacks.archive import compression_memory
+from venvstacks.blockpack import BLOCK_SIZE, BlockPool
 from venvstacks.archive import (
     ArchiveFormat,
     ArchiveResult,
@@ -388,20 +391,30 @@ def test_zstd_needs_compression_zstd(tree: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_GZ, ArchiveFormat.ZIP])
-def test_large_files_are_streamed(tmp_path: Path, fmt: ArchiveFormat) -> None:
-    size = 48 << 20
-    (tmp_path / "tree").mkdir()
-    with (tmp_path / "tree" / "big.bin").open("wb") as stream:
-        stream.truncate(size)  # sparse: cheap to make, and quick to compress
+def _peak_while_writing(tree: Path, destination: Path, fmt: ArchiveFormat, jobs: int) -> tuple[int, ArchiveResult]:
     tracemalloc.start()
     try:
-        result = write(tmp_path / "tree", tmp_path / f"big{fmt.suffix}", fmt)
-        peak = tracemalloc.get_traced_memory()[1]
+        with BlockPool(jobs) as pool:
+            result = write(tree, destination, fmt, pool=pool)
+        return tracemalloc.get_traced_memory()[1], result
     finally:
         tracemalloc.stop()
-    assert peak < 8 << 20, f"peak Python memory {peak} bytes"
-    assert result.size == result.path.stat().st_size < size // 100
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_GZ, ArchiveFormat.TAR_XZ, ArchiveFormat.ZIP])
+def test_large_files_are_streamed_in_bounded_memory(tmp_path: Path, fmt: ArchiveFormat) -> None:
+    peaks = []
+    for size in (128 << 20, 320 << 20):  # both long enough to fill every slot
+        tree = tmp_path / f"tree{size}"
+        tree.mkdir()
+        with (tree / "big.bin").open("wb") as stream:
+            stream.truncate(size)  # sparse: cheap to make, and quick to compress
+        peak, result = _peak_while_writing(tree, tmp_path / f"big{size}{fmt.suffix}", fmt, jobs=2)
+        assert result.size == result.path.stat().st_size < size // 100
+        peaks.append(peak)
+    # Bounded by the blocks in flight and the encoders, not by the file.
+    bound = (compression_memory(fmt, None, jobs=2) if fmt is not ArchiveFormat.ZIP else 0) + (8 << 20)
+    assert max(peaks) < bound < 320 << 20, f"peak Python memory {peaks} bytes"
 
 
 def test_excluded() -> None:
@@ -444,3 +457,68 @@ def test_shipped_bytecode_is_hash_checked_current_and_has_its_source(tmp_path: P
     assert not [row for row in listing(result.path) if "__pycache__" in row[0]]
     without = write(tmp_path / "layer", tmp_path / "without.tar.gz", ArchiveFormat.TAR_GZ)
     assert not [row for row in listing(without.path) if "__pycache__" in row[0]]
+
+
+@pytest.fixture(scope="module")
+def several_blocks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tree whose tar stream spans three blocks and a bit."""
+    import random
+
+    tree = tmp_path_factory.mktemp("blocks") / "tree"
+    (tree / "lib").mkdir(parents=True)
+    rng = random.Random(7)
+    pieces = [rng.randbytes(4096) for _ in range(64)]
+    for index in range(5):
+        with (tree / "lib" / f"part{index}.bin").open("wb") as stream:
+            for _ in range((BLOCK_SIZE * 3 // 5 + (1 << 20)) // 4096):
+                stream.write(rng.choice(pieces))
+    (tree / "lib" / "small.txt").write_text("small\n", encoding="utf-8")
+    return tree
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_GZ])
+def test_block_archives_are_identical_whatever_the_jobs_and_read_by_every_tool(
+    several_blocks: Path, tmp_path: Path, fmt: ArchiveFormat
+) -> None:
+    import shutil
+    import subprocess
+
+    results = []
+    for jobs in (1, 2, os.cpu_count() or 1, 5):
+        with BlockPool(jobs) as pool:
+            results.append(write(several_blocks, tmp_path / f"jobs{jobs}" / f"layer{fmt.suffix}", fmt, pool=pool))
+    digests = {result.sha256 for result in results}
+    assert len(digests) == 1, "the bytes depend on the number of threads"
+    archive = results[0].path
+    data = archive.read_bytes()
+    magic = b"\xfd7zXZ\x00" if fmt is ArchiveFormat.TAR_XZ else b"\x1f\x8b"
+    assert data.count(magic) >= 4, "one stream (or member) per block"
+    expected = {f"{ROOT}/lib/part{i}.bin" for i in range(5)} | {f"{ROOT}/lib/small.txt"}
+    with tarfile.open(archive) as tar:  # Python's tarfile, multi-stream aware
+        assert expected <= set(tar.getnames())
+        assert tar.extractfile(f"{ROOT}/lib/small.txt").read() == b"small\n"  # type: ignore[union-attr]
+    tool = "xz" if fmt is ArchiveFormat.TAR_XZ else "gzip"
+    for command in ([tool, "-t", str(archive)], ["tar", "-tf", str(archive)]):
+        assert shutil.which(command[0]), f"{command[0]} is needed for this test"
+        completed = subprocess.run(command, capture_output=True, check=False)
+        assert completed.returncode == 0, completed.stderr
+    listed = subprocess.run(["tar", "-tf", str(archive)], capture_output=True, text=True, check=True).stdout.split()
+    assert expected <= set(listed)
+    raw = subprocess.run([tool, "-dc", str(archive)], capture_output=True, check=True).stdout
+    out = tmp_path / "unpacked"
+    out.mkdir()
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(out)], check=True)
+    assert (out / ROOT / "lib" / "part3.bin").read_bytes() == (several_blocks / "lib" / "part3.bin").read_bytes()
+    assert len(raw) > 3 * BLOCK_SIZE
+
+
+def test_the_x86_branch_filter_changes_the_bytes_not_the_content(tree: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    plain = write(tree, tmp_path / "plain" / "layer.tar.xz", ArchiveFormat.TAR_XZ)
+    filtered = write(tree, tmp_path / "x86" / "layer.tar.xz", ArchiveFormat.TAR_XZ, x86_code=True)
+    assert plain.sha256 != filtered.sha256
+    assert lzma.decompress(plain.path.read_bytes()) == lzma.decompress(filtered.path.read_bytes())
+    listed = subprocess.run(["xz", "--list", "--verbose", "--verbose", str(filtered.path)], capture_output=True, text=True, check=True)
+    assert "--x86 --lzma2" in listed.stdout
+    assert subprocess.run(["tar", "-tf", str(filtered.path)], capture_output=True, check=False).returncode == 0
