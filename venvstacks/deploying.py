@@ -320,9 +320,11 @@ def _entries(folder: Path, digests: Mapping[str, tuple[int, str]], runtime: bool
     return entries
 
 
-def _write_records(layers: Sequence[_Layer], unpacked: Mapping[str, _Unpacked], target: Path, stop: threading.Event) -> None:
+def _write_records(
+    layers: Sequence[_Layer], unpacked: Mapping[str, _Unpacked], target: Path, stop: threading.Event, jobs: int | None
+) -> None:
     """Record each relinked layer: its manifest entry, where it was deployed, and every entry in it."""
-    with _pool(_workers(len(layers)), stop) as pool:
+    with _pool(_workers(len(layers), jobs), stop) as pool:
         futures = [
             pool.submit(_entries, target / layer.install_target, unpacked[layer.install_target].digests, layer.category == "runtimes", stop)
             for layer in layers
@@ -456,7 +458,9 @@ def _undo(target: Path, swaps: Sequence[_Swap]) -> None:
         _remove_marked(target / swap.aside)
 
 
-def _install_all(layers: Sequence[_Layer], unpacked: dict[str, _Unpacked], target: Path, stop: threading.Event) -> dict[str, str]:
+def _install_all(
+    layers: Sequence[_Layer], unpacked: dict[str, _Unpacked], target: Path, stop: threading.Event, jobs: int | None
+) -> dict[str, str]:
     """Move the unpacked layers into place, lowest first, then relink them all at once.
 
     Relinking a layer needs the layers it names in place, not relinked, so
@@ -476,12 +480,12 @@ def _install_all(layers: Sequence[_Layer], unpacked: dict[str, _Unpacked], targe
             _swap_in(target, swap)
         _hooks.pause("deploy-swapped")  # a test hook: every layer in place, none relinked
         progress(_LOG, "relinking %d layers", len(layers))
-        with _pool(max(1, len(layers)), stop) as pool:
+        with _pool(_workers(len(layers), jobs), stop) as pool:
             futures = [pool.submit(_relink, layer, target) for layer in layers]
             wait(futures)
         if failures := [str(error) for future in futures if (error := future.exception()) is not None]:
             raise DeployError("\n".join(failures))
-        _write_records(layers, unpacked, target, stop)
+        _write_records(layers, unpacked, target, stop, jobs)
         (target / RECORD_DIR / _JOURNAL).unlink()  # done: from here on, the old layers are leftovers
     except BaseException as exc:
         _undo(target, swaps)
@@ -494,8 +498,9 @@ def _install_all(layers: Sequence[_Layer], unpacked: dict[str, _Unpacked], targe
     return {swap.name: "replaced" if swap.replacing else "installed" for swap in swaps}
 
 
-def _workers(jobs: int) -> int:
-    return max(1, min(jobs, os.cpu_count() or 1))
+def _workers(tasks: int, jobs: int | None) -> int:
+    """How many threads work on `tasks` things at once: at most `jobs` (default: one per core)."""
+    return max(1, min(tasks, jobs or os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -543,7 +548,7 @@ def _compile(layer: _Layer, folder: Path, python: Path, stop: threading.Event) -
         raise DeployError(str(exc)) from None
 
 
-def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: threading.Event) -> dict[str, _Unpacked]:
+def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: threading.Event, jobs: int | None) -> dict[str, _Unpacked]:
     """Unpack (and so check) every archive and compile its bytecode, several layers at a time.
 
     A layer is compiled by its runtime's interpreter as soon as both are
@@ -563,7 +568,7 @@ def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: t
         return unpacked[runtime].folder / "bin" / "python3" if runtime in unpacked else None
 
     try:
-        with _pool(_workers(len(layers)), stop) as pool:
+        with _pool(_workers(len(layers), jobs), stop) as pool:
             unpacking.update({pool.submit(_unpack, artifacts, layer, target, stop): layer for layer in layers})
             compiling: dict[Future[None], _Layer] = {}
             waiting: list[_Layer] = []
@@ -663,19 +668,22 @@ def _locked(target: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def deploy(artifacts: Path, target: Path, *, include: Sequence[str] = (), platform_manifest: str | None = None) -> list[DeployedLayer]:
+def deploy(
+    artifacts: Path, target: Path, *, include: Sequence[str] = (), platform_manifest: str | None = None, jobs: int | None = None
+) -> list[DeployedLayer]:
     """Deploy the layers published in `artifacts` (or those matching `include`, with what they need) into `target`.
 
     `platform_manifest` names the manifest (`venvstacks-<platform>.json`, or just
     the platform) when there are several. Every archive is checked before anything
     is unpacked (see the module docstring); deploying the same archives again
-    changes nothing.
+    changes nothing. At most `jobs` threads (default: one per core) check,
+    unpack, compile, relink and record layers at once.
     """
     manifest = _manifest_path(artifacts, platform_manifest)
     target = Path(os.path.abspath(target))
     chosen = _select(_read_manifest(manifest), include, target)
     stop = threading.Event()
-    with _pool(_workers(len(chosen)), stop) as pool:
+    with _pool(_workers(len(chosen), jobs), stop) as pool:
         checked = list(pool.map(lambda layer: _archive_problem(artifacts, layer, stop), chosen))
     if problems := [problem for problem in checked if problem is not None]:
         raise DeployError(f"refusing to deploy: archives do not match {manifest}:\n" + "\n".join(f"  {p}" for p in problems))
@@ -688,8 +696,8 @@ def deploy(artifacts: Path, target: Path, *, include: Sequence[str] = (), platfo
         with _locked(target):
             actions = {layer.install_target: _plan(layer, target) for layer in chosen}
             pending = [layer for layer in chosen if actions[layer.install_target] != "unchanged"]
-            unpacked = _unpack_all(artifacts, pending, target, stop)  # every archive checked before any is installed
-            actions.update(_install_all(pending, unpacked, target, stop))
+            unpacked = _unpack_all(artifacts, pending, target, stop, jobs)  # every archive checked before any is installed
+            actions.update(_install_all(pending, unpacked, target, stop, jobs))
             unpacked = {}
     except BaseException:
         for leftover in unpacked.values():
