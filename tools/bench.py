@@ -334,6 +334,7 @@ def _peer_stack(label: str, text: str, folder: Path, tools: dict[str, list[str]]
         "build": PeerResult("build", label, "build --clean (from the lock, runtime unpacked afresh)", [], [], ("<=", 0.5)),
         "publish": PeerResult("publish", label, "publish tar.xz into a fresh output dir (ours --force)", [], [], ("<=", 0.5)),
         "publish-gz": PeerResult("publish gz", label, "ours --format tar.gz vs upstream tar.xz", [], [], ("<=", 0.1)),
+        "size": PeerResult("size xz", label, "total size of the tar.xz archives, in MB (not seconds)", [], [], ("<=", 1.0)),
         "deploy": PeerResult("deploy", label, "ours `deploy --target`; upstream tar -xf + postinstall.py", [], [], ("<", 1.0)),
         "untar": PeerResult("tar only", label, "ours plain tar -xf of every archive (no postinstall)", [], []),
         "deploy-pc": PeerResult("deploy pc", label, "ours `deploy` of `publish --precompile` archives vs tar -xf of them",
@@ -349,6 +350,8 @@ def _peer_stack(label: str, text: str, folder: Path, tools: dict[str, list[str]]
         results["publish"].upstream.append(step("upstream", "publish", "--output-dir", f"_out-xz-{run}"))
         results["publish"].ours.append(step("ours", "publish", "--force", "--output-dir", f"_out-xz-{run}"))
         results["publish-gz"].upstream = results["publish"].upstream
+        for tool, sizes in (("upstream", results["size"].upstream), ("ours", results["size"].ours)):
+            sizes.append(sum(path.stat().st_size for path in (work[tool] / f"_out-xz-{run}").glob("*.tar.xz")) / 1e6)
         results["publish-gz"].ours.append(
             step("ours", "publish", "--force", "--format", "tar.gz", "--output-dir", f"_out-gz-{run}"))  # fmt: skip
         # Untimed: the same tar.xz archives, shipping bytecode compiled by each layer's runtime.
