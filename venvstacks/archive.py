@@ -11,7 +11,6 @@ import calendar
 import contextlib
 import enum
 import functools
-import gzip
 import hashlib
 import importlib
 import io

@@ -21,7 +21,7 @@ import gzip
 import io
 import lzma
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
@@ -42,13 +42,12 @@ _PIECE = 1 << 20
 """Blocks are fed to their compressor a piece at a time, checking for a stop in between."""
 
 
-def _in_pieces(block: bytes, compress: Callable[[memoryview], bytes]) -> list[bytes]:
+def _pieces(block: bytes) -> Iterator[memoryview]:
+    """`block` a piece at a time, checking for a stop before each."""
     view = memoryview(block)
-    parts = []
     for start in range(0, len(view), _PIECE):
         cancel.check()
-        parts.append(compress(view[start : start + _PIECE]))
-    return parts
+        yield view[start : start + _PIECE]
 
 
 def xz_block(filters: list[dict[str, int]]) -> Compress:
@@ -56,7 +55,7 @@ def xz_block(filters: list[dict[str, int]]) -> Compress:
 
     def compress(block: bytes) -> bytes:
         packer = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters)
-        return b"".join([*_in_pieces(block, packer.compress), packer.flush()])
+        return b"".join([*map(packer.compress, _pieces(block)), packer.flush()])
 
     return compress
 
@@ -67,7 +66,8 @@ def gzip_block(level: int) -> Compress:
     def compress(block: bytes) -> bytes:
         out = io.BytesIO()
         with gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=level, mtime=0) as packer:
-            _in_pieces(block, packer.write)
+            for piece in _pieces(block):
+                packer.write(piece)
         return out.getvalue()
 
     return compress
