@@ -12,6 +12,8 @@ import os
 import time
 from pathlib import Path
 
+from . import cancel
+
 __all__ = ["pause"]
 
 VARIABLE = "VENVSTACKS_TEST_PAUSE"
@@ -28,4 +30,5 @@ def pause(point: str) -> None:
     _REACHED.add(point)
     Path(flag).touch()
     while Path(flag).exists():
+        cancel.check()  # an interrupted run stops waiting
         time.sleep(0.02)

@@ -16,7 +16,9 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 from . import __version__, _hooks, _proc
 from .bundle import bundle_pylock
 from .dynlib import find_shared_libraries, link_dynlibs, plan_dynlib_links
-from .errors import BuildError, CommandError, UvError
+from .errors import BuildError, CommandError, UvError, VenvStacksError
 from .folderlock import exclusive
 from .fsutil import remove_path, write_text_atomic
 from .lockfiles import LockPaths, module_hash
@@ -53,6 +55,8 @@ class BuildSettings:
     clean: bool = False
     bundle: Path | None = None
     """Install from this bundle's files only, never downloading anything."""
+    jobs: int | None = None
+    """How many layers build at once (None: one per core); a layer waits for those underneath it."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,64 @@ def build_stack(
     if unlocked:
         msg = "these layers must be locked before building (run 'venvstacks lock', or pass --lock-if-needed):\n  " + "\n  ".join(unlocked)
         raise BuildError(msg)
-    builder = _Builder(spec, settings, checks, uv)
+    builder = _Builder(spec, settings, checks, _once(uv))
     with exclusive(settings.build_dir, command="build"):
-        return [builder.build(layer) for layer in layers]
+        outcomes = _build_when_ready(spec, layers, builder.build, settings.jobs or os.cpu_count() or 1)
+    return [outcomes[layer.build_name] for layer in layers]
+
+
+def _once(find: Callable[[], Uv]) -> Callable[[], Uv]:
+    """`find`, called at most once however many threads ask at the same time."""
+    guard = threading.Lock()
+    found: list[Uv] = []
+
+    def uv() -> Uv:
+        with guard:
+            if not found:
+                found.append(find())
+            return found[0]
+
+    return uv
+
+
+def _build_when_ready(
+    spec: StackSpec, layers: list[LayerSpec], build: Callable[[LayerSpec], BuildOutcome], jobs: int
+) -> dict[str, BuildOutcome]:
+    """Build each layer as soon as the selected layers underneath it are built, up to `jobs` at once.
+
+    After a failure nothing more is started; the layers already building
+    finish, and the error of the lowest failed layer is raised (all of them
+    if several failed).
+    """
+    selected = {layer.build_name for layer in layers}
+    waiting = list(layers)
+    running: dict[Future[BuildOutcome], LayerSpec] = {}
+    outcomes: dict[str, BuildOutcome] = {}
+    failures: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="build") as pool:
+        try:
+            while waiting or running:
+                for layer in [] if failures else list(waiting):
+                    below = [dep.build_name for dep in spec.dependencies(layer) if dep.build_name in selected]
+                    if all(name in outcomes for name in below):
+                        waiting.remove(layer)
+                        running[pool.submit(build, layer)] = layer
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    layer = running.pop(future)
+                    if (error := future.exception()) is not None:
+                        failures.append(error)
+                    else:
+                        outcomes[layer.build_name] = future.result()
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+    for error in failures:
+        if not isinstance(error, VenvStacksError):
+            raise error
+    if failures:
+        raise BuildError("\n".join(map(str, failures)))
+    return outcomes

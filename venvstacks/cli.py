@@ -219,6 +219,7 @@ def _build_parser() -> _Parser:
         help="publish the built layers as archives too (see 'publish')",
     )
     _add_publish_options(build, default_output="_artifacts", archives=True)
+    _add_jobs_option(build, "build or compress")
     _add_report_options(build)
     build.set_defaults(handler="build", if_needed=True, reset_lock=None, lock_dependencies=False, dry_run=False)
     publish = commands.add_parser(
@@ -239,6 +240,7 @@ def _build_parser() -> _Parser:
     )
     _add_spec_options(publish)
     _add_publish_options(publish, default_output="_artifacts", archives=True)
+    _add_jobs_option(publish, "compress")
     publish.add_argument(
         "--dry-run",
         action=argparse.BooleanOptionalAction,
@@ -390,7 +392,6 @@ def _add_publish_options(parser: argparse.ArgumentParser, *, default_output: str
             metavar="N",
             help="xz/gzip 0-9, zstd 1-22 (default: xz 6, gzip 6; docs/benchmarks.md)",
         )
-        _add_jobs_option(parser, "compress")
 
 
 def _add_jobs_option(parser: argparse.ArgumentParser, what: str) -> None:

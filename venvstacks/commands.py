@@ -184,7 +184,7 @@ def cmd_build(args: Args, out: Output) -> int:
         lock_stack(spec, {layer.build_name: None for layer in layers}, _lock_settings(spec, args), uv=uv)
     settings = BuildSettings(
         build_dir=_spec_relative(spec, args.build_dir), host=host, archive_dir=_archive_dir(args), clean=args.clean,
-        bundle=_bundle_dir(args),
+        bundle=_bundle_dir(args), jobs=args.jobs,
     )
     checks = check_stack_locks(spec)
     outcomes = build_stack(spec, layers, settings, checks, uv=uv)

@@ -20,7 +20,7 @@ ALLOWED = {
     "tomlw": set(),
     "fsutil": set(),
     "cancel": set(),
-    "_hooks": set(),
+    "_hooks": {"cancel"},
     "folderlock": {"errors", "fsutil"},
     "_proc": {"cancel", "errors"},
     "uv": {"_proc", "errors"},
