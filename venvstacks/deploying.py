@@ -632,15 +632,26 @@ def _records_folder_problem(target: Path) -> str | None:
 
 
 def _clear_leftovers(target: Path) -> None:
-    """Undo an unfinished deployment, then remove deploy's marked temporary folders and half-written records."""
+    """Undo an unfinished deployment, then remove deploy's temporary folders and half-written records.
+
+    A temporary folder is deploy's own when it holds the marker. One that
+    matches the name pattern but is empty is removed too: a deployment killed
+    between creating it and marking it leaves it so, and removing an empty
+    folder loses nothing.
+    """
     journal = target / RECORD_DIR / _JOURNAL
     if journal.is_symlink():
         raise DeployError(f"{journal} is a symbolic link: refusing to read a deployment journal through it")
     if journal.exists():
         _undo(target, _read_journal(journal))
     for entry in target.iterdir():
-        if _LEFTOVER.fullmatch(entry.name) and _is_marked(entry):
+        if not _LEFTOVER.fullmatch(entry.name):
+            continue
+        if _is_marked(entry):
             _remove_marked(entry)
+        else:  # killed between creating the folder and marking it (or after removing the marker): empty, so nothing is lost
+            with contextlib.suppress(OSError):
+                os.rmdir(entry)
     with contextlib.suppress(FileNotFoundError):
         for entry in (target / RECORD_DIR).iterdir():
             if _RECORD_TEMPORARY.fullmatch(entry.name) and not entry.is_dir():

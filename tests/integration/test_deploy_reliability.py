@@ -108,7 +108,10 @@ def test_the_next_deployment_clears_what_a_killed_one_left(
     paused = Paused(pyz, published, runtime_only, point, tmp_path / "flag")
     assert paused.signal(signal.SIGKILL)[0] == -signal.SIGKILL
     left = _temporary(runtime_only)
-    assert left and all((runtime_only / name / MARKER).is_file() for name in left)
+    # Each is marked as deploy's own, or empty (killed between creating and marking it).
+    assert left and all(
+        (runtime_only / name / MARKER).is_file() or not any((runtime_only / name).iterdir()) for name in left
+    )
     if point == "deploy-swapped":  # the new layers are in place, unrelinked: the deployment is unfinished
         result = run([sys.executable, str(pyz), "verify", str(runtime_only)])
         assert result.returncode == 1 and "a deployment was interrupted" in result.stderr, result.stderr
@@ -119,3 +122,14 @@ def test_the_next_deployment_clears_what_a_killed_one_left(
     assert verify(runtime_only) == []
     assert {layer.action for layer in deploy(published, runtime_only)} == {"unchanged", "installed"}
     assert verify(runtime_only) == []
+
+
+def test_an_unmarked_temporary_folder_is_removed_only_when_empty(published: Path, runtime_only: Path) -> None:  # noqa: F811
+    """A deployment killed between creating a temporary folder and marking it leaves an empty one behind."""
+    empty, kept = runtime_only / ".app-hello.partial-k1lled", runtime_only / ".app-hello.old-mine"
+    empty.mkdir()
+    kept.mkdir()
+    (kept / "notes.txt").write_text("the user's\n", encoding="utf-8")
+    deploy(published, runtime_only, include=[RUNTIME])
+    assert not empty.exists()
+    assert (kept / "notes.txt").read_text(encoding="utf-8") == "the user's\n"
