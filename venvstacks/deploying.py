@@ -537,11 +537,11 @@ def _ships_bytecode(folder: Path) -> bool:
     return isinstance(config, dict) and config.get("precompiled") is True
 
 
-def _compile(layer: _Layer, folder: Path, python: Path, stop: threading.Event) -> None:
-    """Compile an unpacked layer's bytecode where it lies; it stays valid once the layer is moved into place."""
+def _compile(layer: _Layer, folder: Path, python: Path, stop: threading.Event, jobs: int | None) -> None:
+    """Compile an unpacked layer's bytecode where it lies, in up to `jobs` processes; it stays valid once the layer is moved into place."""
     _check(stop)
     progress(_LOG, "compiling the bytecode of layer %r", layer.install_target)
-    command = [python, "-X", "utf8", "-I", folder / "postinstall.py", "--compile-only"]
+    command = [python, "-X", "utf8", "-I", folder / "postinstall.py", "--compile-only", "--jobs", str(jobs or 0)]
     try:
         _proc.run(command, description=f"compiling the bytecode of layer {layer.install_target!r}")
     except CommandError as exc:
@@ -589,7 +589,7 @@ def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: t
                 for waiter in list(waiting):
                     if (python := runtime_python(waiter)) is not None:
                         waiting.remove(waiter)
-                        compiling[pool.submit(_compile, waiter, unpacked[waiter.install_target].folder, python, stop)] = waiter
+                        compiling[pool.submit(_compile, waiter, unpacked[waiter.install_target].folder, python, stop, jobs)] = waiter
             wait(compiling)
         for future, layer in compiling.items():
             if not future.cancelled() and (error := future.exception()) is not None:

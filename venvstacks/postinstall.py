@@ -499,20 +499,45 @@ def relocate_runtime(layer_dir, config):
     return changed
 
 
-def compile_layer(layer_dir, config):
+FILES_PER_WORKER = 200
+"""Compiling starts one worker process for every this many sources, up to the jobs asked for."""
+
+
+def compile_workers(lib, jobs):
+    """How many processes compile the sources under `lib`: at most `jobs` (0: one per core), fewer for few files.
+
+    A worker process costs more to start than a few hundred small files take
+    to compile, so a small layer compiles in this process alone.
+    """
+    sources = 0
+    for _folder, _dirs, files in os.walk(lib):
+        sources += sum(1 for name in files if name.endswith(".py"))
+    wanted = -(-sources // FILES_PER_WORKER)
+    return max(1, min(wanted, jobs or os.cpu_count() or 1))
+
+
+def compile_layer(layer_dir, config, jobs=0):
     """Compile the bytecode of everything under the layer's `lib` folder with the running interpreter.
 
     Files whose bytecode is up to date are left alone; a layer that ships its
     bytecode (`precompiled` in its config) needs none. Bytecode is only of use
     to the Python version the layer runs on, so nothing is compiled (and None
     is returned) when another version runs this script. Otherwise returns
-    whether every file compiled.
+    whether every file compiled. Up to `jobs` processes compile at once (0:
+    one per core); where this Python cannot start worker processes, this one
+    compiles everything.
     """
     lib = os.path.join(os.path.abspath(layer_dir), "lib")
     if not _runs_layer_version(config):
         return None
     if config.get("precompiled") or not os.path.isdir(lib):
         return True
+    workers = compile_workers(lib, jobs)
+    if workers > 1:
+        try:
+            return bool(compileall.compile_dir(lib, quiet=1, workers=workers))
+        except (OSError, ImportError, RuntimeError):  # no process pool here (no /dev/shm, no fork): one process does it
+            pass
     return bool(compileall.compile_dir(lib, quiet=1))
 
 
@@ -558,25 +583,46 @@ def _report(kind, message):
     print("postinstall: {}: {}".format(kind, " ".join(str(message).splitlines())), file=sys.stderr)
 
 
-USAGE = """usage: postinstall.py [--no-compile | --compile-only]
+USAGE = """usage: postinstall.py [--no-compile | --compile-only] [--jobs N]
 
 Relink the layer this script sits in where it is now, then compile its bytecode.
   --no-compile    relink only, compiling just the files relinking rewrote
   --compile-only  compile only, wherever the layer is (nothing for a layer that ships its bytecode);
-                  stops at once if the process that started it ends"""
+                  stops at once if the process that started it ends
+  --jobs N        compile in up to N processes at once (default 0: one per core)"""
+
+
+def parse_arguments(argv):
+    """The mode (None, "--no-compile" or "--compile-only") and jobs (0: one per core) that `argv` asks for.
+
+    Raises ValueError for anything else.
+    """
+    args = list(argv or ())
+    jobs = 0
+    if "--jobs" in args:
+        at = args.index("--jobs")
+        value = args[at + 1] if at + 1 < len(args) else ""
+        if not value.isdigit() or not value.isascii():
+            raise ValueError("--jobs needs a whole number")
+        jobs = int(value)
+        del args[at : at + 2]
+    if len(args) > 1 or (args and args[0] not in ("--no-compile", "--compile-only")):
+        raise ValueError("unknown arguments")
+    return (args[0] if args else None), jobs
 
 
 def main(layer_dir=None, argv=None):
     """Relink the layer in `layer_dir` (by default the folder holding this file) where it is.
 
     `argv` (the script's command-line arguments) may hold `--no-compile` or
-    `--compile-only` (see USAGE). Returns the exit status: 0 when done, 1
-    (after a one-line message on stderr) when the layer's config is missing or
-    invalid, leads outside the deployment folder, or names a layer that is not
-    unpacked next to it; 2 for unknown arguments.
+    `--compile-only`, and `--jobs N` (see USAGE). Returns the exit status: 0
+    when done, 1 (after a one-line message on stderr) when the layer's config
+    is missing or invalid, leads outside the deployment folder, or names a
+    layer that is not unpacked next to it; 2 for unknown arguments.
     """
-    args = list(argv or ())
-    if len(args) > 1 or (args and args[0] not in ("--no-compile", "--compile-only")):
+    try:
+        mode, jobs = parse_arguments(argv)
+    except ValueError:
         print(USAGE, file=sys.stderr)
         return 2
     if layer_dir is None:
@@ -584,7 +630,7 @@ def main(layer_dir=None, argv=None):
     layer_dir = os.path.abspath(layer_dir)
     compiled = True
     try:
-        if args == ["--compile-only"]:
+        if mode == "--compile-only":
             config = _resolve_config(layer_dir, _read_raw_config(layer_dir)[1])
         else:
             config = read_layer_config(layer_dir)
@@ -593,8 +639,8 @@ def main(layer_dir=None, argv=None):
             else:
                 rewritten = relink_layered_environment(layer_dir, config)
             compiled = compile_rewritten(config, rewritten)
-        if args != ["--no-compile"]:
-            whole = compile_layer(layer_dir, config)
+        if mode != "--no-compile":
+            whole = compile_layer(layer_dir, config, jobs)
             compiled = None if whole is None else whole and compiled
     except PostinstallError as exc:
         _report("error", exc)
@@ -613,6 +659,6 @@ def main(layer_dir=None, argv=None):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--compile-only"]:
+    if "--compile-only" in sys.argv[1:]:
         exit_when_orphaned()
     sys.exit(main(argv=sys.argv[1:]))

@@ -17,8 +17,11 @@ import pytest
 
 from support import ROOT
 from venvstacks.postinstall import (
+    FILES_PER_WORKER,
     LAYER_CONFIG,
+    compile_workers,
     main,
+    parse_arguments,
     recorded_prefix,
     relocate_config_script,
     relocate_pkgconfig,
@@ -373,10 +376,43 @@ def test_a_layer_shipping_bytecode_compiles_only_what_relinking_wrote(tmp_path: 
     assert sorted(p.name for p in cache.iterdir()) == [f"sitecustomize.{CACHE_TAG}.pyc"]
 
 
-@pytest.mark.parametrize("argv", [["--bogus"], ["--no-compile", "--compile-only"], ["extra"]])
+@posix_only
+def test_a_big_layer_compiles_in_several_processes_to_the_same_bytecode(tmp_path: Path) -> None:
+    """Run as deploy runs it (a real process, `-I`), with worker processes; the bytecode is what one process makes."""
+    app = _fake_stack(tmp_path / "deployed")
+    site = app / "lib" / f"python{SHORT}" / "site-packages"
+    for index in range(2 * FILES_PER_WORKER + 1):
+        (site / "package" / f"part{index // 50}").mkdir(parents=True, exist_ok=True)
+        (site / "package" / f"part{index // 50}" / f"module{index}.py").write_text(f"VALUE = {index}\n", encoding="utf-8")
+    assert compile_workers(str(app / "lib"), 0) == min(3, os.cpu_count() or 1)
+    assert compile_workers(str(app / "lib"), 2) == 2 and compile_workers(str(app / "lib"), 1) == 1
+    script = shutil.copy(SCRIPT, app / "postinstall.py")
+
+    def compiled(jobs: str) -> dict[str, bytes]:
+        result = subprocess.run([sys.executable, "-X", "utf8", "-I", script, "--compile-only", "--jobs", jobs], capture_output=True, text=True)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        bytecode = {str(p.relative_to(app)): p.read_bytes() for p in sorted(app.rglob("*.pyc"))}
+        for path in bytecode:
+            (app / path).unlink()
+        return bytecode
+
+    several = compiled("3")
+    assert len(several) == 2 * FILES_PER_WORKER + 2 and compiled("1") == several
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [([], (None, 0)), (["--jobs", "3"], (None, 3)), (["--compile-only", "--jobs", "0"], ("--compile-only", 0)),
+     (["--jobs", "12", "--no-compile"], ("--no-compile", 12))],
+)  # fmt: skip
+def test_arguments(argv: list[str], expected: tuple[str | None, int]) -> None:
+    assert parse_arguments(argv) == expected
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["--no-compile", "--compile-only"], ["extra"], ["--jobs"], ["--jobs", "-1"], ["--jobs", "two"]])
 def test_unknown_arguments_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(tmp_path, argv=argv) == 2
-    assert capsys.readouterr().err.startswith("usage: postinstall.py [--no-compile | --compile-only]")
+    assert capsys.readouterr().err.startswith("usage: postinstall.py [--no-compile | --compile-only] [--jobs N]")
 
 
 # --- refusals ------------------------------------------------------------------------------------
@@ -526,4 +562,4 @@ def test_compiling_stops_when_the_process_that_started_it_dies(tmp_path: Path) -
         time.sleep(0.05)
     assert not _running(pid)
     source = SCRIPT.read_text(encoding="utf-8")
-    assert 'if sys.argv[1:] == ["--compile-only"]:\n        exit_when_orphaned()\n' in source
+    assert 'if "--compile-only" in sys.argv[1:]:\n        exit_when_orphaned()\n' in source
