@@ -12,6 +12,11 @@ settings, so the bytes do not depend on the number of threads.
 One pool serves every writer of a publish, so one huge layer uses every core
 and so do many small ones. The compressors release the GIL. Memory is bounded:
 at most `2 * jobs` blocks are submitted and not yet written, over all writers.
+
+A `BlockReader` is the other way round, for deploy: a readable stream of
+blocks decompressed ahead on a pool and handed out in order. A reader that
+gets no slot decompresses its next block itself, so readers sharing a pool
+never wait for each other.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import BinaryIO
 
 from . import cancel
 
-__all__ = ["BLOCK_SIZE", "SLOTS_PER_JOB", "BlockPool", "BlockWriter", "xz_block", "gzip_block"]
+__all__ = ["BLOCK_SIZE", "SLOTS_PER_JOB", "BlockPool", "BlockReader", "BlockWriter", "xz_block", "gzip_block"]
 
 BLOCK_SIZE = 16 << 20
 """How much of the uncompressed stream each block holds (fixed: it decides the archive's bytes)."""
@@ -76,9 +81,9 @@ def gzip_block(level: int) -> Compress:
 class BlockPool:
     """Threads that compress blocks, with a bound on the blocks submitted and not yet written."""
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, name: str = "compress") -> None:
         self.jobs = max(1, jobs)
-        self._executor = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="compress")
+        self._executor = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix=name)
         self._slots = threading.Semaphore(SLOTS_PER_JOB * self.jobs)
 
     def __enter__(self) -> BlockPool:
@@ -102,6 +107,10 @@ class BlockPool:
     def submit(self, compress: Compress, block: bytes) -> Future[bytes]:
         """Compress `block` on a pool thread (the caller holds a slot for it)."""
         return self._executor.submit(compress, block)
+
+    def submit_fetch(self, fetch: Callable[[int], bytes], index: int) -> Future[bytes]:
+        """Get block `index` with `fetch` on a pool thread (the caller holds a slot for it)."""
+        return self._executor.submit(fetch, index)
 
 
 class BlockWriter(io.RawIOBase):
@@ -177,4 +186,79 @@ class BlockWriter(io.RawIOBase):
             future.cancel()
             self._pool.release()
         self._buffer.clear()
+        super().close()
+
+
+class BlockReader(io.RawIOBase):
+    """A readable stream of `count` blocks, each got by `fetch(index)` ahead of time on `pool`, read in order.
+
+    `check` is called while waiting, and raises to abandon reading.
+    """
+
+    def __init__(self, fetch: Callable[[int], bytes], count: int, pool: BlockPool, check: Callable[[], None]) -> None:
+        super().__init__()
+        self._fetch = fetch
+        self._count = count
+        self._pool = pool
+        self._check = check
+        self._pending: collections.deque[Future[bytes]] = collections.deque()
+        self._submitted = 0
+        self._current = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def _submit_ahead(self) -> None:
+        while self._submitted < self._count and len(self._pending) < SLOTS_PER_JOB * self._pool.jobs:
+            if not self._pool.try_reserve(timeout=0):
+                return
+            try:
+                self._pending.append(self._pool.submit_fetch(self._fetch, self._submitted))
+            except BaseException:
+                self._pool.release()
+                raise
+            self._submitted += 1
+
+    def _next_block(self) -> bytes | None:
+        self._submit_ahead()
+        if not self._pending:
+            if self._submitted == self._count:
+                return None
+            self._submitted += 1  # no slot free: this thread gets the block itself
+            return self._fetch(self._submitted - 1)
+        future = self._pending.popleft()
+        try:
+            while True:
+                self._check()
+                try:
+                    return future.result(timeout=0.05)
+                except TimeoutError:
+                    continue
+        finally:
+            self._pool.release()
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(1 << 20), b""))
+        while not self._current:
+            block = self._next_block()
+            if block is None:
+                return b""
+            self._current = memoryview(block)
+        data = bytes(self._current[:size])
+        self._current = self._current[size:]
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        """Drop the blocks fetched ahead and not read."""
+        while self._pending:
+            future = self._pending.popleft()
+            future.cancel()
+            self._pool.release()
+        self._current = memoryview(b"")
         super().close()

@@ -44,6 +44,7 @@ from typing import Any
 
 from . import _hooks, _proc, cancel
 from .errors import CommandError, VenvStacksError
+from .blockpack import BlockPool
 from .extract import extract_into
 from .fsutil import write_text_atomic
 from .postinstall import (
@@ -513,13 +514,16 @@ class _Unpacked:
     """The layer ships its bytecode (published with --precompile): nothing to compile."""
 
 
-def _unpack(artifacts: Path, layer: _Layer, target: Path, stop: threading.Event) -> _Unpacked:
+def _unpack(artifacts: Path, layer: _Layer, target: Path, stop: threading.Event, blocks: BlockPool) -> _Unpacked:
     progress(_LOG, "unpacking layer %r", layer.install_target)
     folder = _marked_folder(target, f".{layer.install_target}.partial-")
     digests: dict[str, tuple[int, str]] = {}
     try:
         archive = artifacts / layer.entry["archive_name"]
-        extract_into(archive, folder, strip_prefix=layer.install_target, link_scope=target, digests=digests, check=partial(_check, stop))
+        extract_into(
+            archive, folder, strip_prefix=layer.install_target, link_scope=target, digests=digests,
+            check=partial(_check, stop), pool=blocks,
+        )  # fmt: skip
         os.chmod(folder, 0o755)
         _hooks.pause("deploy-unpacked")  # a test hook
         _check(stop)
@@ -568,8 +572,9 @@ def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: t
         return unpacked[runtime].folder / "bin" / "python3" if runtime in unpacked else None
 
     try:
-        with _pool(_workers(len(layers), jobs), stop) as pool:
-            unpacking.update({pool.submit(_unpack, artifacts, layer, target, stop): layer for layer in layers})
+        # The block threads outlive the layer threads reading through them.
+        with BlockPool(jobs or os.cpu_count() or 1, "unpack") as blocks, _pool(_workers(len(layers), jobs), stop) as pool:
+            unpacking.update({pool.submit(_unpack, artifacts, layer, target, stop, blocks): layer for layer in layers})
             compiling: dict[Future[None], _Layer] = {}
             waiting: list[_Layer] = []
             for future in as_completed(unpacking):

@@ -42,7 +42,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from .blockpack import BlockPool, BlockReader
 from .errors import RuntimeSourceError, UnsafeArchiveError
+from .xzindex import XzBlock, find_blocks, standalone_stream
 
 __all__ = ["safe_extract_tar", "extract_into"]
 
@@ -55,6 +57,8 @@ _TAIL = 1 << 16
 _GZIP_MAGIC = b"\x1f\x8b"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 _BZIP2_MAGIC = b"BZh"
+_MAX_PARALLEL_BLOCK = 64 << 20
+"""Bigger xz blocks are decompressed in one pass, so that blocks read ahead do not take too much memory."""
 
 
 class _ReadFailure(Exception):
@@ -93,8 +97,31 @@ class _TailReader:
             pass
 
 
-def _open_decompressed(raw: BinaryIO) -> BinaryIO:
-    """The archive's tar data: gzip, xz and bzip2 are recognised by their magic bytes."""
+def _xz_block_fetcher(raw: BinaryIO, blocks: list[XzBlock]) -> Callable[[int], bytes]:
+    """A function decompressing block `index` of the xz file `raw` on its own (any thread may call it)."""
+    fd = raw.fileno()
+
+    def fetch(index: int) -> bytes:
+        block = blocks[index]
+        size = (block.unpadded_size + 3) & ~3
+        data = os.pread(fd, size, block.offset)
+        if len(data) != size:
+            raise EOFError(f"block {index} is cut short")
+        decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        out = decompressor.decompress(standalone_stream(block, data), max_length=block.uncompressed_size + 1)
+        if len(out) != block.uncompressed_size or not decompressor.eof:
+            raise lzma.LZMAError(f"block {index} does not decompress to the {block.uncompressed_size} bytes its index records")
+        return out
+
+    return fetch
+
+
+def _open_decompressed(raw: BinaryIO, pool: BlockPool | None, check: Callable[[], None]) -> BinaryIO:
+    """The archive's tar data: gzip, xz and bzip2 are recognised by their magic bytes.
+
+    With a `pool`, an xz file of several blocks (each at most `_MAX_PARALLEL_BLOCK`
+    bytes decompressed) is decompressed a block per thread, ahead of reading.
+    """
     try:
         magic = raw.read(len(_XZ_MAGIC))
         raw.seek(0)
@@ -103,6 +130,11 @@ def _open_decompressed(raw: BinaryIO) -> BinaryIO:
     if magic.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if magic.startswith(_XZ_MAGIC):
+        if pool is not None:
+            blocks = find_blocks(raw, os.fstat(raw.fileno()).st_size)
+            raw.seek(0)
+            if blocks and len(blocks) > 1 and max(block.uncompressed_size for block in blocks) <= _MAX_PARALLEL_BLOCK:
+                return BlockReader(_xz_block_fetcher(raw, blocks), len(blocks), pool, check)  # type: ignore[return-value]
         return lzma.LZMAFile(raw)
     if magic.startswith(_BZIP2_MAGIC):
         import bz2
@@ -133,8 +165,11 @@ class _Extractor:
     def __init__(
         self, archive: Path, root: Path, strip_prefix: str | None, link_scope: Path | None = None,
         digests: dict[str, tuple[int, str]] | None = None, check: Callable[[], None] | None = None,
+        pool: BlockPool | None = None,
     ) -> None:  # fmt: skip
         self.archive = archive
+        self.pool = pool
+        """Threads that decompress the blocks of a multi-block xz archive ahead of reading (None: in one pass)."""
         self.root = root
         self.prefix = strip_prefix
         self.link_scope = link_scope
@@ -161,7 +196,7 @@ class _Extractor:
             raise RuntimeSourceError(msg) from exc
         with raw:
             try:
-                with _open_decompressed(raw) as stream:
+                with _open_decompressed(raw, self.pool, self.check) as stream:
                     reader = _TailReader(stream)
                     with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
                         for member in tar:
@@ -322,6 +357,7 @@ def _go_on() -> None:
 def extract_into(
     archive: Path, folder: Path, *, strip_prefix: str | None, link_scope: Path | None = None,
     digests: dict[str, tuple[int, str]] | None = None, check: Callable[[], None] | None = None,
+    pool: BlockPool | None = None,
 ) -> int:  # fmt: skip
     """Extract an archive into the existing empty `folder`, with every check; returns the member count.
 
@@ -331,8 +367,10 @@ def extract_into(
     caller owns the folder's fate (and removes it when `check` raises). With
     `link_scope`, symbolic links may lead anywhere inside that folder (where
     the tree will sit as `strip_prefix`), not only inside the tree itself.
+    With a `pool`, the blocks of an xz archive written in several (as publish
+    writes them, or `xz -T`) are decompressed on its threads, ahead of reading.
     """
-    extractor = _Extractor(archive, folder, strip_prefix, link_scope, digests, check)
+    extractor = _Extractor(archive, folder, strip_prefix, link_scope, digests, check, pool)
     extractor.run()
     return extractor.count
 
