@@ -25,7 +25,9 @@ ALLOWED = {
     "_proc": {"cancel", "errors"},
     "uv": {"_proc", "errors"},
     "wheels": {"errors", "platforms", "versions"},
-    "extract": {"cancel", "errors"},
+    "xzindex": set(),
+    "blockpack": {"cancel"},
+    "extract": {"blockpack", "cancel", "errors", "xzindex"},
     "pbs": {"errors", "spec"},
     "spec": {"platforms", "reqs"},
     "tomlfields": {"errors"},
@@ -46,7 +48,6 @@ ALLOWED = {
     "locking": {"_hooks", "errors", "folderlock", "fsutil", "lockfiles", "lockstate", "progress", "pylockedit", "reqs", "runtimeenv", "spec", "tomlw", "uv", "uvconfig",
                 "wheels"},
     "postinstall": set(),
-    "blockpack": {"cancel"},
     "archive": {"blockpack", "cancel", "errors"},
     "pubmeta": {"lockfiles", "lockstate", "platforms", "spec"},
     "publishing": {
@@ -60,7 +61,7 @@ ALLOWED = {
         "__init__", "_hooks", "_proc", "bundle", "cancel", "dynlib", "errors", "folderlock", "fsutil", "installed", "lockfiles", "lockstate",
         "platforms", "portability", "postinstall", "progress", "runtimeenv", "spec", "uv",
     },
-    "deploying": {"_hooks", "_proc", "cancel", "errors", "extract", "fsutil", "postinstall", "progress", "pubmeta"},
+    "deploying": {"_hooks", "_proc", "blockpack", "cancel", "errors", "extract", "fsutil", "postinstall", "progress", "pubmeta"},
     "commands": {
         "archive", "building", "bundle", "cli", "deploying", "errors", "locking", "lockstate", "platforms", "pubmeta", "publishing",
         "render", "runtimeenv", "selection", "spec", "specload", "uv",

@@ -31,7 +31,7 @@ LINK_TO_RUNTIME = f"../../{RUNTIME}/bin/python3"
 POSTINSTALL = """\
 import os, sys
 here = os.path.dirname(os.path.abspath(__file__))
-if sys.argv[1:] != ["--compile-only"]:
+if "--compile-only" not in sys.argv:
     with open(os.path.join(here, "pyvenv.cfg"), "w") as stream:
         stream.write("home = somewhere\\n")
 with open(os.environ["DEPLOY_TEST_LOG"], "a", encoding="utf-8") as stream:
@@ -159,6 +159,11 @@ def _hidden(target: Path) -> list[str]:
     return sorted(p.name for p in target.iterdir() if p.name.startswith(".") and p.name != RECORD_DIR)
 
 
+def test_the_compile_steps_get_deploys_jobs(stack: Stack, target: Path, log: Path) -> None:
+    deploy(stack.artifacts, target, jobs=2)
+    assert sorted(" ".join(line.split()[1:]) for line in _runs(log))[:4] == ["--compile-only --jobs 2"] * 4
+
+
 def test_deploys_every_layer_lowest_first(stack: Stack, target: Path, log: Path) -> None:
     deployed = deploy(stack.artifacts, target)
     assert [(d.layer_name, d.install_target, d.action) for d in deployed] == [
@@ -170,7 +175,7 @@ def test_deploys_every_layer_lowest_first(stack: Stack, target: Path, log: Path)
     assert [d.path for d in deployed] == [target / d.install_target for d in deployed]
     assert _ran(log) == sorted([RUNTIME, "framework-web", "app-hello", "app-counter@1"])
     runs = _runs(log)  # each layer compiled where it was unpacked, then all relinked in place
-    assert [line.split()[1] for line in runs] == ["--compile-only"] * 4 + ["--no-compile"] * 4
+    assert [line.split()[1:] for line in runs] == [["--compile-only", "--jobs", "0"]] * 4 + [["--no-compile"]] * 4
     compiled_in = sorted(line.split()[0] for line in runs[:4])
     assert [re.sub(r"\.partial-.*", "", name) for name in compiled_in] == sorted(f".{name}" for name in _ran(log))
     assert sorted(p.name for p in target.iterdir()) == sorted([RECORD_DIR, RUNTIME, "framework-web", "app-hello", "app-counter@1"])
@@ -340,7 +345,7 @@ def test_a_failing_post_install_step_deploys_nothing(stack: Stack, target: Path)
 def test_a_failing_compile_step_deploys_nothing(stack: Stack, target: Path, log: Path) -> None:
     deploy(stack.artifacts, target)
     before, relinked = _snapshot(target), _ran(log)
-    compile_fails = "import sys\nif sys.argv[1:] == ['--compile-only']:\n    sys.exit('cannot compile')\n"
+    compile_fails = "import sys\nif '--compile-only' in sys.argv:\n    sys.exit('cannot compile')\n"
     stack.add("applications", "app-hello", {**_upper_files("hello", "HELLO = 2\n"), "postinstall.py": compile_fails}, build=2)
     stack.add("frameworks", "framework-web", _upper_files("web", "WEB = 2\n"), build=2)
     with pytest.raises(DeployError, match="compiling the bytecode of layer 'app-hello' failed") as caught:
@@ -629,7 +634,7 @@ def test_a_killed_swap_is_undone_by_the_next_deployment(stack: Stack, target: Pa
 SLOW_COMPILE = """\
 import os, sys, time
 here = os.path.dirname(os.path.abspath(__file__))
-if sys.argv[1:] == ["--compile-only"]:
+if "--compile-only" in sys.argv:
     with open(os.environ["DEPLOY_TEST_PIDS"], "a", encoding="utf-8") as stream:
         stream.write(f"{os.getpid()}\\n")
     while True:  # writes into its layer until stopped
