@@ -234,9 +234,11 @@ def _short_version(py_version):
 def write_if_changed(path, content, mode=None):
     """Write `content` (str as UTF-8, or bytes) to `path` through a temporary file and a rename.
 
-    A file that already holds exactly `content` is left alone, timestamps
-    included (only its mode is corrected). A new file gets `mode`, or the
-    replaced file's mode, or 0644. Returns whether the file was written.
+    A file that already holds exactly `content` with the right mode is left
+    alone, timestamps included. A new file gets `mode`, or the replaced file's
+    mode, or 0644. Returns whether the file was written. A file is never
+    changed in place, not even its mode: it may be a hard link to a file
+    elsewhere (the build takes files from uv's cache by hard link).
     """
     data = content.encode("utf-8") if isinstance(content, str) else content
     try:
@@ -245,9 +247,8 @@ def write_if_changed(path, content, mode=None):
     except FileNotFoundError:
         current = None
     if current == data and not os.path.islink(path):
-        if mode is not None and stat.S_IMODE(os.stat(path).st_mode) != mode:
-            os.chmod(path, mode)
-        return False
+        if mode is None or stat.S_IMODE(os.stat(path).st_mode) == mode:
+            return False
     if mode is None:
         mode = stat.S_IMODE(os.lstat(path).st_mode) if current is not None and not os.path.islink(path) else 0o644
     folder, name = os.path.split(path)

@@ -82,13 +82,18 @@ def python_install_argv(uv: Sequence[str], *, version: str, install_dir: Path, c
 
 
 def pip_install_argv(uv: Sequence[str], *, python: Path, pylock: Path, python_platform: str) -> list[str]:
-    """Install exactly what a layer's pylock holds for this host: wheels only, copied files."""
+    """Install exactly what a layer's pylock holds for this host: wheels only, files hard-linked from uv's cache.
+
+    uv copies instead where it cannot link (the cache on another file system).
+    The build never writes into an installed file: it replaces a file it
+    changes (see `portability`), so uv's cache is never modified.
+    """
     return [
         *uv, "pip", "install",
         "--python", str(python),
         "--no-config",
         "--no-build",
-        "--link-mode", "copy",
+        "--link-mode", "hardlink",
         "--python-platform", python_platform,
         "--preview-features", "pylock",
         "-r", str(pylock),

@@ -1,0 +1,93 @@
+"""Builds take installed files from uv's cache by hard link, and nothing the tool does afterwards changes the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import run
+
+pytestmark = pytest.mark.slow
+
+STACK = """\
+[[runtimes]]
+name = "cpython-3.11"
+python_implementation = "cpython@{py311}"
+requirements = ["packaging"]
+
+[[frameworks]]
+name = "numeric"
+runtime = "cpython-3.11"
+requirements = ["numpy"]
+
+[[applications]]
+name = "sum"
+launch_module = "launch/sum.py"
+frameworks = ["numeric"]
+requirements = ["idna"]
+
+[tool.uv]
+exclude-newer = "2025-08-27T00:00:00Z"
+"""
+
+
+def _cache_state(cache: Path) -> dict[str, tuple[int, str]]:
+    """Every file of the unpacked wheels in the cache (what builds link to): its mode and sha256.
+
+    uv's own records elsewhere in the cache (such as what it learnt about an
+    interpreter) change as uv pleases.
+    """
+    state = {}
+    for folder, _dirs, files in os.walk(cache / "archive-v0"):
+        for name in files:
+            path = Path(folder, name)
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode) and not name.endswith(".lock"):
+                state[str(path.relative_to(cache))] = (info.st_mode, hashlib.sha256(path.read_bytes()).hexdigest())
+    return state
+
+
+def _inodes(tree: Path) -> dict[tuple[int, int], Path]:
+    return {(p.lstat().st_dev, p.lstat().st_ino): p for p in tree.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+def test_installed_files_are_linked_from_the_cache_and_the_cache_never_changes(
+    tmp_path: Path, runtime_versions: dict[str, str], runtime_archive_dir: Path, pyz: Path
+) -> None:
+    (tmp_path / "launch").mkdir()
+    (tmp_path / "launch" / "sum.py").write_text("import idna, numpy\nprint('sum', numpy.arange(5).sum())\n", encoding="utf-8")
+    spec = tmp_path / "venvstacks.toml"
+    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
+    cache = tmp_path / "uv-cache"
+    env = {"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir), "UV_CACHE_DIR": str(cache)}
+
+    def venvstacks(*args: str) -> None:
+        result = run([sys.executable, str(pyz), *args, str(spec)], env=env)
+        assert result.returncode == 0, result.stderr
+
+    venvstacks("lock")
+    venvstacks("build")
+    before = _cache_state(cache)
+    assert len(before) > 1000
+    build = tmp_path / "_build"
+    cached = _inodes(cache)
+    site = build / "framework-numeric" / "lib" / f"python{runtime_versions['py311'].rsplit('.', 1)[0]}" / "site-packages"
+    numpy_init = site / "numpy" / "__init__.py"
+    assert (numpy_init.stat().st_dev, numpy_init.stat().st_ino) in cached  # the cache's own file, not a copy
+    linked = [p for key, p in _inodes(build).items() if key in cached]
+    assert len(linked) > 100
+
+    # Everything that rewrites, removes or relinks files after installing: a clean rebuild, archives
+    # with and without bytecode, and a local export relinked by its post-install step.
+    venvstacks("build", "--clean")
+    venvstacks("publish", "--output-dir", str(tmp_path / "out"))
+    venvstacks("publish", "--precompile", "--output-dir", str(tmp_path / "out-pc"))
+    venvstacks("local-export", "--output-dir", str(tmp_path / "export"))
+    launched = run([str(tmp_path / "export" / "app-sum" / "bin" / "python"), "-m", "sum"])
+    assert launched.returncode == 0 and launched.stdout == "sum 10\n", launched.stderr
+    assert _cache_state(cache) == before
