@@ -7,6 +7,7 @@ the owner, the umask or the order the file system lists folders in.
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import contextlib
 import enum
@@ -22,14 +23,14 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from types import ModuleType
 from typing import BinaryIO, Literal, cast
 
 from . import cancel
-from .blockpack import BLOCK_SIZE, SLOTS_PER_JOB, BlockPool, BlockWriter, Compress, gzip_block, xz_block
+from .blockpack import BLOCK_SIZE, SLOTS_PER_JOB, BlockPool, Compress, gzip_block, write_blocks, xz_block
 from .errors import ArchiveError, BuildError
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 ]  # fmt: skip
 
 # Fixed compressor settings: changing any of them changes every archive's bytes.
-# `.tar.xz` and `.tar.gz` are compressed in independent 16 MiB blocks on every
+# `.tar.xz` and `.tar.gz` are compressed in independent 32 MiB blocks on every
 # core (see blockpack.py). The xz default matches upstream's preset 6 and adds
 # xz's x86 branch filter for layers of x86-64 platforms, whose shared libraries
 # it makes more compressible: on a 152 MB scikit-learn layer that gives 29.08 MB
@@ -321,7 +322,7 @@ def _collect(source: Path, overrides: Mapping[str, Override], cache_tag: str | N
 
 
 def _open_source(path: Path) -> BinaryIO:
-    """Open a tree file for streaming into the archive."""
+    """Open a tree file for reading into the archive."""
     return path.open("rb")
 
 
@@ -347,11 +348,14 @@ _GZIP_ENCODER_MIB = 1
 def compression_memory(fmt: ArchiveFormat, level: int | None, jobs: int) -> int:
     """The most memory (bytes) compressing `.tar.xz`/`.tar.gz` takes with `jobs` threads, over all layers.
 
-    `2 * jobs` blocks submitted and not yet written, plus one being filled by
-    each layer writer (at most `jobs` of them), plus one encoder per thread.
+    Per thread, one encoder and one piece of input (`CHUNK_SIZE`); and at most
+    `SLOTS_PER_JOB * jobs` compressed blocks in flight (being made, or made and
+    waiting to be written in order), each at most a block's size (for data
+    that does not compress), plus a copy while a thread joins its block's
+    output. Compressible data takes far less: a compressed block is a few MiB.
     """
     encoder = _GZIP_ENCODER_MIB if fmt is ArchiveFormat.TAR_GZ else _XZ_ENCODER_MIB[XZ_PRESET if level is None else level]
-    return (SLOTS_PER_JOB * jobs + jobs) * BLOCK_SIZE + jobs * (encoder << 20)
+    return jobs * ((encoder << 20) + CHUNK_SIZE) + (SLOTS_PER_JOB + 1) * jobs * BLOCK_SIZE
 
 
 def _block_compressor(fmt: ArchiveFormat, level: int | None, x86_code: bool) -> Compress:
@@ -361,41 +365,112 @@ def _block_compressor(fmt: ArchiveFormat, level: int | None, x86_code: bool) -> 
     return xz_block(xz_filters(level, x86_code=x86_code))
 
 
-def _tar_members(out: BinaryIO, root: str, clamp: int, members: Iterable[_Member]) -> None:
-    """Write the members as an uncompressed tar stream to `out`."""
-    with tarfile.TarFile(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE) as tar:
+class _TarLayout:
+    """Where every byte of a layer's uncompressed tar stream comes from, so that any range of it can be made alone.
+
+    The stream is what `tarfile` writes (PAX headers, contents padded to
+    512 bytes, two zero blocks, padding to a 10 KiB record): headers are made
+    again when needed, contents read from their files when needed. So each
+    block of the stream is made by the thread that compresses it, and no
+    block is ever held whole.
+    """
+
+    def __init__(self, root: str, clamp: int, members: Iterable[_Member]) -> None:
+        self._root = root
+        self._clamp = clamp
+        self._members: list[tuple[_Member, int, int]] = []
+        """Each member with its content size and header size."""
+        self._offsets: list[int] = []
+        """Where each member's header starts."""
+        offset = 0
         for member in members:
             cancel.check()
-            info = _tar_info("/".join((root, *member.parts)), member, clamp)
-            if member.source is not None:
-                with _open_source(member.source) as stream:
-                    info.size = os.fstat(stream.fileno()).st_size
-                    tar.addfile(info, stream)
-            elif member.content is not None:
-                info.size = len(member.content)
-                tar.addfile(info, io.BytesIO(member.content))
-            else:
-                tar.addfile(info)
+            size = self._content_size(member)
+            header = len(self._header(member, size))
+            self._offsets.append(offset)
+            self._members.append((member, size, header))
+            offset += header + _padded(size)
+        self._end_of_members = offset
+        self.size = -(-(offset + 2 * tarfile.BLOCKSIZE) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+    @staticmethod
+    def _content_size(member: _Member) -> int:
+        if member.source is not None:
+            return os.stat(member.source).st_size
+        return len(member.content) if member.content is not None else 0
+
+    def _header(self, member: _Member, size: int) -> bytes:
+        info = _tar_info("/".join((self._root, *member.parts)), member, self._clamp)
+        info.size = size
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+    def pieces(self, start: int, stop: int) -> Iterator[bytes | memoryview]:
+        """The stream's bytes from `start` to `stop`, in pieces of at most `CHUNK_SIZE`."""
+        at = max(bisect.bisect_right(self._offsets, start) - 1, 0)
+        position = start
+        while position < stop and at < len(self._members):
+            member, size, header = self._members[at]
+            offset = self._offsets[at]
+            content = offset + header
+            padding = content + size
+            if position < content:
+                yield memoryview(self._header(member, size))[position - offset : min(stop, content) - offset]
+                position = min(stop, content)
+            if content <= position < padding:
+                until = min(stop, padding)
+                yield from self._content(member, position - content, until - position)
+                position = until
+            if padding <= position < offset + header + _padded(size):
+                until = min(stop, offset + header + _padded(size))
+                yield bytes(until - position)
+                position = until
+            at += 1
+        while position < stop:  # the end-of-archive blocks and the record padding
+            until = min(stop, position + CHUNK_SIZE)
+            yield bytes(until - position)
+            position = until
+
+    @staticmethod
+    def _content(member: _Member, start: int, length: int) -> Iterator[bytes]:
+        if member.content is not None:
+            yield member.content[start : start + length]
+            return
+        assert member.source is not None
+        with _open_source(member.source) as stream:
+            while length > 0:
+                piece = os.pread(stream.fileno(), min(length, CHUNK_SIZE), start)
+                if not piece:
+                    raise ArchiveError(f"{member.source} got shorter while it was being archived")
+                yield piece
+                start += len(piece)
+                length -= len(piece)
+
+
+def _padded(size: int) -> int:
+    """`size` rounded up to whole 512-byte tar blocks."""
+    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
 def _write_tar(
     sink: _HashingWriter, fmt: ArchiveFormat, root: str, clamp: int, members: Iterable[_Member],
     pool: BlockPool | None, level: int | None, x86_code: bool,
 ) -> None:  # fmt: skip
+    layout = _TarLayout(root, clamp, members)
     if fmt is ArchiveFormat.TAR_ZST:
         zstd = cast(ModuleType, _zstd_module())
         with zstd.ZstdFile(sink, "wb", level=ZSTD_LEVEL if level is None else level) as packed:
-            _tar_members(packed, root, clamp, members)
+            for piece in layout.pieces(0, layout.size):
+                cancel.check()
+                packed.write(piece)
         return
+    count = -(-layout.size // BLOCK_SIZE)
     with contextlib.ExitStack() as stack:
         if pool is None:
             pool = stack.enter_context(BlockPool(os.cpu_count() or 1))
-        writer = BlockWriter(cast(BinaryIO, sink), pool, _block_compressor(fmt, level, x86_code))
-        try:
-            _tar_members(cast(BinaryIO, writer), root, clamp, members)
-            writer.finish()
-        finally:
-            writer.close()
+        write_blocks(
+            cast(BinaryIO, sink), pool, _block_compressor(fmt, level, x86_code), count,
+            lambda k: layout.pieces(k * BLOCK_SIZE, min((k + 1) * BLOCK_SIZE, layout.size)),
+        )  # fmt: skip
 
 
 def _zip_info(name: str, member: _Member, date_time: tuple[int, ...], level: int) -> zipfile.ZipInfo:

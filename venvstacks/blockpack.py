@@ -1,17 +1,20 @@
 """Compressing a byte stream in fixed-size blocks on a shared pool of threads, reproducibly.
 
-A `BlockWriter` is a writable stream: it cuts what is written to it into
-blocks of `BLOCK_SIZE` bytes (the last one shorter), has each block
-compressed on its own by a `BlockPool` thread, and writes the results to its
-sink in order. Each block becomes a complete xz stream or gzip member, so the
-output is an ordinary multi-stream `.xz` or multi-member `.gz` file that
-`xz -d`, `gzip -d`, GNU tar and Python's `lzma`/`gzip`/`tarfile` read as one.
-The block size is fixed here and every block is compressed with the same
-settings, so the bytes do not depend on the number of threads.
+`write_blocks` compresses the blocks of a stream, each on its own on a
+`BlockPool` thread, and writes the results to a sink in order. Each block
+becomes a complete xz stream or gzip member, so the output is an ordinary
+multi-stream `.xz` or multi-member `.gz` file that `xz -d`, `gzip -d`, GNU
+tar and Python's `lzma`/`gzip`/`tarfile` read as one. The block size is
+fixed here and every block is compressed with the same settings, so the
+bytes do not depend on the number of threads.
 
-One pool serves every writer of a publish, so one huge layer uses every core
-and so do many small ones. The compressors release the GIL. Memory is bounded:
-at most `2 * jobs` blocks are submitted and not yet written, over all writers.
+A block is never held whole: the thread compressing it gets its pieces from
+a function that makes them (`archive` reads them from the files the tar
+stream is made of) and feeds them to its compressor one at a time. One pool
+serves every layer of a publish, so one huge layer uses every core and so
+do many small ones. The compressors release the GIL. Memory is bounded: one
+encoder and one piece per thread, and at most `SLOTS_PER_JOB * jobs`
+compressed blocks submitted and not yet written, over all layers.
 
 A `BlockReader` is the other way round, for deploy: a readable stream of
 blocks decompressed ahead on a pool and handed out in order. A reader that
@@ -26,41 +29,37 @@ import gzip
 import io
 import lzma
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from . import cancel
 
-__all__ = ["BLOCK_SIZE", "SLOTS_PER_JOB", "BlockPool", "BlockReader", "BlockWriter", "xz_block", "gzip_block"]
+__all__ = ["BLOCK_SIZE", "SLOTS_PER_JOB", "BlockPool", "BlockReader", "write_blocks", "xz_block", "gzip_block"]
 
-BLOCK_SIZE = 16 << 20
+BLOCK_SIZE = 32 << 20
 """How much of the uncompressed stream each block holds (fixed: it decides the archive's bytes)."""
 SLOTS_PER_JOB = 2
 """How many blocks per compressing thread may be submitted and not yet written."""
 
-Compress = Callable[[bytes], bytes]
-"""Turns one block into a self-contained compressed stream."""
+Piece = bytes | memoryview
+Compress = Callable[[Iterable[Piece]], bytes]
+"""Turns the pieces of one block into a self-contained compressed stream."""
 
 
-_PIECE = 1 << 20
-"""Blocks are fed to their compressor a piece at a time, checking for a stop in between."""
-
-
-def _pieces(block: bytes) -> Iterator[memoryview]:
-    """`block` a piece at a time, checking for a stop before each."""
-    view = memoryview(block)
-    for start in range(0, len(view), _PIECE):
+def _checked(pieces: Iterable[Piece]) -> Iterator[Piece]:
+    """`pieces`, checking for a stop before each."""
+    for piece in pieces:
         cancel.check()
-        yield view[start : start + _PIECE]
+        yield piece
 
 
 def xz_block(filters: list[dict[str, int]]) -> Compress:
     """A block compressor writing one xz stream (CRC64 check) with the filter chain `filters`."""
 
-    def compress(block: bytes) -> bytes:
+    def compress(pieces: Iterable[Piece]) -> bytes:
         packer = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters)
-        return b"".join([*map(packer.compress, _pieces(block)), packer.flush()])
+        return b"".join([*map(packer.compress, _checked(pieces)), packer.flush()])
 
     return compress
 
@@ -68,10 +67,10 @@ def xz_block(filters: list[dict[str, int]]) -> Compress:
 def gzip_block(level: int) -> Compress:
     """A block compressor writing one gzip member with no name and no time in its header."""
 
-    def compress(block: bytes) -> bytes:
+    def compress(pieces: Iterable[Piece]) -> bytes:
         out = io.BytesIO()
         with gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=level, mtime=0) as packer:
-            for piece in _pieces(block):
+            for piece in _checked(pieces):
                 packer.write(piece)
         return out.getvalue()
 
@@ -104,89 +103,54 @@ class BlockPool:
         """Give back a block's slot once it is written (or dropped)."""
         self._slots.release()
 
-    def submit(self, compress: Compress, block: bytes) -> Future[bytes]:
-        """Compress `block` on a pool thread (the caller holds a slot for it)."""
-        return self._executor.submit(compress, block)
-
-    def submit_fetch(self, fetch: Callable[[int], bytes], index: int) -> Future[bytes]:
-        """Get block `index` with `fetch` on a pool thread (the caller holds a slot for it)."""
-        return self._executor.submit(fetch, index)
+    def submit_block(self, work: Callable[[int], bytes], index: int) -> Future[bytes]:
+        """Run `work(index)`, which makes block `index`, on a pool thread (the caller holds a slot for it)."""
+        return self._executor.submit(work, index)
 
 
-class BlockWriter(io.RawIOBase):
-    """A writable stream compressing what it gets in blocks on `pool`, written to `sink` in order."""
+def write_blocks(sink: BinaryIO, pool: BlockPool, compress: Compress, count: int, pieces: Callable[[int], Iterable[Piece]]) -> None:
+    """Compress blocks 0 to `count - 1` on `pool`, block `k` from `pieces(k)`, and write them to `sink` in order.
 
-    def __init__(self, sink: BinaryIO, pool: BlockPool, compress: Compress) -> None:
-        super().__init__()
-        self._sink = sink
-        self._pool = pool
-        self._compress = compress
-        self._buffer = bytearray()
-        self._pending: collections.deque[Future[bytes]] = collections.deque()
-        self._blocks = 0
-        self._written = 0
+    At least one block is written (an empty one when `count` is 0), so the
+    output is a valid compressed file.
+    """
+    pending: collections.deque[Future[bytes]] = collections.deque()
 
-    def writable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        """How many uncompressed bytes were written (tarfile asks)."""
-        return self._written
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        view = memoryview(data).cast("B")
-        self._buffer += view
-        self._written += view.nbytes
-        while len(self._buffer) >= BLOCK_SIZE:
-            with memoryview(self._buffer) as whole:
-                block = bytes(whole[:BLOCK_SIZE])
-            del self._buffer[:BLOCK_SIZE]
-            self._submit(block)
-        return view.nbytes
-
-    def _submit(self, block: bytes) -> None:
-        # While waiting for a slot, write what is done: the slots this writer holds may be the ones missing.
-        while not self._pool.try_reserve(timeout=0.05):
-            cancel.check()
-            self._write_done(wait=bool(self._pending))
-        try:
-            self._pending.append(self._pool.submit(self._compress, block))
-        except BaseException:
-            self._pool.release()
-            raise
-        self._blocks += 1
-        self._write_done(wait=False)
-
-    def _write_done(self, *, wait: bool) -> None:
+    def write_done(*, wait: bool) -> None:
         """Write finished blocks in order; with `wait`, wait for at least the oldest."""
-        while self._pending and (wait or self._pending[0].done()):
-            future = self._pending.popleft()
+        while pending and (wait or pending[0].done()):
+            future = pending.popleft()
             try:
-                self._sink.write(future.result())
+                while True:
+                    cancel.check()
+                    try:
+                        sink.write(future.result(timeout=0.05))
+                        break
+                    except TimeoutError:
+                        continue
             finally:
-                self._pool.release()
+                pool.release()
             wait = False
 
-    def finish(self) -> None:
-        """Compress what is left and write every block; the stream is complete."""
-        try:
-            if self._buffer or not self._blocks:
-                self._submit(bytes(self._buffer))
-                self._buffer.clear()
-            while self._pending:
+    try:
+        for index in range(max(count, 1)):
+            # While waiting for a slot, write what is done: the slots this writer holds may be the ones missing.
+            while not pool.try_reserve(timeout=0.05):
                 cancel.check()
-                self._write_done(wait=True)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Drop what is not written yet (after a failure; `finish` writes everything first)."""
-        while self._pending:
-            future = self._pending.popleft()
+                write_done(wait=bool(pending))
+            try:
+                pending.append(pool.submit_block(lambda k: compress(pieces(k) if count else ()), index))
+            except BaseException:
+                pool.release()
+                raise
+            write_done(wait=False)
+        while pending:
+            write_done(wait=True)
+    finally:
+        while pending:  # after a failure: drop what is not written
+            future = pending.popleft()
             future.cancel()
-            self._pool.release()
-        self._buffer.clear()
-        super().close()
+            pool.release()
 
 
 class BlockReader(io.RawIOBase):
@@ -213,7 +177,7 @@ class BlockReader(io.RawIOBase):
             if not self._pool.try_reserve(timeout=0):
                 return
             try:
-                self._pending.append(self._pool.submit_fetch(self._fetch, self._submitted))
+                self._pending.append(self._pool.submit_block(self._fetch, self._submitted))
             except BaseException:
                 self._pool.release()
                 raise

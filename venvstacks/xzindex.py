@@ -8,7 +8,7 @@ without decompressing anything. A block wrapped in a stream header, a
 one-record index and a footer is a complete xz stream of its own: that is
 how several threads decompress one file at once.
 
-Publish writes one stream per 16 MiB of tar data (see `blockpack`); `xz -T`
+Publish writes one stream per 32 MiB of tar data (see `blockpack`); `xz -T`
 writes one stream of many blocks; tarfile and `xz` without threads write one
 block. Anything that does not add up (a damaged file, or not xz at all) gives
 None, and the caller decompresses the file in one pass, which reports the

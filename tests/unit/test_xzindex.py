@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.blockpack import BlockPool, BlockWriter, xz_block
+from venvstacks.blockpack import BlockPool, write_blocks, xz_block
 from venvstacks.errors import RuntimeSourceError
 from venvstacks.extract import extract_into
 from venvstacks.xzindex import find_blocks, standalone_stream
@@ -35,15 +35,14 @@ def _multi_stream(data: bytes, size: int) -> bytes:
     return b"".join(lzma.compress(data[start : start + size], preset=1) for start in range(0, len(data), size))
 
 
-def test_one_block_per_stream_as_publish_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("venvstacks.blockpack.BLOCK_SIZE", 1 << 20)  # 16 MiB in publish: a smaller stand-in
+def test_one_block_per_stream_as_publish_writes_them() -> None:
     out = io.BytesIO()
+    size = 1 << 20  # publish's blocks are bigger: a smaller stand-in
     with BlockPool(2) as pool:
-        writer = BlockWriter(out, pool, xz_block([{"id": lzma.FILTER_LZMA2, "preset": 1}]))
-        writer.write(DATA)
-        writer.finish()
+        compress = xz_block([{"id": lzma.FILTER_LZMA2, "preset": 1}])
+        write_blocks(out, pool, compress, -(-len(DATA) // size), lambda k: [DATA[k * size : (k + 1) * size]])
     parts = _blocks_of(out.getvalue())
-    assert parts is not None and len(parts) == -(-len(DATA) // (1 << 20)) > 1 and b"".join(parts) == DATA
+    assert parts is not None and len(parts) == -(-len(DATA) // size) > 1 and b"".join(parts) == DATA
 
 
 def test_streams_with_padding_and_other_checks() -> None:
