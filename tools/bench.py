@@ -1,19 +1,22 @@
 """Benchmarks of venvstacks, each measured against a baseline taken in the same run.
 
     python tools/bench.py [--runs N] [--python PYTHON]
-    python tools/bench.py --peer [--peer-runs N]
+    python tools/bench.py --peer [--peer-runs N] [--stacks seed,6-layer,big]
     python tools/bench.py --scaling [--scaling-runs N]
 
 Prints a table: for every row, the median wall time of the measured command,
 the median of its baseline, the difference, and the target it must meet.
 Later issues add rows; timed assertions never go into the test suite.
 
-With --peer it instead compares whole steps (lock, build, publish, deploy)
-against upstream venvstacks 0.7.0, installed into .cache/peer-venv and run
-offline through tools/upstream_offline.py, and deploy of `publish --precompile`
-archives against plain `tar -xf` of them. With --scaling it shows how publish,
-deploy and no-op lock/build grow with layer size (10 MB to 1 GB) and layer
-count (2 to 20), and the peak memory of publish (tools/bench_scaling.py).
+With --peer it instead compares whole steps (lock, build --clean, publish,
+deploy) against upstream venvstacks 0.8.0b2, installed into
+.cache/peer-venv-0.8 and run offline through tools/upstream_offline.py, on
+three stacks (the seed example, a 6-layer stack and a big layer of about 730 MB
+of real wheels); it also times publish against `tar | xz` of the built layer
+folders, deploy against `tar -xf` of the same archives, `--jobs 1` against the
+default, and records the peak memory of publish. With --scaling it shows how
+publish, deploy and no-op lock/build grow with layer size (10 MB to 1 GB) and
+layer count (2 to 20), and the peak memory of publish (tools/bench_scaling.py).
 Both exit 1 if a target is missed; see docs/benchmarks.md.
 """
 
@@ -225,11 +228,66 @@ def _print_table(results: list[tuple[Row, float, float]], out: Callable[[str], N
 
 # --- Comparison with upstream venvstacks (--peer) -------------------------------------------
 
-PEER_REQUIREMENTS = ("venvstacks==0.7.0", "pdm[locked]==2.29.3")
-"""Upstream and the pdm pins it needs to start at all (sandbox notes, section 4.1)."""
+PEER_REQUIREMENTS = ("venvstacks==0.8.0b2", "pdm[locked]==2.25.9")
+"""Upstream 0.8 (0.8.0 itself is not on PyPI) and pdm with its own pins: upstream fetches runtimes through pdm."""
+
+PEER_VENV = "peer-venv-0.8"
+"""The cached environment under .cache/; a new name for each upstream version, so that an old one is not reused."""
 
 PEER_VERSION = "3.11.7"
 """Upstream's python_implementation must name a version in pbs-installer's table."""
+
+BIG_PACKAGES = ("scipy", "pyarrow", "llvmlite", "opencv-python-headless", "polars")
+"""The big framework layer: real wheels from PyPI, about 730 MB installed (with numpy, which scipy needs)."""
+
+BIG_SPEC = f"""\
+[[runtimes]]
+name = "cpython-3.11"
+python_implementation = "cpython@{{version}}"
+requirements = []
+
+[[frameworks]]
+name = "big"
+runtime = "cpython-3.11"
+platforms = ["linux_x86_64"]
+requirements = {list(BIG_PACKAGES)!r}
+
+[[applications]]
+name = "big-app"
+launch_module = "launch_modules/sklearn_classification.py"
+frameworks = ["big"]
+requirements = ["idna"]
+
+[tool.uv]
+exclude-newer = "2025-08-27T00:00:00Z"
+""".replace("'", '"')
+
+MEMORY_TARGET_MB = 150.0
+"""Peak resident memory allowed for a default publish (--jobs: one per core) of the big stack."""
+
+
+@dataclass(frozen=True)
+class PeerStack:
+    """One stack of the peer comparison."""
+
+    label: str
+    text: str
+    heavy: bool = False
+    """Layers of hundreds of MB: no untimed first publish and no `--precompile` rows (each xz pass takes minutes)."""
+    big: bool = False
+    """The targets of the big layer apply: publish against `tar | xz`, and peak memory."""
+
+
+PEER_STACKS = ("seed", "6-layer", "big")
+
+
+def _peer_stacks(version: str) -> dict[str, PeerStack]:
+    seed = SEED_SPEC.replace("3.11.10", version) + '[tool.uv]\nexclude-newer = "2026-11-01T00:00:00Z"\n'
+    return {
+        "seed": PeerStack("seed", seed),
+        "6-layer": PeerStack("6-layer", SIX_LAYERS.format(version=version)),
+        "big": PeerStack("big", BIG_SPEC.format(version=version), heavy=True, big=True),
+    }
 
 
 def _uv() -> str:
@@ -239,7 +297,7 @@ def _uv() -> str:
 
 def _peer_python(cache: Path) -> Path:
     """The interpreter of the cached environment holding upstream venvstacks (created once)."""
-    venv = cache / "peer-venv"
+    venv = cache / PEER_VENV
     python = venv / "bin" / "python"
     if not python.exists():
         print(f"bench: creating {venv.relative_to(ROOT)} with {' '.join(PEER_REQUIREMENTS)}", file=sys.stderr)
@@ -248,16 +306,11 @@ def _peer_python(cache: Path) -> Path:
     return python
 
 
-def _run_step(command: Sequence[str], cwd: Path, log: Path) -> float:
-    """Run one command, fail loudly if it fails, and return its wall time in seconds."""
-    with log.open("wb") as out:
-        start = time.perf_counter()
-        done = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False)
-        elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-        raise SystemExit(f"bench: {' '.join(command)} failed ({done.returncode}) in {cwd}:\n" + "\n".join(tail))
-    return elapsed
+def _run_step(command: Sequence[str], cwd: Path, log: Path) -> tuple[float, int]:
+    """Run one command, fail loudly if it fails; its wall time in seconds and peak resident memory in bytes."""
+    from bench_scaling import run_measured
+
+    return run_measured(command, cwd, log)
 
 
 def _upstream_deploy(artifacts: Path, target: Path, log: Path) -> float:
@@ -291,6 +344,30 @@ def _untar_all(artifacts: Path, target: Path) -> float:
     return time.perf_counter() - start
 
 
+def _built_layers(build: Path) -> list[str]:
+    """The layer folders of our build folder: those with a build record beside them."""
+    layers = sorted(record.name.removesuffix(".last-build.json") for record in build.glob("*.last-build.json"))
+    layers = [name for name in layers if (build / name).is_dir()]
+    if not layers:
+        raise SystemExit(f"bench: no built layers (no *.last-build.json) in {build}")
+    return layers
+
+
+def _tar_xz(build: Path, layers: Sequence[str], output: Path, jobs: int, preset: int, log: Path) -> float:
+    """`tar -cf - <layer> | xz -T<jobs> -<preset>` of every layer folder, one after another: the floor for the format.
+
+    `__pycache__` is left out, as publish leaves it out (the build ran Python in the layers).
+    """
+    output.mkdir(parents=True)
+    script = "set -euo pipefail\n" + "".join(
+        f'tar -C "$1" --exclude=__pycache__ -cf - "{name}" | xz -T{jobs} -{preset} > "$2/{name}.tar.xz"\n' for name in layers
+    )
+    with log.open("wb") as out:
+        start = time.perf_counter()
+        subprocess.run(["bash", "-c", script, "tar-xz", str(build), str(output)], check=True, stdout=out, stderr=subprocess.STDOUT)
+        return time.perf_counter() - start
+
+
 @dataclass
 class PeerResult:
     step: str
@@ -302,45 +379,82 @@ class PeerResult:
     target: tuple[str, float] | None = None
     """The ratio ours / baseline must be ("<" or "<=") this; None: reported only."""
     baseline: str = "upstream"
+    e2e: bool = False
+    """Part of the lock + build + publish sum."""
 
 
-def _peer_stack(label: str, text: str, folder: Path, tools: dict[str, list[str]], ours_env: list[str],
-                runs: int, out: Callable[[str], None]) -> list[PeerResult]:  # fmt: skip
+@dataclass
+class PeerMemory:
+    """Peak resident memory (bytes) of our publishes of one stack, by --jobs setting."""
+
+    stack: str
+    big: bool
+    peaks: dict[str, list[int]]
+
+
+def _peer_stack(stack: PeerStack, folder: Path, tools: dict[str, list[str]], ours_env: list[str],
+                runs: int, out: Callable[[str], None]) -> tuple[list[PeerResult], PeerMemory]:  # fmt: skip
     """Measure every step of both tools on one stack, each tool in its own copy of the stack folder."""
     import shutil
 
-    specs = {tool: _seed_example(folder / tool / label, text) for tool in tools}
+    from bench_scaling import tree_size
+
+    label = stack.label
+    specs = {tool: _seed_example(folder / tool / label, stack.text) for tool in tools}
     work = {tool: spec.parent for tool, spec in specs.items()}
     logs = folder / "logs"
     logs.mkdir(exist_ok=True)
+    cores = os.cpu_count() or 1
 
-    def step(tool: str, name: str, *args: str) -> float:
+    def measured(tool: str, name: str, *args: str, tag: str = "") -> tuple[float, int]:
         extra = ours_env if tool == "ours" and name in ("lock", "build") else []
-        log = logs / f"{label}-{tool}-{name}.log"
+        log = logs / f"{label}-{tool}-{name}{tag}.log"
         return _run_step([*tools[tool], name, *extra, *args, "venvstacks.toml"], work[tool], log)
 
-    def ours_deploy(artifacts: str, target: str) -> float:
-        command = [*tools["ours"], "deploy", str(work["ours"] / artifacts), "--target", str(work["ours"] / target)]
-        return _run_step(command, work["ours"], logs / f"{label}-ours-deploy.log")
+    def step(tool: str, name: str, *args: str, tag: str = "") -> float:
+        return measured(tool, name, *args, tag=tag)[0]
 
-    # Unmeasured preparation: a first lock, build and publish of each copy (this also warms the uv cache).
+    def ours_deploy(artifacts: str, target: str, *args: str, tag: str = "") -> float:
+        command = [*tools["ours"], "deploy", *args, str(work["ours"] / artifacts), "--target", str(work["ours"] / target)]
+        return _run_step(command, work["ours"], logs / f"{label}-ours-deploy{tag}.log")[0]
+
+    # Unmeasured preparation: a first lock and build of each copy (this also warms the uv cache),
+    # and a first publish, except for heavy stacks.
     for tool in tools:
         step(tool, "lock")
         step(tool, "build")
-        step(tool, "publish", "--output-dir", "_artifacts")
-    out(f"  {label}: prepared (lock, build, publish once per tool)")
+        if not stack.heavy:
+            step(tool, "publish", "--output-dir", "_artifacts")
+    installed = sum(tree_size(work["ours"] / "_build" / name) for name in _built_layers(work["ours"] / "_build"))
+    out(f"  {label}: prepared (lock, build{'' if stack.heavy else ', publish'} once per tool); "
+        f"our built layers hold {installed / 1e6:.0f} MB")  # fmt: skip
+    floor = f"tar | xz -T{cores} -6"
     results = {
-        "lock": PeerResult("lock", label, "full relock of an existing lock folder", [], []),
-        "build": PeerResult("build", label, "build --clean (from the lock, runtime unpacked afresh)", [], [], ("<=", 0.5)),
-        "publish": PeerResult("publish", label, "publish tar.xz into a fresh output dir (ours --force)", [], [], ("<=", 0.5)),
+        "lock": PeerResult("lock", label, "full relock of an existing lock folder", [], [], e2e=True),
+        "build": PeerResult("build", label, "build --clean (from the lock, runtime unpacked afresh)", [], [], ("<=", 0.5), e2e=True),
+        "publish": PeerResult("publish", label, "publish tar.xz into a fresh output dir (ours --force)", [], [], ("<=", 0.5), e2e=True),
+        "floor": PeerResult(
+            "publish",
+            label,
+            f"ours publish vs `{floor}` of each built layer folder (no __pycache__)",
+            [],
+            [],
+            ("<=", 1.25) if stack.big else None,
+            baseline="tar|xz",
+        ),
         "publish-gz": PeerResult("publish gz", label, "ours --format tar.gz vs upstream tar.xz", [], [], ("<=", 0.1)),
         "size": PeerResult("size xz", label, "total size of the tar.xz archives, in MB (not seconds)", [], [], ("<=", 1.0)),
-        "deploy": PeerResult("deploy", label, "ours `deploy --target`; upstream tar -xf + postinstall.py", [], [], ("<", 1.0)),
-        "untar": PeerResult("tar only", label, "ours plain tar -xf of every archive (no postinstall)", [], []),
-        "deploy-pc": PeerResult("deploy pc", label, "ours `deploy` of `publish --precompile` archives vs tar -xf of them",
-                                [], [], ("<=", 1.3), baseline="tar -xf"),  # fmt: skip
-        "deploy-pc-up": PeerResult("deploy pc", label, "ours `deploy` of `publish --precompile` archives vs upstream deploy", [], []),
+        "deploy": PeerResult("deploy", label, "ours `deploy` of default tar.xz archives; upstream tar -xf + postinstall.py", [], [], ("<=", 0.5)),
+        "deploy-tar": PeerResult("deploy", label, "ours `deploy` of default tar.xz archives vs tar -xf of them", [], [], ("<=", 1.5), baseline="tar -xf"),
+        "publish-j1": PeerResult("publish j1", label, f"ours publish --jobs 1 vs the default (--jobs {cores})", [], [], baseline="default"),
+        "deploy-j1": PeerResult("deploy j1", label, f"ours deploy --jobs 1 vs the default (--jobs {cores})", [], [], baseline="default"),
     }
+    if not stack.heavy:
+        results["deploy-pc"] = PeerResult("deploy pc", label, "ours `deploy` of `publish --precompile` archives vs tar -xf of them",
+                                          [], [], ("<=", 1.3), baseline="tar -xf")  # fmt: skip
+        results["deploy-pc-up"] = PeerResult("deploy pc", label, "ours `deploy` of `publish --precompile` archives vs upstream deploy", [], [])
+    memory = PeerMemory(label, stack.big, {"--jobs 1": [], "--jobs 2": [], "default": []})
+    layers = _built_layers(work["ours"] / "_build")
     # Alternate the two tools inside each run, so that background load affects both alike.
     for run in range(runs):
         results["lock"].upstream.append(step("upstream", "lock"))
@@ -348,29 +462,45 @@ def _peer_stack(label: str, text: str, folder: Path, tools: dict[str, list[str]]
         results["build"].upstream.append(step("upstream", "build", "--clean"))
         results["build"].ours.append(step("ours", "build", "--clean"))
         results["publish"].upstream.append(step("upstream", "publish", "--output-dir", f"_out-xz-{run}"))
-        results["publish"].ours.append(step("ours", "publish", "--force", "--output-dir", f"_out-xz-{run}"))
-        results["publish-gz"].upstream = results["publish"].upstream
+        seconds, peak = measured("ours", "publish", "--force", "--output-dir", f"_out-xz-{run}")
+        results["publish"].ours.append(seconds)
+        memory.peaks["default"].append(peak)
+        results["floor"].ours.append(seconds)
+        results["floor"].upstream.append(
+            _tar_xz(work["ours"] / "_build", layers, work["ours"] / f"_out-floor-{run}", cores, 6, logs / f"{label}-tar-xz.log"))  # fmt: skip
         for tool, sizes in (("upstream", results["size"].upstream), ("ours", results["size"].ours)):
             sizes.append(sum(path.stat().st_size for path in (work[tool] / f"_out-xz-{run}").glob("*.tar.xz")) / 1e6)
-        results["publish-gz"].ours.append(
-            step("ours", "publish", "--force", "--format", "tar.gz", "--output-dir", f"_out-gz-{run}"))  # fmt: skip
-        # Untimed: the same tar.xz archives, shipping bytecode compiled by each layer's runtime.
-        step("ours", "publish", "--precompile", "--force", "--output-dir", f"_out-pc-{run}")
+        seconds, peak = measured("ours", "publish", "--force", "--jobs", "1", "--output-dir", f"_out-j1-{run}", tag="-j1")
+        results["publish-j1"].ours.append(seconds)
+        results["publish-j1"].upstream.append(results["publish"].ours[-1])
+        memory.peaks["--jobs 1"].append(peak)
+        if cores == 2:
+            memory.peaks["--jobs 2"].append(memory.peaks["default"][-1])  # The default is --jobs 2 here.
+        else:
+            memory.peaks["--jobs 2"].append(measured("ours", "publish", "--force", "--jobs", "2", "--output-dir", f"_out-j2-{run}", tag="-j2")[1])
+        results["publish-gz"].upstream = results["publish"].upstream
+        results["publish-gz"].ours.append(step("ours", "publish", "--force", "--format", "tar.gz", "--output-dir", f"_out-gz-{run}", tag="-gz"))
+        if not stack.heavy:
+            # Untimed: the same tar.xz archives, shipping bytecode compiled by each layer's runtime.
+            step("ours", "publish", "--precompile", "--force", "--output-dir", f"_out-pc-{run}", tag="-pc")
         results["deploy"].upstream.append(
             _upstream_deploy(work["upstream"] / f"_out-xz-{run}", work["upstream"] / f"_deploy-{run}",
                              logs / f"{label}-upstream-deploy.log"))  # fmt: skip
         results["deploy"].ours.append(ours_deploy(f"_out-xz-{run}", f"_deploy-{run}"))
-        results["untar"].upstream = results["deploy"].upstream
-        results["untar"].ours.append(_untar_all(work["ours"] / f"_out-xz-{run}", work["ours"] / f"_untar-{run}"))
-        results["deploy-pc"].ours.append(ours_deploy(f"_out-pc-{run}", f"_deploy-pc-{run}"))
-        results["deploy-pc"].upstream.append(_untar_all(work["ours"] / f"_out-pc-{run}", work["ours"] / f"_untar-pc-{run}"))
-        results["deploy-pc-up"].upstream = results["deploy"].upstream
-        results["deploy-pc-up"].ours = results["deploy-pc"].ours
+        results["deploy-tar"].ours.append(results["deploy"].ours[-1])
+        results["deploy-tar"].upstream.append(_untar_all(work["ours"] / f"_out-xz-{run}", work["ours"] / f"_untar-{run}"))
+        results["deploy-j1"].ours.append(ours_deploy(f"_out-xz-{run}", f"_deploy-j1-{run}", "--jobs", "1", tag="-j1"))
+        results["deploy-j1"].upstream.append(results["deploy"].ours[-1])
+        if not stack.heavy:
+            results["deploy-pc"].ours.append(ours_deploy(f"_out-pc-{run}", f"_deploy-pc-{run}", tag="-pc"))
+            results["deploy-pc"].upstream.append(_untar_all(work["ours"] / f"_out-pc-{run}", work["ours"] / f"_untar-pc-{run}"))
+            results["deploy-pc-up"].upstream = results["deploy"].upstream
+            results["deploy-pc-up"].ours = results["deploy-pc"].ours
         for tool in tools:  # Keep the disk from filling up with deployed copies and archives.
             for old in work[tool].glob(f"_*-{run}"):
                 shutil.rmtree(old)
         out(f"  {label}: run {run + 1}/{runs} done")
-    return list(results.values())
+    return list(results.values()), memory
 
 
 def _verdict(ratio: float, target: tuple[str, float] | None) -> tuple[str, bool]:
@@ -384,11 +514,11 @@ def _peer_table(results: list[PeerResult], runs: int, out: Callable[[str], None]
     """Print the comparison; False if a target is missed."""
     header = f"{'step':10} {'stack':8} {'baseline':>8} {'base s':>7} {'ours s':>7} {'ratio':>6} {'target':>7}  {'verdict':7}  measured"
     out(header)
-    out("-" * 130)
+    out("-" * 140)
     rows = [(r.step, r.stack, r.baseline, statistics.median(r.upstream), statistics.median(r.ours), r.target, r.measured)
             for r in results]  # fmt: skip
     for stack in dict.fromkeys(r.stack for r in results):
-        steps = [r for r in results if r.stack == stack and r.measured.startswith(("full relock", "build --clean", "publish tar.xz"))]
+        steps = [r for r in results if r.stack == stack and r.e2e]
         up = sum(statistics.median(r.upstream) for r in steps)
         ours = sum(statistics.median(r.ours) for r in steps)
         rows.append(("e2e", stack, "upstream", up, ours, ("<=", 0.4), "lock + build + publish (tar.xz), sum of medians"))
@@ -403,14 +533,36 @@ def _peer_table(results: list[PeerResult], runs: int, out: Callable[[str], None]
     return all_ok
 
 
-def peer_main(python: str, runs: int, out: Callable[[str], None] = print) -> int:
-    """Compare every step with upstream venvstacks on the seed example and the six-layer stack."""
+def _memory_table(memory: list[PeerMemory], out: Callable[[str], None]) -> bool:
+    """Print the peak memory of our publishes; False if the big stack's default publish misses its target."""
+    cores = os.cpu_count() or 1
+    out(f"Peak resident memory of our publish, MB (largest ru_maxrss over the runs; default: --jobs {cores}, one per core):")
+    header = f"{'stack':8} {'--jobs 1':>9} {'--jobs 2':>9} {'default':>9} {'per worker':>10} {'target':>8}  verdict"
+    out(header)
+    out("-" * len(header))
+    all_ok = True
+    for m in memory:
+        one, two, default = (max(m.peaks[key]) / 1e6 for key in ("--jobs 1", "--jobs 2", "default"))
+        if m.big:
+            ok = default < MEMORY_TARGET_MB
+            all_ok &= ok
+            target, verdict = f"< {MEMORY_TARGET_MB:g}", "ok" if ok else "MISSED"
+        else:
+            target, verdict = "-", "info"
+        out(f"{m.stack:8} {one:9.1f} {two:9.1f} {default:9.1f} {two - one:+10.1f} {target:>8}  {verdict}")
+    out("(per worker: the growth from --jobs 1 to --jobs 2; publish is one process, its workers are threads)")
+    return all_ok
+
+
+def peer_main(python: str, runs: int, stacks: Sequence[str] = PEER_STACKS, out: Callable[[str], None] = print) -> int:
+    """Compare every step with upstream venvstacks on the seed example, the six-layer stack and the big stack."""
     cache = ROOT / ".cache"
     cache.mkdir(exist_ok=True)
     peer = _peer_python(cache)
     uv_cache = cache / "uv-bench"
     uv_cache.mkdir(exist_ok=True)
     os.environ["UV_CACHE_DIR"] = str(uv_cache)  # One warm uv cache, shared by both tools.
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=cache, prefix="peer-") as tmp:
         folder = Path(tmp)
         pyz = build_zipapp.build(folder / "venvstacks.pyz")
@@ -424,12 +576,17 @@ def peer_main(python: str, runs: int, out: Callable[[str], None] = print) -> int
             "ours": [python, str(pyz)],
         }
         ours_env = ["--python-archive-dir", str(archives)]
-        seed = SEED_SPEC.replace("3.11.10", version) + '[tool.uv]\nexclude-newer = "2026-11-01T00:00:00Z"\n'
+        specs = _peer_stacks(version)
         results: list[PeerResult] = []
-        for label, text in (("seed", seed), ("6-layer", SIX_LAYERS.format(version=version))):
-            results += _peer_stack(label, text, folder, tools, ours_env, runs, out)
-        out(f"python: {sys.version.split()[0]}; upstream: {' '.join(PEER_REQUIREMENTS)}")
+        memory: list[PeerMemory] = []
+        for label in stacks:
+            rows, peaks = _peer_stack(specs[label], folder, tools, ours_env, runs, out)
+            results += rows
+            memory.append(peaks)
+        out(f"python: {sys.version.split()[0]}; upstream: {' '.join(PEER_REQUIREMENTS)}; "
+            f"{os.cpu_count()} cores; {(time.perf_counter() - started) / 60:.1f} minutes in all")  # fmt: skip
         ok = _peer_table(results, runs, out)
+        ok &= _memory_table(memory, out)
     return 0 if ok else 1
 
 
@@ -447,6 +604,14 @@ def scaling_main(python: str, runs: int, out: Callable[[str], None] = print) -> 
         return bench_scaling.scaling_main(folder, [python, str(pyz)], archives, version, runs, out)
 
 
+def _stack_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PEER_STACKS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown stack(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PEER_STACKS)}")
+    return list(dict.fromkeys(names))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every benchmark and print the table; exit 1 if a target is missed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -455,11 +620,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-lock", action="store_true", help="skip the locking rows (they need PyPI and a runtime archive)")
     parser.add_argument("--peer", action="store_true", help="compare lock, build, publish and deploy with upstream venvstacks")
     parser.add_argument("--peer-runs", type=int, default=3, help="timed runs per step with --peer (default 3)")
+    parser.add_argument("--stacks", type=_stack_list, default=list(PEER_STACKS), metavar="LIST",
+                        help=f"with --peer: the stacks to compare, comma-separated (default: {','.join(PEER_STACKS)})")  # fmt: skip
     parser.add_argument("--scaling", action="store_true", help="show how publish, deploy, lock and build scale with layer size and count")
     parser.add_argument("--scaling-runs", type=int, default=3, help="timed runs per command with --scaling (default 3)")
     args = parser.parse_args(argv)
     if args.peer:
-        return peer_main(args.python, args.peer_runs)
+        return peer_main(args.python, args.peer_runs, args.stacks)
     if args.scaling:
         return scaling_main(args.python, args.scaling_runs)
     with tempfile.TemporaryDirectory() as tmp:

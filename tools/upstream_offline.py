@@ -1,16 +1,22 @@
-"""Run upstream venvstacks (0.7.0) with a local runtime archive instead of a download.
+"""Run upstream venvstacks (0.8.0b2) with a local runtime archive instead of a download.
 
     VENVSTACKS_LOCAL_RUNTIME=/path/cpython-3.11.7+local-...-install_only.tar.gz \\
         PEER_PYTHON -I tools/upstream_offline.py lock|build|publish ... venvstacks.toml
 
 Upstream fetches its runtimes from GitHub through pbs-installer, which cannot be
-reached here. It looks up ``pbs_installer.download`` at call time, so replacing
-that function with a copy of the local archive is enough. The spec's
-``python_implementation`` must still name a version in pbs-installer's table
-(cpython@3.11.7 is), so that the download link lookup succeeds.
+reached here. In 0.8, as in 0.7, ``venvstacks.stacks._pdm_python_install``
+imports ``download``, ``get_download_link`` and ``install_file`` from
+``pbs_installer`` each time it is called, so replacing ``pbs_installer.download``
+with a copy of the local archive is enough: the link lookup still runs (it only
+reads pbs-installer's table) and ``install_file`` unpacks the copy. The spec's
+``python_implementation`` must therefore name a version in that table
+(cpython@3.11.7 is, as an ``install_only`` archive with pbs-installer 2025.7.23,
+which ``pdm[locked]==2.25.9`` pins). Nothing else in upstream 0.8 needs the
+network beyond the package index: it locks with ``uv lock`` / ``uv export`` and
+installs with ``uv pip install``.
 
 Run this with the interpreter of a virtual environment holding upstream
-``venvstacks==0.7.0`` and ``pdm[locked]==2.29.3``, not with this repository's
+``venvstacks==0.8.0b2`` and ``pdm[locked]==2.25.9``, not with this repository's
 tool (``-I`` keeps the current folder and this folder off ``sys.path``).
 """
 
