@@ -29,7 +29,7 @@ from typing import IO, Protocol
 from . import cancel
 from .errors import CommandError
 
-__all__ = ["CommandResult", "Runner", "run", "scrubbed_environment", "format_command"]
+__all__ = ["CommandResult", "FedCommand", "Runner", "run", "scrubbed_environment", "format_command"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -230,3 +230,73 @@ def _failure_message(description: str, argv: tuple[str, ...], returncode: int, o
     if output and (log := _write_log(argv, returncode, out, err)) is not None:
         lines.append(f"full output: {log}")
     return "\n".join(lines)
+
+
+class FedCommand:
+    """A command started with a pipe to its standard input, for feeding it work as it comes.
+
+    Like `run`'s commands it gets a scrubbed environment, dies with this
+    process and is killed when the user interrupts; its output goes to
+    temporary files. `finish` closes its input, waits for it, and raises
+    CommandError (with its last lines of output) if it failed.
+    """
+
+    def __init__(self, argv: Sequence[str | os.PathLike[str]], *, description: str, env: Mapping[str, str] | None = None) -> None:
+        self._words = tuple(os.fspath(arg) for arg in argv)
+        self._description = description
+        _LOG.info("$ %s", format_command(self._words))
+        cancel.check()
+        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        try:
+            self._process = subprocess.Popen(
+                self._words, env=scrubbed_environment(env), stdin=subprocess.PIPE, stdout=self._out, stderr=self._err,
+                preexec_fn=_die_with_parent(),
+            )  # fmt: skip
+        except OSError as exc:
+            self._out.close()
+            self._err.close()
+            raise CommandError(f"{description}: cannot run {self._words[0]!r}: {exc.strerror or exc}") from None
+        with _LIVE_GUARD:
+            _LIVE.add(self._process)
+
+    def send(self, data: bytes, *, flush: bool = False) -> None:
+        """Write `data` to the command's input (dropped if it has stopped reading: `finish` tells why)."""
+        stdin = self._process.stdin
+        assert stdin is not None
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            stdin.write(data)
+            if flush:
+                stdin.flush()
+
+    def finish(self) -> CommandResult:
+        """Close the command's input and wait for it to end; CommandError if it failed."""
+        try:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                assert self._process.stdin is not None
+                self._process.stdin.close()
+            try:
+                returncode = self._process.wait()
+            except BaseException:
+                self.kill()
+                raise
+            cancel.check()
+            if returncode != 0:
+                raise CommandError(_failure_message(self._description, self._words, returncode, self._out, self._err))
+            return CommandResult(self._words, returncode, _read(self._out), _read(self._err))
+        finally:
+            self._close()
+
+    def kill(self) -> None:
+        """Stop the command at once."""
+        with contextlib.suppress(OSError):
+            self._process.kill()
+        self._process.wait()
+        self._close()
+
+    def _close(self) -> None:
+        with _LIVE_GUARD:
+            _LIVE.discard(self._process)
+        for stream in (self._process.stdin, self._out, self._err):
+            with contextlib.suppress(OSError, ValueError, BrokenPipeError):
+                if stream is not None:
+                    stream.close()

@@ -45,6 +45,7 @@ from typing import Any
 from . import _hooks, _proc, cancel
 from .errors import CommandError, VenvStacksError
 from .blockpack import BlockPool
+from .compileahead import CompileAhead
 from .extract import extract_into
 from .fsutil import write_text_atomic
 from .postinstall import (
@@ -514,16 +515,18 @@ class _Unpacked:
     """The layer ships its bytecode (published with --precompile): nothing to compile."""
 
 
-def _unpack(artifacts: Path, layer: _Layer, target: Path, stop: threading.Event, blocks: BlockPool) -> _Unpacked:
+def _unpack(artifacts: Path, layer: _Layer, target: Path, stop: threading.Event, blocks: BlockPool, ahead: CompileAhead) -> _Unpacked:
     progress(_LOG, "unpacking layer %r", layer.install_target)
     folder = _marked_folder(target, f".{layer.install_target}.partial-")
+    ahead.unpacking_into(folder)
     digests: dict[str, tuple[int, str]] = {}
     try:
         archive = artifacts / layer.entry["archive_name"]
         extract_into(
             archive, folder, strip_prefix=layer.install_target, link_scope=target, digests=digests,
-            check=partial(_check, stop), pool=blocks,
+            check=partial(_check, stop), pool=blocks, on_file=ahead.on_file,
         )  # fmt: skip
+        ahead.unpacked()
         os.chmod(folder, 0o755)
         _hooks.pause("deploy-unpacked")  # a test hook
         _check(stop)
@@ -541,8 +544,13 @@ def _ships_bytecode(folder: Path) -> bool:
     return isinstance(config, dict) and config.get("precompiled") is True
 
 
-def _compile(layer: _Layer, folder: Path, python: Path, stop: threading.Event, jobs: int | None) -> None:
-    """Compile an unpacked layer's bytecode where it lies, in up to `jobs` processes; it stays valid once the layer is moved into place."""
+def _compile(layer: _Layer, folder: Path, python: Path, stop: threading.Event, jobs: int | None, ahead: CompileAhead) -> None:
+    """Compile an unpacked layer's bytecode where it lies, in up to `jobs` processes; it stays valid once the layer is moved into place.
+
+    What `ahead` compiled while the layer was unpacked is up to date by then.
+    """
+    ahead.start(python)
+    ahead.finish()
     _check(stop)
     progress(_LOG, "compiling the bytecode of layer %r", layer.install_target)
     command = [python, "-X", "utf8", "-I", folder / "postinstall.py", "--compile-only", "--jobs", str(jobs or 0)]
@@ -571,10 +579,21 @@ def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: t
             return _runtime_python(layer, target)
         return unpacked[runtime].folder / "bin" / "python3" if runtime in unpacked else None
 
+    cores = jobs or os.cpu_count() or 1
+    aheads = {layer.install_target: CompileAhead(layer.install_target, cores) for layer in layers}
+
+    def start_compiling_ahead() -> None:
+        for layer in layers:
+            if (python := runtime_python(layer)) is not None:
+                aheads[layer.install_target].start(python)
+
     try:
         # The block threads outlive the layer threads reading through them.
-        with BlockPool(jobs or os.cpu_count() or 1, "unpack") as blocks, _pool(_workers(len(layers), jobs), stop) as pool:
-            unpacking.update({pool.submit(_unpack, artifacts, layer, target, stop, blocks): layer for layer in layers})
+        with BlockPool(cores, "unpack") as blocks, _pool(_workers(len(layers), jobs), stop) as pool:
+            start_compiling_ahead()
+            unpacking.update(
+                {pool.submit(_unpack, artifacts, layer, target, stop, blocks, aheads[layer.install_target]): layer for layer in layers}
+            )
             compiling: dict[Future[None], _Layer] = {}
             waiting: list[_Layer] = []
             for future in as_completed(unpacking):
@@ -589,12 +608,14 @@ def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: t
                 unpacked[layer.install_target] = future.result()
                 if errors:
                     continue
+                start_compiling_ahead()
                 if not unpacked[layer.install_target].precompiled:
                     waiting.append(layer)
                 for waiter in list(waiting):
                     if (python := runtime_python(waiter)) is not None:
                         waiting.remove(waiter)
-                        compiling[pool.submit(_compile, waiter, unpacked[waiter.install_target].folder, python, stop, jobs)] = waiter
+                        folder, ahead = unpacked[waiter.install_target].folder, aheads[waiter.install_target]
+                        compiling[pool.submit(_compile, waiter, folder, python, stop, jobs, ahead)] = waiter
             wait(compiling)
         for future, layer in compiling.items():
             if not future.cancelled() and (error := future.exception()) is not None:
@@ -602,8 +623,12 @@ def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: t
         if errors:
             raise min(errors, key=lambda item: item[0])[1]
     except BaseException:
+        for ahead in aheads.values():
+            ahead.stop()
         _discard_unpacked(unpacking)
         raise
+    for ahead in aheads.values():  # those of layers that ship their bytecode
+        ahead.stop()
     return unpacked
 
 

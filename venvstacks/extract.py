@@ -165,10 +165,12 @@ class _Extractor:
     def __init__(
         self, archive: Path, root: Path, strip_prefix: str | None, link_scope: Path | None = None,
         digests: dict[str, tuple[int, str]] | None = None, check: Callable[[], None] | None = None,
-        pool: BlockPool | None = None,
+        pool: BlockPool | None = None, on_file: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
         self.archive = archive
         self.pool = pool
+        self.on_file = on_file
+        """Called with each regular file's `/`-separated path (relative to the root) once it is complete."""
         """Threads that decompress the blocks of a multi-block xz archive ahead of reading (None: in one pass)."""
         self.root = root
         self.prefix = strip_prefix
@@ -307,6 +309,8 @@ class _Extractor:
             os.utime(target, (member.mtime, member.mtime))
         except (OverflowError, ValueError):
             pass
+        if self.on_file is not None:
+            self.on_file(self.relative(target))
 
     def make_symlink(self, member: tarfile.TarInfo, parts: tuple[str, ...], target: Path) -> None:
         link = member.linkname
@@ -357,7 +361,7 @@ def _go_on() -> None:
 def extract_into(
     archive: Path, folder: Path, *, strip_prefix: str | None, link_scope: Path | None = None,
     digests: dict[str, tuple[int, str]] | None = None, check: Callable[[], None] | None = None,
-    pool: BlockPool | None = None,
+    pool: BlockPool | None = None, on_file: Callable[[str], None] | None = None,
 ) -> int:  # fmt: skip
     """Extract an archive into the existing empty `folder`, with every check; returns the member count.
 
@@ -369,8 +373,10 @@ def extract_into(
     the tree will sit as `strip_prefix`), not only inside the tree itself.
     With a `pool`, the blocks of an xz archive written in several (as publish
     writes them, or `xz -T`) are decompressed on its threads, ahead of reading.
+    `on_file` is called with each regular file's relative path once it is
+    written, with its mode and time (in the archive's order).
     """
-    extractor = _Extractor(archive, folder, strip_prefix, link_scope, digests, check, pool)
+    extractor = _Extractor(archive, folder, strip_prefix, link_scope, digests, check, pool, on_file)
     extractor.run()
     return extractor.count
 

@@ -61,7 +61,8 @@ ALLOWED = {
         "__init__", "_hooks", "_proc", "bundle", "cancel", "dynlib", "errors", "folderlock", "fsutil", "installed", "lockfiles", "lockstate",
         "platforms", "portability", "postinstall", "progress", "runtimeenv", "spec", "uv",
     },
-    "deploying": {"_hooks", "_proc", "blockpack", "cancel", "errors", "extract", "fsutil", "postinstall", "progress", "pubmeta"},
+    "compileahead": {"_proc", "cancel", "errors"},
+    "deploying": {"_hooks", "_proc", "blockpack", "cancel", "compileahead", "errors", "extract", "fsutil", "postinstall", "progress", "pubmeta"},
     "commands": {
         "archive", "building", "bundle", "cli", "deploying", "errors", "locking", "lockstate", "platforms", "pubmeta", "publishing",
         "render", "runtimeenv", "selection", "spec", "specload", "uv",

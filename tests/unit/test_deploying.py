@@ -25,6 +25,7 @@ from venvstacks.deploying import RECORD_DIR, DeployError, deploy, verify
 from venvstacks.errors import UnsafeArchiveError, VenvStacksError
 
 RUNTIME = "cpython-3.11"
+TAG = sys.implementation.cache_tag
 LINK_TO_RUNTIME = f"../../{RUNTIME}/bin/python3"
 
 # Relinking writes the regenerated pyvenv.cfg; each run logs the layer and its arguments where the test says.
@@ -187,7 +188,9 @@ def test_deploys_every_layer_lowest_first(stack: Stack, target: Path, log: Path)
     assert record["required_layers"] == ["framework-web"] and record["runtime_layer"] == RUNTIME
     # Every entry, as it is once relinked: pyvenv.cfg (written by the post-install step) included.
     entries = record["entries"]
-    assert sorted(entries) == [".", "bin", "bin/python_", "lib", "lib/hello.py", "postinstall.py", "pyvenv.cfg"]
+    # The runtime's Python (this one here) compiled the sources while the layer was unpacked.
+    compiled = ["lib/__pycache__", f"lib/__pycache__/hello.{TAG}.pyc"]
+    assert sorted(entries) == sorted([".", "bin", "bin/python_", "lib", *compiled, "lib/hello.py", "postinstall.py", "pyvenv.cfg"])
     assert entries["bin/python_"] == ["link", LINK_TO_RUNTIME] and entries["lib"] == ["folder", 0o755]
     assert entries["pyvenv.cfg"] == ["file", 0o644, 17, hashlib.sha256(b"home = somewhere\n").hexdigest()]
     assert entries["lib/hello.py"] == ["file", 0o644, 10, hashlib.sha256(b"HELLO = 1\n").hexdigest()]
@@ -459,6 +462,7 @@ def test_manifests_without_archive_fields_are_refused(stack: Stack, target: Path
 
 def test_verify_reports_changed_and_missing_files(stack: Stack, target: Path) -> None:
     deploy(stack.artifacts, target)
+    pyc_size = (target / "app-hello" / "lib" / "__pycache__" / f"hello.{TAG}.pyc").stat().st_size
     (target / "app-hello" / "lib" / "hello.py").write_text("HELLO = 9\n", encoding="utf-8")  # same size
     (target / "framework-web" / "lib" / "web.py").write_text("WEB = 1000\n", encoding="utf-8")
     (target / RUNTIME / "lib" / "stdlib.py").unlink()
@@ -466,8 +470,9 @@ def test_verify_reports_changed_and_missing_files(stack: Stack, target: Path) ->
     (target / "app-counter@1" / "lib" / "counter.py").symlink_to("../postinstall.py")
     # What the post-install step regenerates is checked too, and added files are reported.
     (target / "app-hello" / "pyvenv.cfg").write_text("changed\n", encoding="utf-8")
-    (target / "app-hello" / "lib" / "__pycache__").mkdir()
-    (target / "app-hello" / "lib" / "__pycache__" / "hello.cpython-311.pyc").write_bytes(b"\0")
+    # Bytecode compiled while deploying (by the runtime's Python, this one here) is checked as well.
+    (target / "app-hello" / "lib" / "__pycache__" / f"hello.{TAG}.pyc").write_bytes(b"\0")
+    (target / "app-hello" / "lib" / "__pycache__" / f"other.{TAG}.pyc").write_bytes(b"\0")
     (target / "app-hello" / "lib" / "extra.pth").write_text("import os\n", encoding="utf-8")
     (target / RUNTIME / "bin" / "python3").chmod(0o4755)
     (target / "framework-web" / "lib").chmod(0o777)
@@ -477,8 +482,8 @@ def test_verify_reports_changed_and_missing_files(stack: Stack, target: Path) ->
     assert verify(target) == [
         "app-counter@1: mode 0775, 0755 when deployed",
         "app-counter@1/lib/counter.py: a link now, a file when deployed",
-        "app-hello/lib/__pycache__: added after deployment (a folder)",
-        "app-hello/lib/__pycache__/hello.cpython-311.pyc: added after deployment (a file)",
+        f"app-hello/lib/__pycache__/hello.{TAG}.pyc: modified (1 bytes, {pyc_size} when deployed)",
+        f"app-hello/lib/__pycache__/other.{TAG}.pyc: added after deployment (a file)",
         "app-hello/lib/extra.pth: added after deployment (a file)",
         "app-hello/lib/hello.py: modified (sha256 differs)",
         "app-hello/pyvenv.cfg: modified (8 bytes, 17 when deployed)",

@@ -1,0 +1,108 @@
+"""Compiling a layer's sources while it is unpacked: what is sent, when, and what it makes."""
+
+from __future__ import annotations
+
+import compileall
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from venvstacks.compileahead import FILES_PER_WORKER, CompileAhead
+
+TAG = sys.implementation.cache_tag
+
+
+def _unpack(folder: Path, ahead: CompileAhead, files: dict[str, bytes]) -> None:
+    """Write `files` in the given (archive) order, telling `ahead` about each."""
+    ahead.unpacking_into(folder)
+    for relative, data in files.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        ahead.on_file(relative)
+    ahead.unpacked()
+
+
+def _bytecode(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.pyc"))}
+
+
+def test_sources_are_compiled_as_compileall_compiles_them(tmp_path: Path) -> None:
+    files = {f"lib/pkg/m{index:03}.py": f"X = {index}\n".encode() for index in range(2 * FILES_PER_WORKER + 5)}
+    files |= {"lib/top.py": b"T = 1\n", "lib/notes.txt": b"not python\n", "bin/tool.py": b"outside lib\n", "postinstall.py": b""}
+    ahead = CompileAhead("layer", jobs=2)
+    ahead.start(Path(sys.executable))
+    _unpack(tmp_path / "ahead", ahead, files)
+    ahead.finish()
+    made = _bytecode(tmp_path / "ahead")
+    assert len(made) == 2 * FILES_PER_WORKER + 6  # everything under lib/, nothing else
+    for path in made:  # compileall now finds everything up to date, and would have written the same
+        assert compileall.compile_file(str(tmp_path / "ahead" / path.replace(f"__pycache__/", "").replace(f".{TAG}.pyc", ".py")), quiet=1)
+    assert _bytecode(tmp_path / "ahead") == made
+
+
+def test_nothing_is_compiled_for_a_layer_that_ships_bytecode(tmp_path: Path) -> None:
+    # An upper-case module sorts before __pycache__: its source arrives before its shipped bytecode.
+    files = {"lib/A.py": b"A = 1\n", f"lib/__pycache__/A.{TAG}.pyc": b"shipped", f"lib/__pycache__/b.{TAG}.pyc": b"shipped", "lib/b.py": b"B = 1\n"}
+    ahead = CompileAhead("layer", jobs=2)
+    ahead.start(Path(sys.executable))
+    _unpack(tmp_path, ahead, files)
+    ahead.finish()
+    assert _bytecode(tmp_path) == {f"lib/__pycache__/A.{TAG}.pyc": b"shipped", f"lib/__pycache__/b.{TAG}.pyc": b"shipped"}
+
+
+def test_a_folder_is_compiled_only_once_complete(tmp_path: Path) -> None:
+    ahead = CompileAhead("layer", jobs=1)
+    ahead.start(Path(sys.executable))
+    ahead.unpacking_into(tmp_path)
+    (tmp_path / "lib" / "pkg").mkdir(parents=True)
+    (tmp_path / "lib" / "pkg" / "a.py").write_text("A = 1\n", encoding="utf-8")
+    ahead.on_file("lib/pkg/a.py")
+    (tmp_path / "lib" / "pkg" / "sub").mkdir()
+    (tmp_path / "lib" / "pkg" / "sub" / "b.py").write_text("B = 1\n", encoding="utf-8")
+    ahead.on_file("lib/pkg/sub/b.py")  # still inside lib/pkg: a.py waits (lib/pkg/__pycache__ could follow)
+    (tmp_path / "lib" / "z.py").write_text("Z = 1\n", encoding="utf-8")
+    ahead.on_file("lib/z.py")  # lib/pkg is complete now
+    ahead.finish()
+    assert sorted(_bytecode(tmp_path)) == [
+        f"lib/__pycache__/z.{TAG}.pyc", f"lib/pkg/__pycache__/a.{TAG}.pyc", f"lib/pkg/sub/__pycache__/b.{TAG}.pyc"
+    ]
+
+
+def test_a_python_that_cannot_start_is_no_error(tmp_path: Path) -> None:
+    ahead = CompileAhead("layer", jobs=2)
+    ahead.start(tmp_path / "no-such-python")
+    _unpack(tmp_path / "layer", ahead, {"lib/a.py": b"A = 1\n"})
+    ahead.finish()  # the final compile step compiles what is left, and reports failures
+    assert _bytecode(tmp_path / "layer") == {}
+
+
+def _compiling_children() -> list[int]:
+    """This process's children that run the compiling loop."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text(encoding="utf-8")
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"\nPPid:\t{os.getpid()}\n" in status and b"compileall.compile_file" in command:
+            children.append(int(entry.name))
+    return children
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stopping_kills_the_compiling_processes(tmp_path: Path) -> None:
+    ahead = CompileAhead("layer", jobs=2)
+    ahead.start(Path(sys.executable))
+    _unpack(tmp_path, ahead, {f"lib/m{index}.py": b"X = 1\n" * 20000 for index in range(400)})
+    deadline = time.monotonic() + 10
+    while len(_compiling_children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(_compiling_children()) == 2
+    ahead.stop()
+    assert _compiling_children() == []
+    assert len(_bytecode(tmp_path)) < 400  # stopped before the end
