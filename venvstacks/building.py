@@ -23,17 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, _hooks, _proc
+from . import __version__, _hooks
 from .bundle import bundle_pylock
 from .dynlib import find_shared_libraries, link_dynlibs, plan_dynlib_links
-from .errors import BuildError, CommandError, UvError, VenvStacksError
+from .errors import BuildError, UvError, VenvStacksError
 from .folderlock import exclusive
 from .fsutil import remove_path, write_text_atomic
 from .lockfiles import LockPaths, module_hash
 from .lockstate import LockCheck
 from .platforms import TargetPlatform, uv_python_platform
 from .portability import prune_records, relativise_symlinks, remove_foreign_executables
-from .postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper, render_sitecustomize
+from .postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper, render_pyvenv_cfg, render_sitecustomize
 from .progress import progress
 from .runtimeenv import ensure_runtime, runtime_python
 from .spec import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
@@ -211,12 +211,8 @@ class _Builder:
     def _build_layered(self, layer: LayerSpec, path: Path) -> None:
         _remove(path)
         runtime = self.spec.runtime(layer.runtime)  # type: ignore[union-attr]
-        runtime_path = self.path(runtime)
-        try:
-            _proc.run([runtime_python(runtime_path), "-X", "utf8", "-Im", "venv", "--without-pip", "--symlinks", path],
-                      description=f"creating the virtual environment of layer {layer.build_name!r}")  # fmt: skip
-        except CommandError as exc:
-            raise BuildError(str(exc)) from None
+        implementation = runtime.python_implementation
+        _create_environment(runtime_python(self.path(runtime)), path, implementation.version, implementation.short_version)
         self._link_python(layer, path)
         site = path / site_dir(self.spec, layer)
         peers = [f"../../../../{dep.build_name}/{site_dir(self.spec, dep)}" for dep in self.spec.dependencies(layer)]
@@ -250,6 +246,22 @@ class _Builder:
         relativise_symlinks(path, self.settings.build_dir)
         config = layer_config(self.spec, layer, lambda dep: _deployed(dep, self.checks))
         write_text_atomic(path / LAYER_CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _create_environment(base_python: Path, path: Path, version: str, short_version: str) -> None:
+    """A virtual environment on `base_python`, as `python -m venv --without-pip --symlinks` makes it, less its scripts.
+
+    Written here rather than by the venv module in a new interpreter (which
+    took most of a small layer's build): the folders, `lib64` where venv
+    makes it, and a `pyvenv.cfg` naming the runtime. The interpreter links are
+    `_link_python`'s, and the scripts would be removed anyway.
+    """
+    site = path / "lib" / f"python{short_version}" / "site-packages"
+    for folder in (path / "bin", path / "include", site):
+        folder.mkdir(parents=True, exist_ok=True)
+    if sys.maxsize > 2**32 and os.name == "posix" and sys.platform != "darwin":
+        os.symlink("lib", path / "lib64")
+    write_text_atomic(path / "pyvenv.cfg", render_pyvenv_cfg(os.path.abspath(base_python), version))
 
 
 def _copy_module(source: Path, target: Path) -> None:
