@@ -109,7 +109,7 @@ class CompileAhead:
         try:
             while (source := self._ready.get()) is not None and not self._stopped.is_set():
                 if len(self._workers) < self._jobs and sent >= len(self._workers) * FILES_PER_WORKER:
-                    command = [python, "-X", "utf8", "-I", "-c", _WORKER]
+                    command: list[str | os.PathLike[str]] = [python, "-X", "utf8", "-I", "-c", _WORKER]
                     self._workers.append(FedCommand(command, description=f"compiling layer {self._name!r} ahead"))
                 assert self._folder is not None
                 self._workers[sent % len(self._workers)].send(os.fsencode(self._folder / source) + b"\0", flush=self._ready.empty())

@@ -40,7 +40,7 @@ def test_sources_are_compiled_as_compileall_compiles_them(tmp_path: Path) -> Non
     made = _bytecode(tmp_path / "ahead")
     assert len(made) == 2 * FILES_PER_WORKER + 6  # everything under lib/, nothing else
     for path in made:  # compileall now finds everything up to date, and would have written the same
-        assert compileall.compile_file(str(tmp_path / "ahead" / path.replace(f"__pycache__/", "").replace(f".{TAG}.pyc", ".py")), quiet=1)
+        assert compileall.compile_file(str(tmp_path / "ahead" / path.replace("__pycache__/", "").replace(f".{TAG}.pyc", ".py")), quiet=1)
     assert _bytecode(tmp_path / "ahead") == made
 
 
