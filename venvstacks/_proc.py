@@ -166,35 +166,62 @@ def run(
     dies with this process, and is killed when the user interrupts.
     """
     words = tuple(os.fspath(arg) for arg in argv)
-    _LOG.info("$ %s", format_command(words))
-    cancel.check()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            process = subprocess.Popen(
-                words, env=scrubbed_environment(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                preexec_fn=_die_with_parent(),
-            )  # fmt: skip
-        except OSError as exc:
-            msg = f"{description}: cannot run {words[0]!r}: {exc.strerror or exc}"
-            raise CommandError(msg) from None
-        with _LIVE_GUARD:
-            _LIVE.add(process)
-        try:
-            returncode = process.wait()
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-        finally:
-            with _LIVE_GUARD:
-                _LIVE.discard(process)
-        cancel.check()
-        if returncode != 0:
-            raise CommandError(_failure_message(description, words, returncode, out, err))
-        result = CommandResult(words, returncode, _read(out), _read(err))
+        process = _start(words, description, env, cwd, subprocess.DEVNULL, out, err)
+        result = _outcome(description, words, _wait(process), out, err)
     if result.stderr.strip():
         _LOG.debug("%s", result.stderr.rstrip())
     return result
+
+
+def _start(
+    words: tuple[str, ...], description: str, env: Mapping[str, str] | None, cwd: Path | None,
+    stdin: int, out: IO[bytes], err: IO[bytes],
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """Log and start a command with a scrubbed environment, dying with this process and known to `_stop_children`."""
+    _LOG.info("$ %s", format_command(words))
+    cancel.check()
+    try:
+        process = subprocess.Popen(
+            words, env=scrubbed_environment(env), cwd=cwd, stdin=stdin, stdout=out, stderr=err, preexec_fn=_die_with_parent()
+        )
+    except OSError as exc:
+        raise CommandError(f"{description}: cannot run {words[0]!r}: {exc.strerror or exc}") from None
+    with _LIVE_GUARD:
+        _LIVE.add(process)
+    if cancel.requested():  # asked to stop while it started: `_stop_children` may have run before it was known
+        _wait_killed(process)
+        cancel.check()
+    return process
+
+
+def _wait_killed(process: subprocess.Popen[bytes]) -> None:
+    """Kill the command and wait for it to be gone."""
+    with contextlib.suppress(OSError):
+        process.kill()
+    process.wait()
+    with _LIVE_GUARD:
+        _LIVE.discard(process)
+
+
+def _wait(process: subprocess.Popen[bytes]) -> int:
+    """The command's exit status once it ends; killed if the wait is interrupted."""
+    try:
+        return process.wait()
+    except BaseException:
+        _wait_killed(process)
+        raise
+    finally:
+        with _LIVE_GUARD:
+            _LIVE.discard(process)
+
+
+def _outcome(description: str, words: tuple[str, ...], returncode: int, out: IO[bytes], err: IO[bytes]) -> CommandResult:
+    """What an ended command did; CommandError if it failed (or the user interrupted meanwhile)."""
+    cancel.check()
+    if returncode != 0:
+        raise CommandError(_failure_message(description, words, returncode, out, err))
+    return CommandResult(words, returncode, _read(out), _read(err))
 
 
 def _read(stream: IO[bytes], limit: int | None = None) -> str:
@@ -244,20 +271,13 @@ class FedCommand:
     def __init__(self, argv: Sequence[str | os.PathLike[str]], *, description: str, env: Mapping[str, str] | None = None) -> None:
         self._words = tuple(os.fspath(arg) for arg in argv)
         self._description = description
-        _LOG.info("$ %s", format_command(self._words))
-        cancel.check()
         self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         try:
-            self._process = subprocess.Popen(
-                self._words, env=scrubbed_environment(env), stdin=subprocess.PIPE, stdout=self._out, stderr=self._err,
-                preexec_fn=_die_with_parent(),
-            )  # fmt: skip
-        except OSError as exc:
+            self._process = _start(self._words, description, env, None, subprocess.PIPE, self._out, self._err)
+        except BaseException:
             self._out.close()
             self._err.close()
-            raise CommandError(f"{description}: cannot run {self._words[0]!r}: {exc.strerror or exc}") from None
-        with _LIVE_GUARD:
-            _LIVE.add(self._process)
+            raise
 
     def send(self, data: bytes, *, flush: bool = False) -> None:
         """Write `data` to the command's input (dropped if it has stopped reading: `finish` tells why)."""
@@ -271,32 +291,20 @@ class FedCommand:
     def finish(self) -> CommandResult:
         """Close the command's input and wait for it to end; CommandError if it failed."""
         try:
-            with contextlib.suppress(BrokenPipeError, OSError):
+            with contextlib.suppress(OSError):
                 assert self._process.stdin is not None
                 self._process.stdin.close()
-            try:
-                returncode = self._process.wait()
-            except BaseException:
-                self.kill()
-                raise
-            cancel.check()
-            if returncode != 0:
-                raise CommandError(_failure_message(self._description, self._words, returncode, self._out, self._err))
-            return CommandResult(self._words, returncode, _read(self._out), _read(self._err))
+            return _outcome(self._description, self._words, _wait(self._process), self._out, self._err)
         finally:
             self._close()
 
     def kill(self) -> None:
         """Stop the command at once."""
-        with contextlib.suppress(OSError):
-            self._process.kill()
-        self._process.wait()
+        _wait_killed(self._process)
         self._close()
 
     def _close(self) -> None:
-        with _LIVE_GUARD:
-            _LIVE.discard(self._process)
         for stream in (self._process.stdin, self._out, self._err):
-            with contextlib.suppress(OSError, ValueError, BrokenPipeError):
+            with contextlib.suppress(OSError, ValueError):
                 if stream is not None:
                     stream.close()
