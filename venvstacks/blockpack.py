@@ -107,13 +107,25 @@ class BlockPool:
         """Run `work(index)`, which makes block `index`, on a pool thread (the caller holds a slot for it)."""
         return self._executor.submit(work, index)
 
+    def drop(self, pending: collections.deque[Future[bytes]]) -> None:
+        """Cancel the blocks in `pending` (none of them wanted any more) and give back their slots."""
+        while pending:
+            pending.popleft().cancel()
+            self.release()
+
+
+def _result(future: Future[bytes], check: Callable[[], None]) -> bytes:
+    """The block `future` makes, calling `check` (which raises to stop waiting) every 50 ms meanwhile."""
+    while True:
+        check()
+        try:
+            return future.result(timeout=0.05)
+        except TimeoutError:
+            continue
+
 
 def write_blocks(sink: BinaryIO, pool: BlockPool, compress: Compress, count: int, pieces: Callable[[int], Iterable[Piece]]) -> None:
-    """Compress blocks 0 to `count - 1` on `pool`, block `k` from `pieces(k)`, and write them to `sink` in order.
-
-    At least one block is written (an empty one when `count` is 0), so the
-    output is a valid compressed file.
-    """
+    """Compress blocks 0 to `count - 1` (one at least) on `pool`, block `k` from `pieces(k)`, and write them to `sink` in order."""
     pending: collections.deque[Future[bytes]] = collections.deque()
 
     def write_done(*, wait: bool) -> None:
@@ -121,25 +133,19 @@ def write_blocks(sink: BinaryIO, pool: BlockPool, compress: Compress, count: int
         while pending and (wait or pending[0].done()):
             future = pending.popleft()
             try:
-                while True:
-                    cancel.check()
-                    try:
-                        sink.write(future.result(timeout=0.05))
-                        break
-                    except TimeoutError:
-                        continue
+                sink.write(_result(future, cancel.check))
             finally:
                 pool.release()
             wait = False
 
     try:
-        for index in range(max(count, 1)):
+        for index in range(count):
             # While waiting for a slot, write what is done: the slots this writer holds may be the ones missing.
             while not pool.try_reserve(timeout=0.05):
                 cancel.check()
                 write_done(wait=bool(pending))
             try:
-                pending.append(pool.submit_block(lambda k: compress(pieces(k) if count else ()), index))
+                pending.append(pool.submit_block(lambda k: compress(pieces(k)), index))
             except BaseException:
                 pool.release()
                 raise
@@ -147,10 +153,7 @@ def write_blocks(sink: BinaryIO, pool: BlockPool, compress: Compress, count: int
         while pending:
             write_done(wait=True)
     finally:
-        while pending:  # after a failure: drop what is not written
-            future = pending.popleft()
-            future.cancel()
-            pool.release()
+        pool.drop(pending)  # after a failure: what is not written
 
 
 class BlockReader(io.RawIOBase):
@@ -192,12 +195,7 @@ class BlockReader(io.RawIOBase):
             return self._fetch(self._submitted - 1)
         future = self._pending.popleft()
         try:
-            while True:
-                self._check()
-                try:
-                    return future.result(timeout=0.05)
-                except TimeoutError:
-                    continue
+            return _result(future, self._check)
         finally:
             self._pool.release()
 
@@ -220,9 +218,6 @@ class BlockReader(io.RawIOBase):
 
     def close(self) -> None:
         """Drop the blocks fetched ahead and not read."""
-        while self._pending:
-            future = self._pending.popleft()
-            future.cancel()
-            self._pool.release()
+        self._pool.drop(self._pending)
         self._current = memoryview(b"")
         super().close()
