@@ -42,9 +42,9 @@ __all__ = [
 # `.tar.xz` and `.tar.gz` are compressed in independent 32 MiB blocks on every
 # core (see blockpack.py). The xz default matches upstream's preset 6 and adds
 # xz's x86 branch filter for layers of x86-64 platforms, whose shared libraries
-# it makes more compressible: on a 152 MB scikit-learn layer that gives 29.08 MB
-# where upstream's single-stream preset 6 gives 29.41 MB and blocks at plain
-# preset 6 give 29.82 MB (docs/benchmarks.md has the figures).
+# it makes more compressible: on SciPy's installed tree that gives 23.05 MB
+# where upstream's single-stream preset 6 gives 23.31 MB (docs/benchmarks.md
+# has these and more figures).
 XZ_PRESET = 6  # `.tar.xz`, with xz's CRC64 check
 GZIP_LEVEL = 6  # `.tar.gz`, zlib's default level
 ZIP_LEVEL = 6  # deflated `.zip` members: zlib's own default, as upstream's zips use
@@ -390,7 +390,6 @@ class _TarLayout:
             self._offsets.append(offset)
             self._members.append((member, size, header))
             offset += header + _padded(size)
-        self._end_of_members = offset
         self.size = -(-(offset + 2 * tarfile.BLOCKSIZE) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
     @staticmethod
@@ -413,6 +412,7 @@ class _TarLayout:
             offset = self._offsets[at]
             content = offset + header
             padding = content + size
+            end = content + _padded(size)
             if position < content:
                 yield memoryview(self._header(member, size))[position - offset : min(stop, content) - offset]
                 position = min(stop, content)
@@ -420,8 +420,8 @@ class _TarLayout:
                 until = min(stop, padding)
                 yield from self._content(member, position - content, until - position)
                 position = until
-            if padding <= position < offset + header + _padded(size):
-                until = min(stop, offset + header + _padded(size))
+            if padding <= position < end:
+                until = min(stop, end)
                 yield bytes(until - position)
                 position = until
             at += 1

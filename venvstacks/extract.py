@@ -133,7 +133,7 @@ def _open_decompressed(raw: BinaryIO, pool: BlockPool | None, check: Callable[[]
         if pool is not None:
             blocks = find_blocks(raw, os.fstat(raw.fileno()).st_size)
             raw.seek(0)
-            if blocks and len(blocks) > 1 and max(block.uncompressed_size for block in blocks) <= _MAX_PARALLEL_BLOCK:
+            if blocks is not None and len(blocks) > 1 and max(block.uncompressed_size for block in blocks) <= _MAX_PARALLEL_BLOCK:
                 return BlockReader(_xz_block_fetcher(raw, blocks), len(blocks), pool, check)  # type: ignore[return-value]
         return lzma.LZMAFile(raw)
     if magic.startswith(_BZIP2_MAGIC):
@@ -169,9 +169,9 @@ class _Extractor:
     ) -> None:  # fmt: skip
         self.archive = archive
         self.pool = pool
+        """Threads that decompress the blocks of a multi-block xz archive ahead of reading (None: in one pass)."""
         self.on_file = on_file
         """Called with each regular file's `/`-separated path (relative to the root) once it is complete."""
-        """Threads that decompress the blocks of a multi-block xz archive ahead of reading (None: in one pass)."""
         self.root = root
         self.prefix = strip_prefix
         self.link_scope = link_scope
@@ -302,15 +302,16 @@ class _Extractor:
             if exc.filename is not None:
                 raise
             raise OSError(exc.errno, exc.strerror, str(target)) from exc  # name the file (a full disk)
+        relative = self.relative(target)
         if self.digests is not None:
-            self.digests[self.relative(target)] = (size, digest.hexdigest())
+            self.digests[relative] = (size, digest.hexdigest())
         os.chmod(target, _file_mode(member.mode))
         try:
             os.utime(target, (member.mtime, member.mtime))
         except (OverflowError, ValueError):
             pass
         if self.on_file is not None:
-            self.on_file(self.relative(target))
+            self.on_file(relative)
 
     def make_symlink(self, member: tarfile.TarInfo, parts: tuple[str, ...], target: Path) -> None:
         link = member.linkname
