@@ -127,8 +127,7 @@ class CompileAhead:
                 _LOG.debug("compiling layer %r ahead failed: %s", self._name, exc)
 
     def finish(self) -> None:
-        """Wait for what was sent to be compiled (the archive is unpacked); failures are left to the final step."""
-        self.unpacked()
+        """Wait for what was sent to be compiled (after `unpacked`); failures are left to the final step."""
         self._ready.put(None)
         if self._feeder is not None:
             self._feeder.join()

@@ -531,6 +531,7 @@ def _unpack(artifacts: Path, layer: _Layer, target: Path, stop: threading.Event,
         _hooks.pause("deploy-unpacked")  # a test hook
         _check(stop)
     except BaseException:
+        ahead.stop()  # nothing may write into the folder while it is removed
         _remove_marked(folder)
         raise
     return _Unpacked(folder, digests, _ships_bytecode(folder))
@@ -549,7 +550,6 @@ def _compile(layer: _Layer, folder: Path, python: Path, stop: threading.Event, j
 
     What `ahead` compiled while the layer was unpacked is up to date by then.
     """
-    ahead.start(python)
     ahead.finish()
     _check(stop)
     progress(_LOG, "compiling the bytecode of layer %r", layer.install_target)

@@ -66,6 +66,7 @@ def test_a_folder_is_compiled_only_once_complete(tmp_path: Path) -> None:
     ahead.on_file("lib/pkg/sub/b.py")  # still inside lib/pkg: a.py waits (lib/pkg/__pycache__ could follow)
     (tmp_path / "lib" / "z.py").write_text("Z = 1\n", encoding="utf-8")
     ahead.on_file("lib/z.py")  # lib/pkg is complete now
+    ahead.unpacked()  # and lib too
     ahead.finish()
     assert sorted(_bytecode(tmp_path)) == [
         f"lib/__pycache__/z.{TAG}.pyc", f"lib/pkg/__pycache__/a.{TAG}.pyc", f"lib/pkg/sub/__pycache__/b.{TAG}.pyc"
