@@ -507,12 +507,18 @@ FILES_PER_WORKER = 200
 def compile_workers(lib, jobs):
     """How many processes compile the sources under `lib`: at most `jobs` (0: one per core), fewer for few files.
 
-    A worker process costs more to start than a few hundred small files take
-    to compile, so a small layer compiles in this process alone.
+    Only sources with no bytecode yet count. A worker process costs more to
+    start than a few hundred small files take to compile, so a small layer,
+    or one `venvstacks deploy` already compiled while unpacking it, compiles
+    in this process alone.
     """
+    from importlib.util import cache_from_source
+
     sources = 0
-    for _folder, _dirs, files in os.walk(lib):
-        sources += sum(1 for name in files if name.endswith(".py"))
+    for folder, _dirs, files in os.walk(lib):
+        for name in files:
+            if name.endswith(".py") and not os.path.exists(cache_from_source(os.path.join(folder, name))):
+                sources += 1
     wanted = -(-sources // FILES_PER_WORKER)
     return max(1, min(wanted, jobs or os.cpu_count() or 1))
 

@@ -398,6 +398,8 @@ def test_a_big_layer_compiles_in_several_processes_to_the_same_bytecode(tmp_path
 
     several = compiled("3")
     assert len(several) == 2 * FILES_PER_WORKER + 2 and compiled("1") == several
+    subprocess.run([sys.executable, "-I", script, "--compile-only"], check=True)
+    assert compile_workers(str(app / "lib"), 3) == 1  # everything has its bytecode: no worker processes
 
 
 @pytest.mark.parametrize(
