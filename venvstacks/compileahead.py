@@ -66,6 +66,8 @@ class CompileAhead:
         self._feeder: threading.Thread | None = None
         self._workers: list[FedCommand] = []
         self._stopped = threading.Event()
+        self._starting = threading.Lock()
+        """Held while the feeder is started, so that `stop` sees it started or not at all."""
 
     def unpacking_into(self, folder: Path) -> None:
         """Say where the layer is being unpacked (before its first file)."""
@@ -98,9 +100,11 @@ class CompileAhead:
 
     def start(self, python: Path) -> None:
         """Start compiling with `python` (the layer's runtime interpreter, unpacked); once only."""
-        if self._feeder is None and not self._stopped.is_set():
-            self._feeder = threading.Thread(target=self._feed, args=(python,), name=f"compile-ahead-{self._name}", daemon=True)
-            self._feeder.start()
+        with self._starting:
+            if self._feeder is None and not self._stopped.is_set():
+                feeder = threading.Thread(target=self._feed, args=(python,), name=f"compile-ahead-{self._name}", daemon=True)
+                feeder.start()
+                self._feeder = feeder
 
     def _feed(self, python: Path) -> None:
         # This thread starts the compiling processes and waits for them: they die with the thread that
@@ -129,14 +133,18 @@ class CompileAhead:
     def finish(self) -> None:
         """Wait for what was sent to be compiled (after `unpacked`); failures are left to the final step."""
         self._ready.put(None)
-        if self._feeder is not None:
-            self._feeder.join()
+        with self._starting:
+            feeder = self._feeder
+        if feeder is not None:
+            feeder.join()
 
     def stop(self) -> None:
         """Stop at once (the deployment failed or was interrupted)."""
         self._stopped.set()
         self._ready.put(None)
+        with self._starting:  # a feeder is either started, or never will be
+            feeder = self._feeder
         for worker in list(self._workers):
             worker.kill()
-        if self._feeder is not None:
-            self._feeder.join()
+        if feeder is not None:
+            feeder.join()

@@ -107,3 +107,22 @@ def test_stopping_kills_the_compiling_processes(tmp_path: Path) -> None:
     ahead.stop()
     assert _compiling_children() == []
     assert len(_bytecode(tmp_path)) < 400  # stopped before the end
+
+
+def test_stopping_while_another_thread_starts_is_safe(tmp_path: Path) -> None:
+    """Deploy stops a layer's head start from the unpacking thread while the main thread may be starting it."""
+    import threading
+
+    failures: list[BaseException] = []
+    for _ in range(300):
+        ahead = CompileAhead("layer", jobs=1)
+        ahead.unpacking_into(tmp_path)
+        starter = threading.Thread(target=ahead.start, args=(Path(sys.executable),))
+        starter.start()
+        try:
+            ahead.stop()
+        except BaseException as exc:  # noqa: BLE001 - collected, then asserted
+            failures.append(exc)
+        starter.join()
+        ahead.stop()
+    assert failures == []
