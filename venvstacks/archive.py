@@ -24,6 +24,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from types import ModuleType
@@ -35,7 +36,7 @@ from .errors import ArchiveError, BuildError
 
 __all__ = [
     "ArchiveFormat", "ArchiveResult", "FileEntry", "LinkEntry", "Override", "available_formats",
-    "write_layer_archive", "excluded", "shipped_bytecode", "DEFAULT_FORMAT", "XZ_PRESET", "GZIP_LEVEL", "ZIP_LEVEL", "ZSTD_LEVEL", "CHUNK_SIZE",
+    "write_layer_archive", "archived_entries", "excluded", "shipped_bytecode", "DEFAULT_FORMAT", "XZ_PRESET", "GZIP_LEVEL", "ZIP_LEVEL", "ZSTD_LEVEL", "CHUNK_SIZE",
 ]  # fmt: skip
 
 # Fixed compressor settings: changing any of them changes every archive's bytes.
@@ -319,6 +320,36 @@ def _collect(source: Path, overrides: Mapping[str, Override], cache_tag: str | N
     members[()] = _Member((), "dir", 0o755)
     _apply_overrides(members, entries)
     return [members[parts] for parts in sorted(members)]
+
+
+def archived_entries(
+    source: Path, overrides: Mapping[str, Override], cache_tag: str | None = None, jobs: int | None = None
+) -> dict[str, list[str | int]]:
+    """What `write_layer_archive` would put in the archive, by `/`-separated layer path: `["file", mode,
+    size, sha256]`, `["folder", mode]` or `["link", target]` (the layer's manifest entries).
+
+    Files are hashed in up to `jobs` threads (default: one per core).
+    """
+    members = [member for member in _collect(Path(source), overrides, cache_tag) if member.parts]
+
+    def describe(member: _Member) -> list[str | int]:
+        cancel.check()
+        if member.kind == "dir":
+            return ["folder", member.mode]
+        if member.kind == "link":
+            return ["link", member.target or ""]
+        if member.content is not None:
+            return ["file", member.mode, len(member.content), hashlib.sha256(member.content).hexdigest()]
+        assert member.source is not None
+        digest, size = hashlib.sha256(), 0
+        with _open_source(member.source) as stream:
+            while chunk := stream.read(CHUNK_SIZE):
+                digest.update(chunk)
+                size += len(chunk)
+        return ["file", member.mode, size, digest.hexdigest()]
+
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        return {"/".join(member.parts): entry for member, entry in zip(members, pool.map(describe, members))}
 
 
 def _open_source(path: Path) -> BinaryIO:

@@ -25,6 +25,7 @@ from typing import Any
 
 from . import __version__, _hooks
 from .bundle import bundle_pylock
+from .consolescripts import find_entry_point_scripts, record_launchers, select_scripts
 from .dynlib import find_shared_libraries, link_dynlibs, plan_dynlib_links
 from .errors import BuildError, UvError, VenvStacksError
 from .folderlock import exclusive
@@ -43,6 +44,8 @@ __all__ = ["BuildSettings", "BuildOutcome", "build_stack", "layer_config", "site
 
 _LOG = logging.getLogger(__name__)
 _BUILD_TOOLS = ("pip", "setuptools", "wheel")
+HOOK_PATH = "share/venv/postinstall_hook.py"
+"""Where a layer's post-install hook is shipped, relative to the layer."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,13 @@ def site_dir(spec: StackSpec, layer: LayerSpec) -> str:
     return f"lib/python{runtime.python_implementation.short_version}/site-packages"
 
 
-def layer_config(spec: StackSpec, layer: LayerSpec, names: Callable[[LayerSpec], str]) -> dict[str, Any]:
-    """The content of `share/venv/metadata/venvstacks_layer.json`; `names` gives peers' folder names."""
+def layer_config(
+    spec: StackSpec, layer: LayerSpec, names: Callable[[LayerSpec], str], scripts: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The content of `share/venv/metadata/venvstacks_layer.json`; `names` gives peers' folder names.
+
+    `scripts` maps the console scripts postinstall.py writes to their entry points.
+    """
     runtime = spec.runtime_of(layer)
     own_site = site_dir(spec, layer)
     config: dict[str, Any] = {"py_version": runtime.python_implementation.version, "site_dir": own_site}
@@ -92,6 +100,10 @@ def layer_config(spec: StackSpec, layer: LayerSpec, names: Callable[[LayerSpec],
         )
     if isinstance(layer, ApplicationSpec):
         config["launch_module"] = layer.launch_module_name
+    if scripts:
+        config["console_scripts"] = dict(sorted(scripts.items()))
+    if layer.postinstall_hook is not None:
+        config["postinstall_hook"] = HOOK_PATH
     return config
 
 
@@ -111,6 +123,10 @@ def _state(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], a
         "runtime_archive": archive,
         "runtime": str(spec.runtime_of(layer).python_implementation),
     }
+    if layer.console_scripts:
+        state["console_scripts"] = layer.console_scripts
+    if layer.postinstall_hook is not None:
+        state["postinstall_hook"] = module_hash(layer.postinstall_hook)
     if isinstance(layer, ApplicationSpec):
         state["modules"] = [module_hash(path) for path in (layer.launch_module, *layer.support_modules)]
         state["module_names"] = [path.name for path in (layer.launch_module, *layer.support_modules)]
@@ -243,8 +259,14 @@ class _Builder:
         link_dynlibs(path, plan_dynlib_links(layer.build_name, libraries, site))
         removed = remove_foreign_executables(path / "bin")
         prune_records(site, removed)
+        scripts = select_scripts(layer.build_name, find_entry_point_scripts(site), layer.console_scripts)
+        record_launchers(site, "../../../bin", scripts, "python3" if isinstance(layer, RuntimeSpec) else "python")
         relativise_symlinks(path, self.settings.build_dir)
-        config = layer_config(self.spec, layer, lambda dep: _deployed(dep, self.checks))
+        if layer.postinstall_hook is not None:
+            (path / HOOK_PATH).parent.mkdir(parents=True, exist_ok=True)
+            _copy_module(layer.postinstall_hook, path / HOOK_PATH)
+        entry_points = {name: entry_point for name, (entry_point, _dist) in scripts.items()}
+        config = layer_config(self.spec, layer, lambda dep: _deployed(dep, self.checks), entry_points)
         write_text_atomic(path / LAYER_CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 

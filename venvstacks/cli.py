@@ -333,15 +333,23 @@ def _build_parser() -> _Parser:
     deploy.set_defaults(handler="deploy")
     verify = commands.add_parser(
         "verify",
-        help="check a deployed stack against what was deployed",
+        help="check a deployed stack against what was deployed or shipped",
         description=(
-            "Check every layer deployed in DIR: missing or modified files, layers whose required "
-            "layers are absent, and broken links between layers. Exits 1 and names each problem."
+            "Check every layer deployed in DIR: missing, modified or added files, layers whose required "
+            "layers are absent, and broken links between layers. Layers 'venvstacks deploy' installed are "
+            "checked against its records; others (unpacked by any installer and relinked by their "
+            "postinstall.py) against the manifest each layer ships. Exits 1 and names each problem."
         ),
-        epilog="example:\n  venvstacks verify /opt/stacks",
+        epilog="examples:\n  venvstacks verify /opt/stacks\n  venvstacks verify /opt/stacks --metadata venvstacks.json",
         formatter_class=_HelpFormatter,
     )
-    verify.add_argument("deployment", metavar="DIR", help="a folder 'venvstacks deploy' installed layers into")
+    verify.add_argument("deployment", metavar="DIR", help="a deployment folder (or one layer folder)")
+    verify.add_argument(
+        "--metadata",
+        metavar="FILE",
+        help="published venvstacks.json: each layer it lists must be here with its manifest",
+    )
+    _add_jobs_option(verify, "hash")
     _add_output_options(verify, suppress=True)
     verify.set_defaults(handler="verify")
     for sub in (lock, build, publish):

@@ -427,10 +427,10 @@ def cmd_verify(args: Args, out: Output) -> int:
     from .cli import EXIT_FAILURE
     from .deploying import verify
 
-    problems = verify(Path(args.deployment))
+    problems = verify(Path(args.deployment), metadata=None if args.metadata is None else Path(args.metadata), jobs=args.jobs)
     if problems:
         for problem in problems:
             out.error(problem)
         return EXIT_FAILURE
-    out.result(f"{args.deployment}: every deployed layer matches what was deployed\n")
+    out.result(f"{args.deployment}: every deployed layer matches what was deployed or shipped\n")
     return EXIT_OK

@@ -35,7 +35,7 @@ import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from functools import partial
@@ -50,12 +50,14 @@ from .extract import extract_into
 from .fsutil import write_text_atomic
 from .postinstall import (
     LAYER_CONFIG,
+    MANIFEST,
     PostinstallError,
     layered_environment_files,
     read_layer_config,
     relocate_config_script,
     relocate_pkgconfig,
     rewrite_sysconfigdata,
+    verify_layer,
 )
 from .progress import progress
 from .pubmeta import METADATA_DIR
@@ -328,7 +330,7 @@ def _write_records(
     """Record each relinked layer: its manifest entry, where it was deployed, and every entry in it."""
     with _pool(_workers(len(layers), jobs), stop) as pool:
         futures = [
-            pool.submit(_entries, target / layer.install_target, unpacked[layer.install_target].digests, layer.category == "runtimes", stop)
+            pool.submit(_entries, target / layer.install_target, _unpacked_digests(target / layer.install_target, unpacked[layer.install_target]), layer.category == "runtimes", stop)
             for layer in layers
         ]
         wait(futures)
@@ -537,12 +539,21 @@ def _unpack(artifacts: Path, layer: _Layer, target: Path, stop: threading.Event,
     return _Unpacked(folder, digests, _ships_bytecode(folder))
 
 
-def _ships_bytecode(folder: Path) -> bool:
+def _layer_config(folder: Path) -> Mapping[str, Any]:
     try:
         config = json.loads((folder / LAYER_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False  # the post-install step reports a missing or broken config
-    return isinstance(config, dict) and config.get("precompiled") is True
+        return {}  # the post-install step reports a missing or broken config
+    return config if isinstance(config, dict) else {}
+
+
+def _ships_bytecode(folder: Path) -> bool:
+    return _layer_config(folder).get("precompiled") is True
+
+
+def _unpacked_digests(layer_dir: Path, unpacked: _Unpacked) -> Mapping[str, tuple[int, str]]:
+    """The digests taken while unpacking that still hold once the layer is relinked: none where a post-install hook ran, which may change any file."""
+    return {} if _layer_config(layer_dir).get("postinstall_hook") else unpacked.digests
 
 
 def _compile(layer: _Layer, folder: Path, python: Path, stop: threading.Event, jobs: int | None, ahead: CompileAhead) -> None:
@@ -915,25 +926,83 @@ def _recorded_layer_problems(target: Path, path: Path) -> list[str]:
     return problems + list(_layer_problems(name, target / name, record, os.path.realpath(target)))
 
 
-def verify(target: Path) -> list[str]:
+def _published_manifest_digests(metadata: Path) -> dict[str, str]:
+    """The manifest digests a (signed) stack manifest or layer metadata file publishes, by install target."""
+    try:
+        data = json.loads(metadata.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DeployError(f"cannot read the published metadata {metadata}: {exc}") from None
+    groups = data.get("layers") if isinstance(data, dict) else None
+    entries = [e for c in _CATEGORIES for e in groups.get(c, [])] if isinstance(groups, dict) else [data]
+    digests: dict[str, str] = {}
+    for entry in entries:
+        hashes = entry.get("manifest_hashes") if isinstance(entry, dict) else None
+        digest = hashes.get("sha256") if isinstance(hashes, dict) else None
+        if not isinstance(entry, dict) or not _plain_name(entry.get("install_target")) or not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+            raise DeployError(f"{metadata}: a layer entry has no install_target or manifest_hashes.sha256 (published by an older venvstacks?)")
+        digests[entry["install_target"]] = digest
+    return digests
+
+
+def _manifest_layers(target: Path, skip: Collection[str]) -> list[str]:
+    """The layer folders of `target` that carry a manifest, other than `skip`, by name."""
+    return sorted(
+        entry.name for entry in target.iterdir()
+        if not entry.name.startswith(".") and entry.name not in skip and not entry.is_symlink() and (entry / MANIFEST).is_file()
+    )  # fmt: skip
+
+
+def _unrecorded_layer_problems(target: Path, name: str, digest: str | None, jobs: int | None) -> list[str]:
+    return [f"{name}{'' if rel == '.' else '/' + rel}: {problem}" for rel, problem in verify_layer(target / name, digest, jobs or 0)]
+
+
+def verify(target: Path, *, metadata: Path | None = None, jobs: int | None = None) -> list[str]:
     """Problems with the layers deployed in `target`, one line each naming the layer and path ([] if none).
 
-    Checks every entry of each recorded layer against the record deploy wrote
-    once the layer was relinked and compiled: files (size, sha256 and mode),
-    folders (mode) and links (target) that are missing, changed or added;
+    A layer `venvstacks deploy` recorded is checked against that record:
+    every file (size, sha256 and mode), folder (mode) and link (target)
+    that is missing, changed or added since it was relinked and compiled;
     that the layers it needs are deployed, and that its links resolve inside
-    `target`. Where the deployment has moved, the files naming their location
-    are checked against what relinking writes where they are now.
+    `target`. Where the deployment has moved, the files naming their
+    location are checked against what relinking writes where they are now.
+    Every other layer folder holding a layer manifest (unpacked by another
+    installer, or exported) is checked against its manifest
+    (`postinstall.verify_layer`), hashing in up to `jobs` threads. `target`
+    may also be a single layer folder. With `metadata` (a published
+    `venvstacks.json`, signed by its publisher, or a layer's metadata file),
+    every layer it lists must be deployed with the manifest it publishes.
     """
     target = Path(os.path.abspath(target))
+    if (target / MANIFEST).is_file() and not (target / RECORD_DIR).exists():
+        digests = _published_manifest_digests(metadata) if metadata is not None else {}
+        return _unrecorded_layer_problems(target.parent, target.name, digests.get(target.name), jobs)
     records = target / RECORD_DIR
     if problem := _records_folder_problem(target):
         return [problem]
-    if not records.is_dir():
-        return [f"{target}: no deployed layers are recorded ({RECORD_DIR} is missing)"]
     problems: list[str] = []
-    if os.path.lexists(records / _JOURNAL):
-        problems.append(f"{target}: a deployment was interrupted: run deploy again to put its layers back as they were")
-    for path in sorted(records.glob("*.json")):
-        problems.extend(_recorded_layer_problems(target, path))
+    recorded: list[str] = []
+    if records.is_dir():
+        if os.path.lexists(records / _JOURNAL):
+            problems.append(f"{target}: a deployment was interrupted: run deploy again to put its layers back as they were")
+        for path in sorted(records.glob("*.json")):
+            recorded.append(path.name.removesuffix(".json"))
+            problems.extend(_recorded_layer_problems(target, path))
+    unrecorded = _manifest_layers(target, recorded) if target.is_dir() else []
+    if not recorded and not unrecorded:
+        return [f"{target}: no deployed layers: no records ({RECORD_DIR}) and no layer manifests ({MANIFEST})"]
+    digests = _published_manifest_digests(metadata) if metadata is not None else {}
+    for name, digest in sorted(digests.items()):
+        if name not in recorded and name not in unrecorded:
+            problems.append(f"{name}: published in {metadata}, but not deployed here (or without its manifest)")
+        elif name in recorded and _manifest_digest(target / name) != digest:
+            problems.append(f"{name}/{MANIFEST}: not the published manifest (its sha256 differs from {metadata})")
+    for name in unrecorded:
+        problems.extend(_unrecorded_layer_problems(target, name, digests.get(name), jobs))
     return problems
+
+
+def _manifest_digest(layer_dir: Path) -> str | None:
+    try:
+        return _digest(layer_dir / MANIFEST)
+    except OSError:
+        return None

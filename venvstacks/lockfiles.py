@@ -161,11 +161,13 @@ def other_inputs_hash(spec: StackSpec, layer: LayerSpec) -> str:
 
 
 def version_inputs_hash(layer: LayerSpec) -> str:
-    """The hash of what changes a versioned layer's version: its name, flag and app modules."""
+    """The hash of what changes a versioned layer's version: its name, flag, app modules and post-install hook."""
     items = [f"env_name={layer.build_name}", f"is_versioned_layer={layer.versioned}"]
     if isinstance(layer, ApplicationSpec):
         items.append(module_hash(layer.launch_module))
         items.extend(module_hash(path) for path in layer.support_modules)
+    if layer.postinstall_hook is not None:
+        items.append(f"postinstall_hook={module_hash(layer.postinstall_hook)}")
     return hash_strings(items)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "prune_records",
     "relativise_symlinks",
     "remove_foreign_executables",
+    "rewrite_file",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def _is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _write_replacing(path: Path, content: bytes) -> None:
+def rewrite_file(path: Path, content: bytes) -> None:
     """Replace `path` by a file holding `content`, through a temporary file, keeping its mode."""
     mode = stat.S_IMODE(path.stat().st_mode)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -100,7 +101,7 @@ def prune_records(site_packages: Path, removed: Sequence[Path]) -> int:
             continue
         buffer = io.StringIO()
         csv.writer(buffer, delimiter=",", quotechar='"', lineterminator="\n").writerows(kept)
-        _write_replacing(record, buffer.getvalue().encode("utf-8"))
+        rewrite_file(record, buffer.getvalue().encode("utf-8"))
         _LOG.debug("dropped %d rows from %s", len(rows) - len(kept), record)
         rewritten += 1
     return rewritten

@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, _hooks, _proc
-from .archive import ArchiveFormat, FileEntry, LinkEntry, shipped_bytecode, write_layer_archive
+from .archive import ArchiveFormat, FileEntry, LinkEntry, archived_entries, shipped_bytecode, write_layer_archive
 from .blockpack import BlockPool
 from .errors import BuildError, CommandError, VenvStacksError
 from .folderlock import STAGING_DIR, exclusive
 from .fsutil import remove_path, write_text_atomic
+from .layermanifest import MANIFEST, ManifestEntry, render_manifest, scan_tree, written_on_target
 from .lockstate import LockCheck
 from .platforms import TargetPlatform
 from .postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper
@@ -146,6 +147,17 @@ def _overrides(
     return overrides
 
 
+def _manifest(install_target: str, source: Path, overrides: Mapping[str, FileEntry | LinkEntry | None], entries: Mapping[str, ManifestEntry]) -> bytes:
+    """The layer manifest of a layer shipped with these entries (see layermanifest.py)."""
+
+    def shipped(rel: str) -> bytes:
+        entry = overrides.get(rel)
+        return entry.content if isinstance(entry, FileEntry) else (source / rel).read_bytes()
+
+    config = json.loads(shipped(LAYER_CONFIG))
+    return render_manifest(install_target, entries, written_on_target(config, entries, shipped))
+
+
 def _clamp(locked_at: str) -> int:
     stamp = datetime.datetime.fromisoformat(locked_at)
     if stamp.tzinfo is None:
@@ -229,14 +241,19 @@ def _publish_one(
         _compile_bytecode(spec, layer, source, base["install_target"], settings)
         cache_tag = _cache_tag(spec, layer)
     progress(_LOG, "archiving layer %r as %s", layer.build_name, name)
+    overrides = _overrides(spec, layer, checks, source, precompiled=settings.precompile)
+    entries = archived_entries(source, overrides, cache_tag, settings.jobs)
+    manifest = _manifest(base["install_target"], source, overrides, entries)
+    overrides[MANIFEST] = FileEntry(manifest)
     result = write_layer_archive(
         source, settings.output_dir / STAGING_DIR / name, root=base["install_target"], clamp=_clamp(base["locked_at"]),
-        fmt=settings.fmt, overrides=_overrides(spec, layer, checks, source, precompiled=settings.precompile),
-        cache_tag=cache_tag, pool=pool, level=settings.level, x86_code=settings.platform in _X86_64,
+        fmt=settings.fmt, overrides=overrides, cache_tag=cache_tag, pool=pool, level=settings.level,
+        x86_code=settings.platform in _X86_64,
     )  # fmt: skip
     metadata = with_archive(
-        base, archive_build=build, archive_name=name, platform=settings.platform, size=result.size, sha256=result.sha256
-    )
+        base, archive_build=build, archive_name=name, platform=settings.platform, size=result.size, sha256=result.sha256,
+        manifest_sha256=hashlib.sha256(manifest).hexdigest(),
+    )  # fmt: skip
     published = PublishedLayer(layer.build_name, settings.output_dir / name, metadata, "archived")
     return _Staged(published, result.path, meta_path, inputs_path, digest)
 
@@ -381,7 +398,10 @@ def _export_one(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockChec
         cache_tag = _cache_tag(spec, layer)
     partial = settings.output_dir / STAGING_DIR / target.name
     remove_path(partial)
-    _copy_tree(source, partial, _overrides(spec, layer, checks, source, precompiled=settings.precompile), cache_tag)
+    overrides = _overrides(spec, layer, checks, source, precompiled=settings.precompile)
+    _copy_tree(source, partial, overrides, cache_tag)
+    manifest = _manifest(target.name, partial, {}, scan_tree(partial, settings.jobs))
+    write_text_atomic(partial / MANIFEST, manifest.decode("utf-8"))
     remove_path(target)
     os.replace(partial, target)
     python = settings.output_dir / _deployed(spec.runtime_of(layer), checks) / "bin" / "python3"

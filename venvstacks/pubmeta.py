@@ -70,12 +70,18 @@ def with_archive(
     platform: TargetPlatform,
     size: int | None = None,
     sha256: str | None = None,
+    manifest_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """A layer's published metadata: the base fields plus the archive's (size and hash once written)."""
+    """A layer's published metadata: the base fields plus the archive's (size and hashes once written).
+
+    `manifest_hashes` (the sha256 of the manifest inside the archive) is ours: upstream has no manifest.
+    """
     data = dict(base)
     data.update(archive_build=archive_build, archive_name=archive_name, target_platform=str(platform))
     if size is not None and sha256 is not None:
         data.update(archive_size=size, archive_hashes={"sha256": sha256})
+    if manifest_sha256 is not None:
+        data.update(manifest_hashes={"sha256": manifest_sha256})
     return data
 
 

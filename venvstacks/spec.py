@@ -129,6 +129,10 @@ class _LayerBase:
     """Normalised distribution name -> index name, including inherited pins."""
     priority_indexes: tuple[str, ...] = ()
     index_overrides: Mapping[str, str] = field(default_factory=_empty)
+    console_scripts: bool | tuple[str, ...] = False
+    """Which entry-point scripts of the layer's own packages get launchers: all, none, or these names."""
+    postinstall_hook: Path | None = None
+    """Absolute path of the script run after the layer is relinked on the target, if any."""
 
     kind: LayerKind = field(init=False)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import InvalidRequirement
@@ -15,11 +17,13 @@ from .platforms import (
     parse_macosx_target,
 )
 from .reqs import Requirement
-from .tomlfields import TableReader, did_you_mean
+from .specmodules import check_hook
+from .tomlfields import TableReader, describe_type, did_you_mean
 
 __all__ = ["CommonFields", "read_common_fields"]
 
 _PLATFORM_NAMES = tuple(str(p) for p in TargetPlatform)
+_SCRIPT_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,15 @@ class CommonFields:
     package_indexes: dict[str, str] | None
     priority_indexes: tuple[str, ...] | None
     index_overrides: dict[str, str] | None
+    console_scripts: bool | tuple[str, ...] | None
+    """All, none or the named entry-point scripts (the kind's default when absent)."""
+    postinstall_hook: Path | None
+    hook_valid: bool
 
     @property
     def complete(self) -> bool:
         """True if every field was valid."""
-        return self.platforms_valid and None not in (
+        return self.platforms_valid and self.hook_valid and None not in (
             self.requirements,
             self.versioned,
             self.linux_target,
@@ -50,6 +58,7 @@ class CommonFields:
             self.package_indexes,
             self.priority_indexes,
             self.index_overrides,
+            self.console_scripts,
         )
 
     def model_args(self, name: str) -> dict[str, Any]:
@@ -64,13 +73,19 @@ class CommonFields:
             "dynlib_exclude": self.dynlib_exclude,
             "priority_indexes": self.priority_indexes,
             "index_overrides": self.index_overrides,
+            "console_scripts": self.console_scripts,
+            "postinstall_hook": self.postinstall_hook,
         }
 
 
-def read_common_fields(reader: TableReader, default_macosx: MacOSTarget) -> CommonFields:
-    """Read and check the fields shared by runtimes, frameworks and applications."""
+def read_common_fields(reader: TableReader, default_macosx: MacOSTarget, spec_dir: Path, *, scripts_default: bool) -> CommonFields:
+    """Read and check the fields shared by runtimes, frameworks and applications.
+
+    `scripts_default` is whether the layer's kind writes console scripts unless told otherwise.
+    """
     requirements = _read_requirements(reader)
     platforms, platforms_valid = _read_platforms(reader)
+    hook, hook_valid = check_hook(reader, spec_dir)
     return CommonFields(
         requirements=requirements,
         platforms=platforms,
@@ -82,7 +97,33 @@ def read_common_fields(reader: TableReader, default_macosx: MacOSTarget) -> Comm
         package_indexes=_or_empty(reader, "package_indexes", reader.string_table("package_indexes")),
         priority_indexes=_or_empty(reader, "priority_indexes", reader.string_list("priority_indexes")),
         index_overrides=_or_empty(reader, "index_overrides", reader.string_table("index_overrides")),
+        console_scripts=_read_console_scripts(reader, scripts_default),
+        postinstall_hook=hook,
+        hook_valid=hook_valid,
     )
+
+
+def _read_console_scripts(reader: TableReader, default: bool) -> bool | tuple[str, ...] | None:
+    """`console_scripts`: true, false or a list of script names; None when invalid (reported)."""
+    if "console_scripts" not in reader.table:
+        return default
+    value = reader.table["console_scripts"]
+    if isinstance(value, bool):
+        return value
+    names = reader.string_list("console_scripts") if isinstance(value, list) else None
+    if names is None:
+        if not isinstance(value, list):
+            reader.error("console_scripts", f"expected true, false or an array of script names, got {describe_type(value)}")
+        return None
+    valid = True
+    for position, name in enumerate(names):
+        if not _SCRIPT_NAME.fullmatch(name):
+            reader.error(f"console_scripts[{position}]", f"{name!r} is not a script name (letters, digits, '.', '_', '-', '+')")
+            valid = False
+        elif name in names[:position]:
+            reader.error(f"console_scripts[{position}]", f"script {name!r} is listed more than once")
+            valid = False
+    return tuple(names) if valid else None
 
 
 def _or_empty(reader: TableReader, key: str, value: Any) -> Any:

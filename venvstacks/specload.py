@@ -50,6 +50,8 @@ _COMMON_KEYS = frozenset(
         "priority_indexes",
         "index_overrides",
         "build_requirements",
+        "console_scripts",
+        "postinstall_hook",
     }
 )
 _KEYS = {
@@ -239,7 +241,7 @@ class _SpecParser:
                 f"{self.log.path}: {where}: field 'build_requirements' is deprecated and ignored "
                 "(layers never build from source)"
             )
-        fields = read_common_fields(reader, self.default_macosx)
+        fields = read_common_fields(reader, self.default_macosx, self.spec_path.parent, scripts_default=kind is LayerKind.APPLICATION)
         if kind is LayerKind.RUNTIME:
             layer = self._finish_runtime(reader, name, fields)
         else:

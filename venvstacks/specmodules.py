@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .tomlfields import TableReader
 
-__all__ = ["check_app_modules", "links_in_module", "module_name"]
+__all__ = ["check_app_modules", "check_hook", "links_in_module", "module_name"]
 
 
 def module_name(relative: str) -> str:
@@ -68,6 +68,26 @@ def check_app_modules(reader: TableReader, spec_dir: Path) -> tuple[Path, tuple[
     if not ok or launch is None:
         return None
     return _absolute(spec_dir, launch), tuple(_absolute(spec_dir, p) for p in support)
+
+
+def check_hook(reader: TableReader, spec_dir: Path) -> tuple[Path | None, bool]:
+    """Check `postinstall_hook`: a `.py` file inside the spec's folder. Its absolute path (or None), and whether it is valid."""
+    relative = reader.string("postinstall_hook")
+    if relative is None:
+        return None, "postinstall_hook" not in reader.table
+    if not relative.strip():
+        reader.error("postinstall_hook", "must not be empty")
+        return None, False
+    if not _check_place(reader, "postinstall_hook", spec_dir, relative):
+        return None, False
+    path = _absolute(spec_dir, relative)
+    if not path.is_file():
+        reader.error("postinstall_hook", f"post-install hook {relative!r} does not exist or is not a file (looked for {str(path)!r})")
+        return None, False
+    if path.suffix != ".py":
+        reader.error("postinstall_hook", f"post-install hook {relative!r} must be a .py file")
+        return None, False
+    return path, True
 
 
 def _absolute(spec_dir: Path, relative: str) -> Path:

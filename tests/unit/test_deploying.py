@@ -542,7 +542,8 @@ def test_verify_refuses_records_it_cannot_trust(stack: Stack, target: Path, tmp_
 
 
 def test_verify_without_records(tmp_path: Path) -> None:
-    assert verify(tmp_path) == [f"{tmp_path}: no deployed layers are recorded ({RECORD_DIR} is missing)"]
+    expected = f"{tmp_path}: no deployed layers: no records ({RECORD_DIR}) and no layer manifests (share/venv/metadata/venvstacks_manifest.json)"
+    assert verify(tmp_path) == [expected]
 
 
 def test_only_tar_archives_are_deployed(stack: Stack, target: Path) -> None:

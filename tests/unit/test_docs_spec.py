@@ -140,7 +140,11 @@ def render_spec(
 
 
 def create_modules(data: dict[str, Any], folder: Path) -> None:
-    """Create the launch and support modules a parsed spec names (a folder unless it ends in .py)."""
+    """Create the launch and support modules and post-install hooks a parsed spec names (a folder unless it ends in .py)."""
+    for layer in (*data.get("runtimes", []), *data.get("frameworks", []), *data.get("applications", [])):
+        if isinstance(hook := layer.get("postinstall_hook"), str):
+            (folder / hook).parent.mkdir(parents=True, exist_ok=True)
+            (folder / hook).write_text("print('hooked')\n", encoding="utf-8")
     for app in data.get("applications", []):
         paths = [app.get("launch_module"), *app.get("support_modules", [])]
         for relative in paths:

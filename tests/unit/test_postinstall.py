@@ -404,14 +404,19 @@ def test_a_big_layer_compiles_in_several_processes_to_the_same_bytecode(tmp_path
 
 @pytest.mark.parametrize(
     ("argv", "expected"),
-    [([], (None, 0)), (["--jobs", "3"], (None, 3)), (["--compile-only", "--jobs", "0"], ("--compile-only", 0)),
-     (["--jobs", "12", "--no-compile"], ("--no-compile", 12))],
+    [([], (None, 0, None)), (["--jobs", "3"], (None, 3, None)), (["--compile-only", "--jobs", "0"], ("--compile-only", 0, None)),
+     (["--jobs", "12", "--no-compile"], ("--no-compile", 12, None)), (["--verify"], ("--verify", 0, None)),
+     (["--manifest-sha256", "ab" * 32, "--verify", "--jobs", "2"], ("--verify", 2, "ab" * 32))],
 )  # fmt: skip
-def test_arguments(argv: list[str], expected: tuple[str | None, int]) -> None:
+def test_arguments(argv: list[str], expected: tuple[str | None, int, str | None]) -> None:
     assert parse_arguments(argv) == expected
 
 
-@pytest.mark.parametrize("argv", [["--bogus"], ["--no-compile", "--compile-only"], ["extra"], ["--jobs"], ["--jobs", "-1"], ["--jobs", "two"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--bogus"], ["--no-compile", "--compile-only"], ["extra"], ["--jobs"], ["--jobs", "-1"], ["--jobs", "two"],
+     ["--manifest-sha256", "ab" * 32], ["--verify", "--manifest-sha256", "AB" * 32], ["--verify", "--no-compile"]],
+)  # fmt: skip
 def test_unknown_arguments_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(tmp_path, argv=argv) == 2
     assert capsys.readouterr().err.startswith("usage: postinstall.py [--no-compile | --compile-only] [--jobs N]")
