@@ -49,13 +49,16 @@ from .compileahead import CompileAhead
 from .extract import extract_into
 from .fsutil import write_text_atomic
 from .postinstall import (
+    BYTECODE_RECORD,
     LAYER_CONFIG,
+    LOCAL_DIR,
     MANIFEST,
     PostinstallError,
     layered_environment_files,
     read_layer_config,
     relocate_config_script,
     relocate_pkgconfig,
+    render_bytecode_record,
     rewrite_sysconfigdata,
     verify_layer,
 )
@@ -802,6 +805,8 @@ def _moved(record: Mapping[str, Any], name: str, layer_dir: Path) -> _Moved | No
 
 def _names_location(rel: str, moved: _Moved) -> bool:
     """Whether relinking writes this file of a moved layer otherwise where the layer is now."""
+    if rel == BYTECODE_RECORD:
+        return True  # relinking a runtime recompiles its relocated sources
     if not moved.runtime:
         return rel in moved.rendered if isinstance(moved.rendered, Mapping) else rel == "pyvenv.cfg"
     return any(_matches(rel, pattern) for pattern in (_RELOCATED_BYTECODE, *_RELOCATED))
@@ -809,6 +814,9 @@ def _names_location(rel: str, moved: _Moved) -> bool:
 
 def _relocated_problem(path: Path, rel: str, sha256: str, moved: _Moved) -> str | None:
     """What is wrong with a file of a moved layer that names its location (see `_names_location`), or None."""
+    if rel == BYTECODE_RECORD:
+        ok = path.read_text(encoding="utf-8", errors="replace") == render_bytecode_record(moved.new)
+        return None if ok else "modified (not the digests of the layer's bytecode)"
     if isinstance(moved.rendered, str):
         return f"cannot work out what relinking writes here: {moved.rendered}"
     if not moved.runtime:
@@ -879,6 +887,8 @@ def _layer_problems(name: str, layer_dir: Path, record: Mapping[str, Any], root:
     recorded: Mapping[str, Sequence[Any]] = record["entries"]
     found, moved = _scan(layer_dir), _moved(record, name, layer_dir)
     for rel in sorted(recorded.keys() | found.keys()):
+        if rel == LOCAL_DIR or rel.startswith(LOCAL_DIR + "/"):
+            continue  # the post-install hook's own files
         path, info = layer_dir / rel, found.get(rel)
         try:
             problems = list(_entry_problems(path, rel, recorded.get(rel), info, moved))

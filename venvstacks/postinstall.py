@@ -41,6 +41,8 @@ LAYER_CONFIG = "share/venv/metadata/venvstacks_layer.json"
 MANIFEST = "share/venv/metadata/venvstacks_manifest.json"
 """Every entry a layer shipped with, and the files relinking writes (see `verify_layer`)."""
 MANIFEST_FORMAT = 1
+BYTECODE_RECORD = "share/venv/metadata/venvstacks_bytecode.json"
+"""The sha256 of every `__pycache__/*.pyc` of the layer once this script has compiled and run the hook."""
 LOCAL_DIR = "share/venv/local"
 """Where a layer's post-install hook keeps what it makes on the target; `verify_layer` does not look inside."""
 DYNLIB_DIR = "share/venv/dynlib"
@@ -697,13 +699,57 @@ def bytecode_problem(pyc_path):
     return None if ok else "modified (not the bytecode of its source)"
 
 
+def _bytecode_files(layer_dir):
+    """Every `__pycache__/*.pyc` file of the layer, by `/`-separated path."""
+    found = []
+    for root, dirs, files in os.walk(layer_dir):
+        dirs.sort()
+        if os.path.basename(root) == "__pycache__":
+            rel_root = os.path.relpath(root, layer_dir).replace(os.sep, "/")
+            found.extend(rel_root + "/" + name for name in sorted(files) if name.endswith(".pyc"))
+    return found
+
+
+def render_bytecode_record(layer_dir):
+    """The text of `BYTECODE_RECORD` for the layer's bytecode as it is now."""
+    layer_dir = os.path.abspath(layer_dir)
+    digests = {}
+    for rel in _bytecode_files(layer_dir):
+        path = os.path.join(layer_dir, rel)
+        if os.path.isfile(path) and not os.path.islink(path):
+            digests[rel] = file_sha256(path)
+    return json.dumps({"format": MANIFEST_FORMAT, "bytecode": digests}, sort_keys=True, indent=0) + "\n"
+
+
+def write_bytecode_record(layer_dir):
+    """Record the sha256 of the layer's bytecode in `BYTECODE_RECORD`, for `verify_layer`; return whether it changed."""
+    path = os.path.join(os.path.abspath(layer_dir), BYTECODE_RECORD)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return write_if_changed(path, render_bytecode_record(layer_dir))
+
+
+def read_bytecode_record(layer_dir):
+    """The bytecode digests `write_bytecode_record` recorded, by path; None if there is no such record."""
+    try:
+        with open(os.path.join(layer_dir, BYTECODE_RECORD), encoding="utf-8") as stream:
+            record = json.load(stream)
+    except (OSError, ValueError):
+        return None
+    digests = record.get("bytecode") if isinstance(record, dict) else None
+    if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+        return None
+    return digests
+
+
 class _LayerCheck:
     """Checks one unpacked layer against its manifest; `problems` collects `(path, problem)`."""
 
     def __init__(self, layer_dir, manifest):
         self.layer_dir = layer_dir
         self.shipped = manifest["entries"]
-        self.written = manifest["written_on_target"]
+        self.written = dict(manifest["written_on_target"])
+        self.written[BYTECODE_RECORD] = ["record"]
+        self.bytecode = read_bytecode_record(layer_dir)
         self.problems = []
         self.digests = []
         """(path, expected size, expected sha256) of the files whose content is checked."""
@@ -720,7 +766,7 @@ class _LayerCheck:
         return self._rendered
 
     def check(self, rel, info):
-        if rel == MANIFEST or (_under(rel, LOCAL_DIR) and rel != LOCAL_DIR):
+        if rel == MANIFEST or _under(rel, LOCAL_DIR):
             return
         expected = self.written.get(rel) or self.shipped.get(rel)
         if info is None:
@@ -730,6 +776,9 @@ class _LayerCheck:
         kind = _entry_kind(info)
         if expected is None:
             self._unlisted(rel, kind)
+        elif expected[0] == "record":
+            if self.bytecode is None:
+                self.problems.append((rel, "damaged (not a record of bytecode)"))
         elif expected[0] == "relinked":
             self._relinked(rel, kind, expected)
         elif kind != expected[0]:
@@ -754,9 +803,10 @@ class _LayerCheck:
         if len(parts) > 1 and parts[-2] == "__pycache__" and parts[-1].endswith(".pyc") and kind == "file":
             source = "/".join(parts[:-2] + [parts[-1].split(".")[0] + ".py"])
             if source in self.shipped or source in self.written:
-                problem = bytecode_problem(os.path.join(self.layer_dir, rel))
-                if problem is not None:
-                    self.problems.append((rel, problem))
+                if self.bytecode is not None and rel in self.bytecode:
+                    self.digests.append((rel, None, self.bytecode[rel]))
+                elif self.bytecode is not None:
+                    self.problems.append((rel, "bytecode added after postinstall.py compiled the layer"))
                 return
         self.problems.append((rel, "added after it was shipped (a {})".format(kind)))
 
@@ -790,7 +840,7 @@ class _LayerCheck:
 
 def _content_problem(path, size, sha256):
     try:
-        if os.lstat(path).st_size != size:
+        if size is not None and os.lstat(path).st_size != size:
             return "modified ({} bytes, {} when shipped)".format(os.lstat(path).st_size, size)
         return None if file_sha256(path) == sha256 else "modified (sha256 differs)"
     except OSError as exc:
@@ -1008,6 +1058,7 @@ def main(layer_dir=None, argv=None):
             compiled = None if whole is None else whole and compiled
         if mode != "--compile-only":
             run_hook(layer_dir, config)
+            write_bytecode_record(layer_dir)
     except PostinstallError as exc:
         _report("error", exc)
         return 1
