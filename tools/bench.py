@@ -344,6 +344,20 @@ def _untar_all(artifacts: Path, target: Path) -> float:
     return time.perf_counter() - start
 
 
+def _sha256sum_all(folder: Path, jobs: int) -> float:
+    """`sha256sum` over every regular file under `folder`, `jobs` processes at once (what verify is compared with)."""
+    start = time.perf_counter()
+    find = subprocess.Popen(["find", str(folder), "-type", "f", "-print0"], stdout=subprocess.PIPE)
+    subprocess.run(["xargs", "-0", "-P", str(jobs), "-n", "256", "sha256sum"], stdin=find.stdout, stdout=subprocess.DEVNULL, check=True)
+    assert find.stdout is not None and find.wait() == 0
+    find.stdout.close()
+    return time.perf_counter() - start
+
+
+VERIFY_RATE = 200e6
+"""The content verify must check per second (issue 14): its rows compare verify's time with the time this rate takes."""
+
+
 def _built_layers(build: Path) -> list[str]:
     """The layer folders of our build folder: those with a build record beside them."""
     layers = sorted(record.name.removesuffix(".last-build.json") for record in build.glob("*.last-build.json"))
@@ -453,6 +467,11 @@ def _peer_stack(stack: PeerStack, folder: Path, tools: dict[str, list[str]], our
         results["deploy-pc"] = PeerResult("deploy pc", label, "ours `deploy` of `publish --precompile` archives vs tar -xf of them",
                                           [], [], ("<=", 1.3), baseline="tar -xf")  # fmt: skip
         results["deploy-pc-up"] = PeerResult("deploy pc", label, "ours `deploy` of `publish --precompile` archives vs upstream deploy", [], [])
+    for kind, how in (("records", "deploy's records"), ("manifests", "the layers' manifests (records removed)")):
+        results[f"verify-{kind}"] = PeerResult("verify", label, f"ours `verify` against {how} vs sha256sum -P{cores} of the same files",
+                                               [], [], baseline="sha256sum")  # fmt: skip
+        results[f"verify-{kind}-rate"] = PeerResult("verify", label, f"ours `verify` against {how} vs the time {VERIFY_RATE / 1e6:.0f} MB/s takes",
+                                                    [], [], ("<=", 1.0), baseline="200 MB/s")  # fmt: skip
     memory = PeerMemory(label, stack.big, {"--jobs 1": [], "--jobs 2": [], "default": []})
     layers = _built_layers(work["ours"] / "_build")
     # Alternate the two tools inside each run, so that background load affects both alike.
@@ -491,6 +510,14 @@ def _peer_stack(stack: PeerStack, folder: Path, tools: dict[str, list[str]], our
         results["deploy-tar"].upstream.append(_untar_all(work["ours"] / f"_out-xz-{run}", work["ours"] / f"_untar-{run}"))
         results["deploy-j1"].ours.append(ours_deploy(f"_out-xz-{run}", f"_deploy-j1-{run}", "--jobs", "1", tag="-j1"))
         results["deploy-j1"].upstream.append(results["deploy"].ours[-1])
+        shutil.rmtree(work["ours"] / f"_deploy-j1-{run}" / ".venvstacks-deployed")  # leaves the manifests to check against
+        for kind, deployed in (("records", f"_deploy-{run}"), ("manifests", f"_deploy-j1-{run}")):
+            content = tree_size(work["ours"] / deployed)
+            seconds = _run_step([*tools["ours"], "verify", str(work["ours"] / deployed)], work["ours"], logs / f"{label}-ours-verify-{kind}.log")[0]
+            results[f"verify-{kind}"].ours.append(seconds)
+            results[f"verify-{kind}"].upstream.append(_sha256sum_all(work["ours"] / deployed, cores))
+            results[f"verify-{kind}-rate"].ours.append(seconds)
+            results[f"verify-{kind}-rate"].upstream.append(content / VERIFY_RATE)
         if not stack.heavy:
             results["deploy-pc"].ours.append(ours_deploy(f"_out-pc-{run}", f"_deploy-pc-{run}", tag="-pc"))
             results["deploy-pc"].upstream.append(_untar_all(work["ours"] / f"_out-pc-{run}", work["ours"] / f"_untar-pc-{run}"))

@@ -55,6 +55,7 @@ from .postinstall import (
     MANIFEST,
     PostinstallError,
     layered_environment_files,
+    read_bytecode_record,
     read_layer_config,
     relocate_config_script,
     relocate_pkgconfig,
@@ -312,15 +313,19 @@ def _entries(folder: Path, digests: Mapping[str, tuple[int, str]], runtime: bool
     """The record of every entry of a deployed, relinked layer: `[kind, mode, size, sha256]` for a file,
     `[kind, mode]` for a folder or special file, `[kind, target]` for a link.
 
-    Files hashed while unpacking are not read again, unless the post-install step may have written them.
+    Files hashed while unpacking are not read again, unless the post-install step may have written them;
+    nor is the bytecode whose digest the post-install step recorded a moment ago (`BYTECODE_RECORD`).
     """
     entries: dict[str, list[Any]] = {}
+    bytecode = read_bytecode_record(folder) or {}
     for rel, info in sorted(_scan(folder).items()):
         kind, mode = _kind(info), stat.S_IMODE(info.st_mode)
         if kind == "link":
             entries[rel] = [kind, os.readlink(folder / rel)]
         elif kind == "file":
             known = digests.get(rel) if not _regenerated(rel, runtime) else None
+            if known is None and rel in bytecode:
+                known = (info.st_size, bytecode[rel])
             entries[rel] = [kind, mode, *(known or (info.st_size, _digest(folder / rel, partial(_check, stop))))]
         else:
             entries[rel] = [kind, mode]

@@ -242,12 +242,12 @@ def test_a_signed_metadata_file_vouches_for_every_file(published: Path, tmp_path
     assert run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", "publisher", "-f", str(key)]).returncode == 0
     signed = tmp_path / "venvstacks.json"
     shutil.copy(metadata, signed)
-    assert run([keygen, "-Y", "sign", "-f", str(key), "-n", "venvstacks", str(signed)]).returncode == 0
+    assert run([keygen, "-Y", "sign", "-f", str(key), "-n", "stack-metadata", str(signed)]).returncode == 0
     allowed = tmp_path / "allowed_signers"
-    allowed.write_text(f'publisher@example.org namespaces="venvstacks" {(tmp_path / "publisher_key.pub").read_text(encoding="utf-8")}', encoding="utf-8")
+    allowed.write_text(f'publisher@example.org namespaces="stack-metadata" {(tmp_path / "publisher_key.pub").read_text(encoding="utf-8")}', encoding="utf-8")
 
     def signature_holds() -> bool:
-        command = [keygen, "-Y", "verify", "-f", str(allowed), "-I", "publisher@example.org", "-n", "venvstacks", "-s", f"{signed}.sig"]
+        command = [keygen, "-Y", "verify", "-f", str(allowed), "-I", "publisher@example.org", "-n", "stack-metadata", "-s", f"{signed}.sig"]
         return subprocess.run(command, input=signed.read_bytes(), capture_output=True, check=False).returncode == 0
 
     target = tmp_path / "installed"
