@@ -22,7 +22,6 @@ in, a journal, from which the next deployment restores the target first.
 
 from __future__ import annotations
 
-import _imp
 import contextlib
 import fcntl
 import fnmatch
@@ -54,6 +53,7 @@ from .postinstall import (
     LOCAL_DIR,
     MANIFEST,
     PostinstallError,
+    bytecode_problem,
     layered_environment_files,
     read_bytecode_record,
     read_layer_config,
@@ -828,7 +828,7 @@ def _relocated_problem(path: Path, rel: str, sha256: str, moved: _Moved) -> str 
         ok = path.read_bytes() == moved.rendered[rel].encode("utf-8")
         return None if ok else "modified (not what relinking writes where the layer is now)"
     if _matches(rel, _RELOCATED_BYTECODE):
-        return _bytecode_problem(path)
+        return bytecode_problem(str(path))
     relocate = next(how for pattern, how in _RELOCATED.items() if _matches(rel, pattern))
     text = path.read_bytes().decode("utf-8", "surrogateescape")
     try:
@@ -838,18 +838,6 @@ def _relocated_problem(path: Path, rel: str, sha256: str, moved: _Moved) -> str 
     if hashlib.sha256(back.encode("utf-8", "surrogateescape")).hexdigest() != sha256:
         return "modified (sha256 differs, even relinked back to where it was deployed)"
     return None if here == text else "not relinked where the layer is now (run its postinstall.py)"
-
-
-def _bytecode_problem(pyc: Path) -> str | None:
-    """Whether bytecode rewritten by relinking is that of its source, by its header (the moved runtime's `_sysconfigdata`)."""
-    source = pyc.parent.parent / f"{pyc.name.split('.')[0]}.py"
-    header = pyc.read_bytes()[:16]
-    if int.from_bytes(header[4:8], "little") & 1:  # hash-based
-        ok = _imp.source_hash(int.from_bytes(header[:4], "little"), source.read_bytes()) == header[8:16]
-    else:
-        info = source.stat()
-        ok = header[8:16] == (int(info.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (info.st_size & 0xFFFFFFFF).to_bytes(4, "little")
-    return None if ok else "modified (not the bytecode of its source)"
 
 
 def _content_problem(path: Path, rel: str, size: int, recorded: Sequence[Any], moved: _Moved | None) -> str | None:

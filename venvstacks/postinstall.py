@@ -803,9 +803,13 @@ class _LayerCheck:
         if len(parts) > 1 and parts[-2] == "__pycache__" and parts[-1].endswith(".pyc") and kind == "file":
             source = "/".join(parts[:-2] + [parts[-1].split(".")[0] + ".py"])
             if source in self.shipped or source in self.written:
-                if self.bytecode is not None and rel in self.bytecode:
+                if self.bytecode is None:  # reported missing: at least the header must name its source
+                    problem = bytecode_problem(os.path.join(self.layer_dir, rel))
+                    if problem is not None:
+                        self.problems.append((rel, problem))
+                elif rel in self.bytecode:
                     self.digests.append((rel, None, self.bytecode[rel]))
-                elif self.bytecode is not None:
+                else:
                     self.problems.append((rel, "bytecode added after postinstall.py compiled the layer"))
                 return
         self.problems.append((rel, "added after it was shipped (a {})".format(kind)))
@@ -853,9 +857,9 @@ def verify_layer(layer_dir, expected_sha256=None, jobs=0):
     Every entry of the manifest must be there, with its kind, link target,
     size and sha256, and no more permissions than shipped. The files relinking
     writes must be what it writes where the layer is now; bytecode in
-    `__pycache__` must belong to a listed source (by its header). Anything
-    else is reported as added, except what the post-install hook keeps in
-    `LOCAL_DIR`. `expected_sha256` is the manifest's digest from the
+    `__pycache__` must belong to a listed source and be what
+    `BYTECODE_RECORD` lists. Anything else is reported as added, except
+    what the post-install hook keeps in `LOCAL_DIR`. `expected_sha256` is the manifest's digest from the
     published metadata, when known. Files are hashed in up to `jobs`
     threads (0: one per core). The path is "." for a problem with the
     manifest itself.
