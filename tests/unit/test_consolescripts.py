@@ -158,3 +158,18 @@ def test_bad_fields_are_one_line_errors_naming_the_layer_and_field(
     assert line.startswith(f"{spec}: application 'demo': {message}"), line
     assert main(["show", str(spec)]) == 1
     assert capsys.readouterr().err.startswith(f"error: {spec}: application 'demo': {message}")
+
+
+def test_a_hook_moves_the_version_inputs_and_no_hook_leaves_them_as_upstream_has_them(tmp_path: Path) -> None:
+    from venvstacks.lockfiles import version_inputs_hash
+
+    spec_path = _spec(tmp_path, "versioned = true\n")
+    plain = version_inputs_hash(load_spec(spec_path).applications[0])
+    (spec_path.parent / "hook.py").write_text("print(1)\n", encoding="utf-8")
+    spec_path.write_text(spec_path.read_text(encoding="utf-8") + 'postinstall_hook = "hook.py"\n', encoding="utf-8")
+    hooked = version_inputs_hash(load_spec(spec_path).applications[0])
+    (spec_path.parent / "hook.py").write_text("print(2)\n", encoding="utf-8")
+    changed = version_inputs_hash(load_spec(spec_path).applications[0])
+    assert len({plain, hooked, changed}) == 3
+    spec_path.write_text(spec_path.read_text(encoding="utf-8").replace('postinstall_hook = "hook.py"\n', ""), encoding="utf-8")
+    assert version_inputs_hash(load_spec(spec_path).applications[0]) == plain
