@@ -34,7 +34,8 @@ __all__ = ["ManifestDocument", "ManifestEntry", "render_manifest", "scan_tree", 
 ManifestEntry = list[Union[str, int]]
 """`["file", mode, size, sha256]`, `["folder", mode]` or `["link", target]`; for a file written
 on the target, `["relinked"]` (it names where the layer is) or `["relinked", digest]` (a
-runtime's file moved to `postinstall.RELOCATION_PLACEHOLDER`)."""
+runtime's file moved to `postinstall.RELOCATION_PLACEHOLDER`) or `["recompiled"]` (shipped
+bytecode of such a file, which relinking compiles again)."""
 
 
 class ManifestDocument(TypedDict):
@@ -68,6 +69,9 @@ def written_on_target(config: Mapping[str, object], entries: Mapping[str, Manife
         for rel in sorted(entries):
             if relocation_for(rel) is not None and entries[rel][0] == "file":
                 written[rel] = ["relinked", relocated_digest(rel, read(rel))]
+        for rel in sorted(entries):
+            if _source_of(rel) in written:
+                written[rel] = ["recompiled"]  # shipped bytecode (--precompile) of a relocated source
         return written
     written["pyvenv.cfg"] = ["relinked"]
     site = str(config["site_dir"])
@@ -77,6 +81,15 @@ def written_on_target(config: Mapping[str, object], entries: Mapping[str, Manife
     if text is not None:
         written[f"{site}/sitecustomize.py"] = _file_entry(text.encode("utf-8"), 0o644)
     return written
+
+
+def _source_of(rel: str) -> str | None:
+    """The source of a `__pycache__/<module>.<tag>.pyc` path, or None for any other path."""
+    folder, _, name = rel.rpartition("/")
+    parent, _, cache = folder.rpartition("/")
+    if cache != "__pycache__" or not name.endswith(".pyc"):
+        return None
+    return f"{parent}/{name.split('.')[0]}.py" if parent else f"{name.split('.')[0]}.py"
 
 
 def render_manifest(layer: str, entries: Mapping[str, ManifestEntry], written: Mapping[str, ManifestEntry]) -> bytes:

@@ -781,6 +781,8 @@ class _LayerCheck:
                 self.problems.append((rel, "damaged (not a record of bytecode)"))
         elif expected[0] == "relinked":
             self._relinked(rel, kind, expected)
+        elif expected[0] == "recompiled":
+            self._bytecode(rel)
         elif kind != expected[0]:
             self.problems.append((rel, "a {} now, a {} when shipped".format(kind, expected[0])))
         elif kind == "link":
@@ -803,16 +805,20 @@ class _LayerCheck:
         if len(parts) > 1 and parts[-2] == "__pycache__" and parts[-1].endswith(".pyc") and kind == "file":
             source = "/".join(parts[:-2] + [parts[-1].split(".")[0] + ".py"])
             if source in self.shipped or source in self.written:
-                if self.bytecode is None:  # reported missing: at least the header must name its source
-                    problem = bytecode_problem(os.path.join(self.layer_dir, rel))
-                    if problem is not None:
-                        self.problems.append((rel, problem))
-                elif rel in self.bytecode:
-                    self.digests.append((rel, None, self.bytecode[rel]))
-                else:
-                    self.problems.append((rel, "bytecode added after postinstall.py compiled the layer"))
+                self._bytecode(rel)
                 return
         self.problems.append((rel, "added after it was shipped (a {})".format(kind)))
+
+    def _bytecode(self, rel):
+        """Check bytecode compiled on the target against the digest postinstall.py recorded."""
+        if self.bytecode is None:  # the record is reported missing: at least the header must name its source
+            problem = bytecode_problem(os.path.join(self.layer_dir, rel))
+            if problem is not None:
+                self.problems.append((rel, problem))
+        elif rel in self.bytecode:
+            self.digests.append((rel, None, self.bytecode[rel]))
+        else:
+            self.problems.append((rel, "bytecode added after postinstall.py compiled the layer"))
 
     def _relinked(self, rel, kind, expected):
         path = os.path.join(self.layer_dir, rel)

@@ -278,3 +278,23 @@ def test_local_export_carries_manifests_and_verifies(published: Path, pyz: Path)
     assert all((exported / name / "share" / "venv" / "metadata" / "venvstacks_manifest.json").is_file() for name in LAYERS)
     _scripts_work(exported)
     assert verify(exported) == []
+
+
+def test_shipped_bytecode_is_in_the_manifest_and_verifies(published: Path, pyz: Path, tmp_path: Path) -> None:
+    spec = published.parent / "venvstacks.toml"
+    output = tmp_path / "precompiled"
+    result = run([sys.executable, str(pyz), "publish", "--precompile", "--output-dir", str(output), str(spec)])
+    assert result.returncode == 0, result.stderr
+    with tarfile.open(output / "app-tools.tar.xz") as archive:
+        shipped = archive.extractfile("app-tools/share/venv/metadata/venvstacks_manifest.json")
+        assert shipped is not None
+        entries = json.loads(shipped.read())["entries"]
+    assert f"{SITE}/idna/__pycache__/core.cpython-311.pyc" in entries
+    target = tmp_path / "unpacked"
+    _unpack_with_tar(output, target)
+    assert verify(target, metadata=output / "__venvstacks__" / "venvstacks.json") == []
+    pyc = target / "app-tools" / SITE / "idna" / "__pycache__" / "core.cpython-311.pyc"
+    data = pyc.read_bytes()
+    pyc.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert verify(target) == [f"app-tools/{SITE}/idna/__pycache__/core.cpython-311.pyc: modified (sha256 differs)"]
+    assert verify(target / "app-tools") == [f"app-tools/{SITE}/idna/__pycache__/core.cpython-311.pyc: modified (sha256 differs)"]
