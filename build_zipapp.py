@@ -32,7 +32,7 @@ FIXED_DATE_TIME = (2000, 1, 1, 0, 0, 0)
 ROOT_MAIN = '''\
 import sys
 
-from venvstacks.cli import main
+from venvstacks.cli.main import main
 
 sys.exit(main())
 '''
@@ -65,7 +65,7 @@ def _bytecode(sources: list[tuple[Path, str]], scratch: Path) -> dict[str, bytes
 
 def _sources(scratch: Path) -> list[tuple[str, bytes]]:
     """Every file of the archive as (name inside it, content), in sorted order."""
-    modules = [(path, f"{PACKAGE}/{path.name}") for path in sorted((HERE / PACKAGE).glob("*.py"))]
+    modules = [(path, f"{PACKAGE}/{path.relative_to(HERE / PACKAGE).as_posix()}") for path in sorted((HERE / PACKAGE).rglob("*.py"))]
     files = [(name, path.read_bytes()) for path, name in modules]
     files += list(_bytecode(modules, scratch).items())
     files.append(("__main__.py", ROOT_MAIN.encode("utf-8")))

@@ -205,7 +205,7 @@ def runtime_versions(runtime_archives: dict[str, Path]) -> dict[str, str]:
 
     Stacks in the tests name these, so they work with home-made and real PBS archives alike.
     """
-    from venvstacks.pbs import parse_runtime_archive_name
+    from venvstacks.runtimes.pbs import parse_runtime_archive_name
 
     found = {}
     for minor, path in runtime_archives.items():

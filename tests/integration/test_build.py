@@ -170,7 +170,7 @@ def test_shared_libraries_are_linked_and_on_the_loader_path(built: Path) -> None
 
 
 def test_layers_are_relocatable_except_the_regenerated_files(built: Path) -> None:
-    from venvstacks.portability import find_absolute_references
+    from venvstacks.build.portability import find_absolute_references
 
     for layer in EXPECTED:
         bins = sorted(p.name for p in (built / layer / "bin").iterdir())
@@ -251,7 +251,7 @@ def test_failed_install_names_the_layer_and_leaves_it_unbuilt(built: Path, pyz: 
     import shutil
     import tomllib
 
-    from venvstacks.lockfiles import pylock_hash
+    from venvstacks.lock.files import pylock_hash
 
     copy = tmp_path / "copy"
     shutil.copytree(built.parent, copy, symlinks=True, ignore=shutil.ignore_patterns("_build"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from support import run
-from venvstacks.deploying import RECORD_DIR, DeployError, deploy, verify
+from venvstacks.deploy.deployer import RECORD_DIR, DeployError, deploy, verify
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ import pytest
 
 from support import run
 from test_deploy import _snapshot, published  # noqa: F401  (the module's fixture: the stack, built and published)
-from venvstacks.deploying import RECORD_DIR, deploy, verify
+from venvstacks.deploy.deployer import RECORD_DIR, deploy, verify
 
 pytestmark = pytest.mark.slow
 

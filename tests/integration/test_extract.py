@@ -15,7 +15,7 @@ import pytest
 
 from venvstacks.errors import RuntimeSourceError, UnsafeArchiveError
 from venvstacks.extract import safe_extract_tar
-from venvstacks.pbs import parse_runtime_archive_name
+from venvstacks.runtimes.pbs import parse_runtime_archive_name
 
 pytestmark = pytest.mark.slow
 

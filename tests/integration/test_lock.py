@@ -342,7 +342,7 @@ def test_runtime_from_uv_managed_downloads(tmp_path: Path, pyz: Path, runtime_ar
     # Without an archive folder the runtime comes from `uv python install`. No
     # download site is reachable here, so uv is pointed at a download list that
     # offers one of our archives (uv verifies its sha256 like a real download).
-    from venvstacks.pbs import sha256_file
+    from venvstacks.runtimes.pbs import sha256_file
 
     archive = runtime_archives["3.11"]
     major, minor, patch = runtime_versions["py311"].split(".")

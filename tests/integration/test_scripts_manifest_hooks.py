@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from support import run
-from venvstacks.deploying import DeployError, deploy, verify
+from venvstacks.deploy.deployer import DeployError, deploy, verify
 
 pytestmark = pytest.mark.slow
 

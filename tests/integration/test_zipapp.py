@@ -37,13 +37,13 @@ def test_zipapp_contents(pyz: Path) -> None:
         names = archive.namelist()
         assert names == sorted(names)
         assert "__main__.py" in names
-        package = sorted(p.name for p in (ROOT / "venvstacks").glob("*.py"))
+        package = sorted(p.relative_to(ROOT / "venvstacks").as_posix() for p in (ROOT / "venvstacks").rglob("*.py"))
         assert sorted(n.removeprefix("venvstacks/") for n in names if n.startswith("venvstacks/") and n.endswith(".py")) == package
         assert not [n for n in names if "__pycache__" in n]
         # next to each module, its bytecode for the building Python (unchecked hash-based)
         sources = [n for n in names if n.startswith("venvstacks/") and n.endswith(".py")]
         assert sorted(n for n in names if n.endswith(".pyc")) == sorted(n + "c" for n in sources)
-        pyc = archive.read("venvstacks/cli.pyc")
+        pyc = archive.read("venvstacks/cli/main.pyc")
         import importlib.util
 
         assert pyc[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(pyc[4:8], "little") == 0b01
@@ -62,15 +62,15 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_package_imports_only_the_standard_library() -> None:
-    for path in sorted((ROOT / "venvstacks").glob("*.py")):
+    for path in sorted((ROOT / "venvstacks").rglob("*.py")):
         outside = _imported_modules(path) - set(sys.stdlib_module_names) - {"__future__"}
         assert not outside, f"{path.name} imports {sorted(outside)}"
 
 
 def test_only_the_cli_prints_or_exits() -> None:
-    for path in sorted((ROOT / "venvstacks").glob("*.py")):
-        if path.name in ("cli.py", "__main__.py", "postinstall.py"):
-            continue  # postinstall.py is also a standalone script with its own command line
+    for path in sorted((ROOT / "venvstacks").rglob("*.py")):
+        if path.parent.name == "cli" or path.name in ("__main__.py", "postinstall.py"):
+            continue  # the cli package; postinstall.py is also a standalone script with its own command line
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -91,7 +91,8 @@ def test_help_imports_only_what_it_needs(pyz: Path) -> None:
         "print(sorted(m for m in sys.modules if m.startswith('venvstacks') or m in ('tomllib', 'json', 'logging')), file=sys.stderr)\n"
     )
     result = run([sys.executable, "-c", code])
-    assert result.stderr.strip() == "['venvstacks', 'venvstacks.cli']"
+    expected = ["venvstacks", "venvstacks.cli", "venvstacks.cli.args", "venvstacks.cli.main", "venvstacks.cli.output", "venvstacks.cli.parser"]
+    assert result.stderr.strip() == str(expected)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Guard tests on the package's structure: which module may import which."""
+"""Guard tests on the package's structure: which package and module may import which, and no cycles."""
 
 from __future__ import annotations
 
@@ -9,99 +9,121 @@ from support import ROOT
 
 PACKAGE = ROOT / "venvstacks"
 
-# Bottom-up: each module may import only the package modules listed for it.
-ALLOWED = {
+# The top-level modules: infrastructure every package may use. Bottom-up: each may import only
+# the top-level modules listed for it.
+TOP_LEVEL = {
     "__init__": set(),
+    "__main__": {"cli"},
     "errors": set(),
-    "versions": {"errors"},
-    "markers": {"errors", "versions"},
-    "reqs": {"errors", "versions", "markers"},
     "platforms": set(),
-    "tomlw": set(),
     "fsutil": set(),
     "cancel": set(),
+    "progress": set(),
+    "postinstall": set(),
     "_hooks": {"cancel"},
     "folderlock": {"errors", "fsutil"},
     "_proc": {"cancel", "errors"},
     "uv": {"_proc", "errors"},
-    "wheels": {"errors", "platforms", "versions"},
     "xzindex": set(),
     "blockpack": {"cancel"},
     "extract": {"blockpack", "cancel", "errors", "xzindex"},
-    "pbs": {"errors", "spec"},
-    "spec": {"platforms", "reqs"},
-    "tomlfields": {"errors"},
-    "layering": {"platforms", "reqs"},
-    "uvconfig": {"reqs", "spec", "tomlfields"},
-    "specfields": {"errors", "platforms", "reqs", "specmodules", "tomlfields"},
-    "specmodules": {"tomlfields"},
-    "specrefs": {"layering", "spec", "tomlfields"},
-    "specload": {"errors", "layering", "platforms", "spec", "specfields", "specmodules", "specrefs", "tomlfields", "uvconfig"},
-    "selection": {"spec"},
-    "lockfiles": {"platforms", "spec"},
-    "render": {"spec"},
-    "pylockedit": {"errors", "lockfiles", "markers", "platforms", "reqs", "tomlw", "wheels"},
-    "lockstate": {"lockfiles", "spec"},
-    "installed": {"errors", "lockfiles", "markers", "reqs", "versions"},
-    "progress": set(),
-    "runtimeenv": {"errors", "extract", "fsutil", "pbs", "progress", "spec", "uv"},
-    "locking": {"_hooks", "errors", "folderlock", "fsutil", "lockfiles", "lockstate", "progress", "pylockedit", "reqs", "runtimeenv", "spec", "tomlw", "uv", "uvconfig",
-                "wheels"},
-    "postinstall": set(),
-    "consolescripts": {"errors", "portability", "postinstall"},
-    "layermanifest": {"postinstall"},
-    "archive": {"blockpack", "cancel", "errors"},
-    "pubmeta": {"lockfiles", "lockstate", "platforms", "spec"},
-    "publishing": {
-        "__init__", "_hooks", "_proc", "archive", "blockpack", "cancel", "errors", "folderlock", "fsutil", "layermanifest", "lockstate", "platforms",
-        "postinstall", "progress", "pubmeta", "runtimeenv", "spec",
-    },
-    "dynlib": {"errors"},
-    "portability": {"errors"},
-    "bundle": {"errors", "folderlock", "fsutil", "lockfiles", "lockstate", "pbs", "platforms", "progress", "spec", "tomlw", "wheels"},
-    "building": {
-        "__init__", "_hooks", "_proc", "bundle", "cancel", "consolescripts", "dynlib", "errors", "folderlock", "fsutil", "installed", "lockfiles",
-        "lockstate", "platforms", "portability", "postinstall", "progress", "runtimeenv", "spec", "uv",
-    },
-    "compileahead": {"_proc", "cancel", "errors"},
-    "deploying": {"_hooks", "_proc", "blockpack", "cancel", "compileahead", "errors", "extract", "fsutil", "postinstall", "progress", "pubmeta"},
-    "commands": {
-        "archive", "building", "bundle", "cli", "deploying", "errors", "locking", "lockstate", "platforms", "pubmeta", "publishing",
-        "render", "runtimeenv", "selection", "spec", "specload", "uv",
-    },
-    "cli": {"__init__", "cancel", "commands", "errors", "progress"},
-    "__main__": {"cli"},
 }
+# The packages, bottom-up: each may import the packages listed for it (and itself), and the
+# top-level modules; `standards` only the pure ones.
+PACKAGES = {
+    "standards": set(),
+    "spec": {"standards"},
+    "runtimes": {"spec", "standards"},
+    "lock": {"runtimes", "spec", "standards"},
+    "build": {"lock", "runtimes", "spec", "standards"},
+    "publish": {"build", "lock", "runtimes", "spec", "standards"},
+    "deploy": {"publish"},
+    "cli": {"deploy", "publish", "build", "lock", "runtimes", "spec", "standards"},
+}
+PURE = {"errors", "platforms"}
+"""The only top-level modules `standards` may import."""
 
 
-def _package_imports(path: Path) -> set[str]:
+def _modules() -> dict[str, Path]:
+    """Every module of the package by dotted name below `venvstacks` (`spec.load`, `errors`)."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package modules `name` imports (at the top or inside functions), by dotted name."""
+    here = name.split(".")[:-1] if not path.name == "__init__.py" else name.split(".")[:-1]
     imported: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                imported.add(node.module.split(".")[0])
-            else:
-                imported.update("__init__" if alias.name == "__version__" else alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("venvstacks"):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("venvstacks"):
             imported.add("absolute import of venvstacks")
+        if not isinstance(node, ast.ImportFrom) or node.level == 0:
+            continue
+        base = here[: len(here) - (node.level - 1)] if node.level > 1 else here
+        target = [*base, *(node.module.split(".") if node.module else [])]
+        for alias in node.names:
+            candidate = ".".join([*target, alias.name])
+            if candidate in modules:
+                imported.add(candidate)
+            elif target:
+                imported.add(".".join(target))
+            else:
+                imported.add("__init__")  # `from .. import __version__`
     return imported
 
 
-def test_every_module_is_in_the_table() -> None:
-    assert sorted(p.stem for p in PACKAGE.glob("*.py")) == sorted(ALLOWED)
+def _allowed(name: str, imported: str) -> bool:
+    package, _, _ = name.partition(".")
+    other, _, _ = imported.partition(".")
+    if imported == "absolute import of venvstacks":
+        return False
+    if "." not in name:  # a top-level module
+        return imported in TOP_LEVEL[name] or (name == "__main__" and other == "cli")
+    if "." not in imported or imported == "__init__":  # a top-level module, from a package
+        return package != "standards" or imported in PURE
+    return other == package or other in PACKAGES[package]
+
+
+def test_every_module_has_a_place() -> None:
+    for name in _modules():
+        package = name.partition(".")[0]
+        assert name in TOP_LEVEL if "." not in name else package in PACKAGES, name
 
 
 def test_modules_import_only_lower_layers() -> None:
-    for path in sorted(PACKAGE.glob("*.py")):
-        extra = _package_imports(path) - ALLOWED[path.stem]
-        assert not extra, f"{path.name} imports {sorted(extra)}"
+    modules = _modules()
+    for name, path in modules.items():
+        extra = sorted(i for i in _imports(name, path, modules) if i != name and not _allowed(name, i))
+        assert not extra, f"{name} imports {extra}"
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    modules = _modules()
+    graph = {name: {i for i in _imports(name, path, modules) if i in modules and i != name and not i.endswith("__init__")}
+             for name, path in modules.items()}  # fmt: skip
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = 1
+        for other in sorted(graph[name]):
+            assert state.get(other) != 1, "import cycle: " + " -> ".join([*trail, name, other])
+            if other not in state:
+                visit(other, [*trail, name])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
 
 
 def test_only_one_module_runs_subprocesses() -> None:
-    for path in sorted(PACKAGE.glob("*.py")):
+    for name, path in _modules().items():
         # postinstall.py runs on the target without the tool (and so without _proc): there it runs a layer's hook.
-        if path.name not in ("_proc.py", "postinstall.py"):
-            assert "subprocess" not in path.read_text(encoding="utf-8"), path.name
+        if name not in ("_proc", "postinstall"):
+            assert "subprocess" not in path.read_text(encoding="utf-8"), name
 
 
 def test_test_file_names_are_unique() -> None:

@@ -18,10 +18,10 @@ import pytest
 
 from venvstacks.errors import ArchiveError
 
-from venvstacks import archive
-from venvstacks.archive import compression_memory
+from venvstacks.publish import archive
+from venvstacks.publish.archive import compression_memory
 from venvstacks.blockpack import BLOCK_SIZE, BlockPool
-from venvstacks.archive import (
+from venvstacks.publish.archive import (
     ArchiveFormat,
     ArchiveResult,
     FileEntry,

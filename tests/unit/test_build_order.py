@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.building import BuildOutcome, _build_when_ready
+from venvstacks.build.builder import BuildOutcome, _build_when_ready
 from venvstacks.errors import BuildError
-from venvstacks.spec import LayerSpec, StackSpec
-from venvstacks.specload import load_spec
+from venvstacks.spec.model import LayerSpec, StackSpec
+from venvstacks.spec.load import load_spec
 
 STACK = """\
 [[runtimes]]

@@ -10,9 +10,9 @@ from typing import IO
 import pytest
 
 from support import COMPAT
-from venvstacks.bundle import BundleError, fetch_bundle, wheels_needed
+from venvstacks.build.bundle import BundleError, fetch_bundle, wheels_needed
 from venvstacks.platforms import TargetPlatform
-from venvstacks.specload import load_spec
+from venvstacks.spec.load import load_spec
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ import pytest
 
 from support import COMPAT, SPECS
 from venvstacks import __version__
-from venvstacks.cli import main
+from venvstacks.cli.main import main
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -208,7 +208,8 @@ class _Terminal:
 def _output(*, quiet: bool = False, verbose: int = 0, environ: dict[str, str] | None = None, terminal: bool = True) -> Any:
     import io
 
-    from venvstacks.cli import Args, Output
+    from venvstacks.cli.output import Output
+    from venvstacks.cli.args import Args
 
     args = Args(quiet=quiet, verbose=verbose)
     stderr = _Terminal() if terminal else io.StringIO()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.compileahead import FILES_PER_WORKER, CompileAhead
+from venvstacks.deploy.compileahead import FILES_PER_WORKER, CompileAhead
 
 TAG = sys.implementation.cache_tag
 

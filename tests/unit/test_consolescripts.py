@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.cli import main
-from venvstacks.consolescripts import find_entry_point_scripts, record_launchers, select_scripts
+from venvstacks.cli.main import main
+from venvstacks.build.scripts import find_entry_point_scripts, record_launchers, select_scripts
 from venvstacks.errors import BuildError, SpecError
 from venvstacks.postinstall import render_launcher, write_console_scripts
-from venvstacks.specload import load_spec
+from venvstacks.spec.load import load_spec
 
 
 def _dist(site: Path, name: str, entry_points: str, record: str = "") -> Path:
@@ -161,7 +161,7 @@ def test_bad_fields_are_one_line_errors_naming_the_layer_and_field(
 
 
 def test_a_hook_moves_the_version_inputs_and_no_hook_leaves_them_as_upstream_has_them(tmp_path: Path) -> None:
-    from venvstacks.lockfiles import version_inputs_hash
+    from venvstacks.lock.files import version_inputs_hash
 
     spec_path = _spec(tmp_path, "versioned = true\n")
     plain = version_inputs_hash(load_spec(spec_path).applications[0])

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from support import ROOT, without_progress
-from venvstacks.deploying import RECORD_DIR, DeployError, deploy, verify
+from venvstacks.deploy.deployer import RECORD_DIR, DeployError, deploy, verify
 from venvstacks.errors import UnsafeArchiveError, VenvStacksError
 
 RUNTIME = "cpython-3.11"
@@ -439,7 +439,7 @@ def test_manifest_choice(stack: Stack, target: Path) -> None:
     with pytest.raises(DeployError, match="no stack manifest"):
         deploy(target, target)
     # The same from the command line.
-    from venvstacks.cli import main
+    from venvstacks.cli.main import main
 
     assert main(["deploy", "-q", str(stack.artifacts), "--target", str(target), "--manifest", "linux_x86_64"]) == 0
     assert main(["deploy", "-q", str(stack.artifacts), "--target", str(target)]) == 1

@@ -8,14 +8,14 @@ import re
 import pytest
 
 from support import ROOT, documented_json_keys
-from venvstacks.cli import _build_parser
+from venvstacks.cli.parser import build_parser
 
 DOC = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
 COMMON = {"-h", "--help", "-v", "--verbose", "-q", "--quiet"}
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
-    parser = _build_parser()
+    parser = build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)
 

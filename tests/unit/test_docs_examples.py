@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from support import ROOT
-from venvstacks.cli import _build_parser
+from venvstacks.cli.parser import build_parser
 
 PAGES = [ROOT / "README.md", ROOT / "examples" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TOP_LEVEL = {"-v", "--verbose", "-q", "--quiet", "-h", "--help", "-V", "--version"}
 
 
 def _commands() -> dict[str, set[str]]:
-    parser = _build_parser()
+    parser = build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     accepted = {}
     for name, sub in action.choices.items():

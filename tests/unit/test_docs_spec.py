@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 
 from support import ROOT
-from venvstacks import specload, uvconfig
+from venvstacks.spec import load as specload
+from venvstacks.spec import uvconfig
 from venvstacks.errors import SpecError
-from venvstacks.spec import LayerKind
-from venvstacks.specload import load_spec
+from venvstacks.spec.model import LayerKind
+from venvstacks.spec.load import load_spec
 
 DOCS = ROOT / "docs"
 SPEC_DOC = DOCS / "spec.md"
@@ -345,7 +346,9 @@ def test_every_uv_setting_the_loader_checks_is_documented() -> None:
 def test_every_field_the_layer_readers_read_is_known() -> None:
     # The readers of the layer fields must not read a key _KEYS does not list
     # (it would be refused as unknown, and missed by the test above).
-    from venvstacks import specfields, specmodules, specrefs
+    from venvstacks.spec import fields as specfields
+    from venvstacks.spec import modules as specmodules
+    from venvstacks.spec import references as specrefs
 
     known = set().union(*specload._KEYS.values())
     for module in (specload, specfields, specmodules, specrefs):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks import dynlib
-from venvstacks.dynlib import (
+from venvstacks.build import dynlib
+from venvstacks.build.dynlib import (
     DYNLIB_DIR,
     exclusion_regex,
     extension_suffixes,

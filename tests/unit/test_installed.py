@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from venvstacks.errors import BuildError
-from venvstacks.installed import check_installed, install_problems, installed_distributions, locked_for
+from venvstacks.build.installed import check_installed, install_problems, installed_distributions, locked_for
 from venvstacks.platforms import TargetPlatform, marker_environment
 
 LINUX = marker_environment(TargetPlatform("linux_x86_64"), "cpython", "3.11.7")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from venvstacks.layering import LinearisationError, infer_platforms, linearise, merge_package_indexes
+from venvstacks.spec.layering import LinearisationError, infer_platforms, linearise, merge_package_indexes
 from venvstacks.platforms import TargetPlatform as P
 
 

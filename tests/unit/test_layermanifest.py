@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.layermanifest import MANIFEST, render_manifest, scan_tree, written_on_target
+from venvstacks.publish.manifest import MANIFEST, render_manifest, scan_tree, written_on_target
 from venvstacks.postinstall import BYTECODE_RECORD, LAYER_CONFIG, main, verify_layer
 
 SHORT = f"{sys.version_info[0]}.{sys.version_info[1]}"

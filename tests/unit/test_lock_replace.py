@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.lockfiles import replace_lock_files
+from venvstacks.lock.files import replace_lock_files
 
 
 def _tree(folder: Path) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from support import COMPAT
-from venvstacks.lockfiles import (
+from venvstacks.lock.files import (
     LockMetadata,
     LockPaths,
     hash_strings,
@@ -21,10 +21,10 @@ from venvstacks.lockfiles import (
     requirements_in_text,
     version_inputs_hash,
 )
-from venvstacks.lockstate import check_stack_locks
-from venvstacks.pylockedit import summary_text
-from venvstacks.spec import StackSpec
-from venvstacks.specload import load_spec
+from venvstacks.lock.state import check_stack_locks
+from venvstacks.lock.pylock import summary_text
+from venvstacks.spec.model import StackSpec
+from venvstacks.spec.load import load_spec
 
 LAYERS = ["cpython-3.11", "framework-web", "framework-web-extra", "app-dates", "app-records"]
 
@@ -143,7 +143,7 @@ def test_missing_lock_files(compat_copy: Path) -> None:
 
 
 def test_show_marks_invalid_layers(compat_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from venvstacks.cli import main
+    from venvstacks.cli.main import main
 
     _edit(compat_copy.parent / "launch/records/__main__.py", 'Record("x")', 'Record("y")')
     assert main(["show", str(compat_copy)]) == 0

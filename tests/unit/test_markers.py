@@ -1,4 +1,4 @@
-"""venvstacks.markers agrees with packaging 26.3 (the test oracle) on PEP 508 markers."""
+"""venvstacks.standards.markers agrees with packaging 26.3 (the test oracle) on PEP 508 markers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from venvstacks.errors import InvalidMarker, UndefinedEnvironmentName
-from venvstacks.markers import Comparison, Group, Marker, Value, Variable, default_environment
+from venvstacks.standards.markers import Comparison, Group, Marker, Value, Variable, default_environment
 
 T = TypeVar("T")
 SETTINGS = settings(

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.building import _copy_module
-from venvstacks.cli import main
+from venvstacks.build.builder import _copy_module
+from venvstacks.cli.main import main
 from venvstacks.errors import BuildError, SpecError
-from venvstacks.specload import load_spec
+from venvstacks.spec.load import load_spec
 
 HEAD = '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@3.12.1"\nrequirements = []\n'
 

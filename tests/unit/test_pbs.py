@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from venvstacks.errors import RuntimeSourceError
-from venvstacks.pbs import (
+from venvstacks.runtimes.pbs import (
     RuntimeArchiveName,
     find_runtime_archive,
     host_triple,
@@ -18,7 +18,7 @@ from venvstacks.pbs import (
     sha256_file,
     triple_for,
 )
-from venvstacks.spec import PythonImplementation
+from venvstacks.spec.model import PythonImplementation
 
 LINUX = "x86_64-unknown-linux-gnu"
 CPYTHON_3_11_7 = PythonImplementation("cpython", "3.11.7")
@@ -147,7 +147,7 @@ def test_finds_the_matching_archive_and_hashes_it(tmp_path: Path, caplog: pytest
     _archive(tmp_path, "3.11.8")
     _archive(tmp_path, "3.12.1")
     _archive(tmp_path, "3.11.7", triple="aarch64-apple-darwin")
-    with caplog.at_level(logging.INFO, logger="venvstacks.pbs"):
+    with caplog.at_level(logging.INFO, logger="venvstacks.runtimes.pbs"):
         found = find_runtime_archive(tmp_path, CPYTHON_3_11_7, triple=LINUX)
     assert found.path == wanted
     assert found.name == parse_runtime_archive_name(wanted.name)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks import portability
+from venvstacks.build import portability
 from venvstacks.errors import BuildError
-from venvstacks.portability import (
+from venvstacks.build.portability import (
     find_absolute_references,
     prune_records,
     relativise_symlinks,

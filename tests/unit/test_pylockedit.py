@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from venvstacks.platforms import TargetPlatform as P
-from venvstacks.pylockedit import LayerTarget, LowerPin, constraint_lines, edit_pylock, lower_pins, render_pylock
+from venvstacks.lock.pylock import LayerTarget, LowerPin, constraint_lines, edit_pylock, lower_pins, render_pylock
 
 ALL = tuple(P)
 TARGET = LayerTarget(ALL, "cpython", "3.11.7", (2, 28), (13, 0))

@@ -1,4 +1,4 @@
-"""venvstacks.reqs agrees with packaging 26.3 (the test oracle) on PEP 508 requirements."""
+"""venvstacks.standards.requirements agrees with packaging 26.3 (the test oracle) on PEP 508 requirements."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from venvstacks.errors import InvalidRequirement
-from venvstacks.markers import Marker
-from venvstacks.reqs import Requirement, canonicalize_name, is_valid_project_name
-from venvstacks.versions import SpecifierSet
+from venvstacks.standards.markers import Marker
+from venvstacks.standards.requirements import Requirement, canonicalize_name, is_valid_project_name
+from venvstacks.standards.versions import SpecifierSet
 
 T = TypeVar("T")
 SETTINGS = settings(

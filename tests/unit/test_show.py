@@ -8,10 +8,10 @@ import re
 import pytest
 
 from support import COMPAT, SPECS
-from venvstacks.render import LockState, render_tree, stack_status
-from venvstacks.selection import select_layers
-from venvstacks.spec import StackSpec
-from venvstacks.specload import load_spec
+from venvstacks.cli.render import LockState, render_tree, stack_status
+from venvstacks.spec.selection import select_layers
+from venvstacks.spec.model import StackSpec
+from venvstacks.spec.load import load_spec
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 from support import SPECS
 from venvstacks.errors import SpecError
 from venvstacks.platforms import TargetPlatform
-from venvstacks.spec import ApplicationSpec, FrameworkSpec, LayerKind, RuntimeSpec
-from venvstacks.specload import load_spec, parse_spec
+from venvstacks.spec.model import ApplicationSpec, FrameworkSpec, LayerKind, RuntimeSpec
+from venvstacks.spec.load import load_spec, parse_spec
 
 ERROR_SPECS = sorted(SPECS.glob("error_*.toml"))
 OK_SPECS = sorted(SPECS.glob("ok_*.toml"))
@@ -298,7 +298,7 @@ def test_deeply_nested_toml_is_an_error_naming_the_file(tmp_path: Path) -> None:
 
 
 def _longest_name(kind: LayerKind, limit: int) -> int:
-    from venvstacks.spec import derived_file_names
+    from venvstacks.spec.model import derived_file_names
 
     extra = max(len(name) for name in derived_file_names(kind.name_prefix + "x")) - 1
     return limit - extra

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from venvstacks.tomlw import dumps
+from venvstacks.standards.tomlwriter import dumps
 
 PYLOCK_INLINE = frozenset({"packages.wheels", "packages.sdist"})
 PROPERTY = settings(derandomize=True, deadline=None, max_examples=200, database=None)

@@ -1,4 +1,4 @@
-"""venvstacks.versions agrees with packaging 26.3 (the test oracle) on PEP 440."""
+"""venvstacks.standards.versions agrees with packaging 26.3 (the test oracle) on PEP 440."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from venvstacks.errors import InvalidSpecifier, InvalidVersion
-from venvstacks.versions import Specifier, SpecifierSet, Version
+from venvstacks.standards.versions import Specifier, SpecifierSet, Version
 
 T = TypeVar("T")
 SETTINGS = settings(

@@ -13,7 +13,7 @@ from packaging.version import Version as PackagingVersion
 
 from venvstacks.errors import InvalidWheelFilename
 from venvstacks.platforms import TargetPlatform
-from venvstacks.wheels import (
+from venvstacks.standards.wheels import (
     WheelGap,
     WheelName,
     describe_wheel_gaps,

@@ -1,0 +1,470 @@
+"""The command line's parser: one subparser per command, its options and their help.
+
+Parsing imports nothing else of the package, so that `--help` and `--version` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from .output import EXIT_USAGE, PROG
+
+# Importing `typing` costs a few milliseconds of the start-up budget that
+# `--help` and `--version` must meet, and only type checkers need it here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["build_parser"]
+
+_DESCRIPTION = "Lock, build and publish layered Python environment stacks."
+_EPILOG = """\
+Runtime layers hold a relocatable Python; framework layers hold big shared
+packages; application layers hold an app and its launch module. All of them
+are described in one stack specification (usually venvstacks.toml).
+
+example:
+  venvstacks show venvstacks.toml
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help with descriptions as written and `--[no-]x` for on/off options, so each option's help fits one line."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return "--[no-]" + action.option_strings[0].removeprefix("--")
+        return super()._format_action_invocation(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors name the tool and exit with status 2."""
+
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_output_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    # The verbosity options work before or after the command name. Under the
+    # command, their defaults are suppressed so they don't reset what was
+    # given before it.
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default if suppress else 0,
+        help="more detail: commands run, tracebacks; -vv for debug output",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default if suppress else False,
+        help="show nothing but errors",
+    )
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument(
+        "-V", "--version", action="version", version=f"{PROG}: {__version__}", help="show the version and exit"
+    )
+    _add_output_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    show = commands.add_parser(
+        "show",
+        help="show the layers of a stack and what each one builds on",
+        description=(
+            "Show the runtimes, frameworks and applications of a stack specification, each "
+            "layered environment followed by the layers it uses in sys.path order. A leading "
+            "'*' marks a layer without a valid lock."
+        ),
+        epilog="examples:\n  venvstacks show venvstacks.toml\n  venvstacks show --include 'app-*' --json venvstacks.toml",
+        formatter_class=_HelpFormatter,
+    )
+    _add_spec_options(show)
+    show.add_argument(
+        "--json",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="print the stack as JSON instead of a tree",
+    )
+    _add_output_options(show, suppress=True)
+    show.set_defaults(handler="show")
+    lock = commands.add_parser(
+        "lock",
+        help="lock every layer's requirements for all its target platforms",
+        description=(
+            "Resolve each layer's requirements with uv for all of the layer's target platforms at "
+            "once, constrained to the versions the layers underneath install, and write the locks "
+            "to requirements/<layer>/ next to the spec. By default every selected layer is "
+            "relocked; a lock that comes out the same keeps its time and version."
+        ),
+        epilog=(
+            "examples:\n"
+            "  venvstacks lock venvstacks.toml\n"
+            "  venvstacks lock --if-needed --python-archive-dir ~/pbs venvstacks.toml\n"
+            "  venvstacks lock --include 'framework-*' --reset-lock 'framework-torch' venvstacks.toml"
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    _add_spec_options(lock)
+    _add_lock_options(lock)
+    _add_report_options(lock)
+    _add_output_options(lock, suppress=True)
+    lock.set_defaults(handler="lock")
+    build = commands.add_parser(
+        "build",
+        help="build locked layers into working environments in the build folder",
+        description=(
+            "Build each selected layer for this machine: runtimes with their own packages, "
+            "framework and application layers as virtual environments holding only their own "
+            "packages, linked to the layers underneath. A layer whose lock, spec entry and "
+            "sources are unchanged is not rebuilt."
+        ),
+        epilog=(
+            "examples:\n"
+            "  venvstacks build venvstacks.toml\n"
+            "  venvstacks build --lock-if-needed --python-archive-dir ~/pbs venvstacks.toml\n"
+            "  venvstacks build --include 'app-*' --clean venvstacks.toml"
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    _add_spec_options(build)
+    build.add_argument(
+        "--lock-if-needed",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="first lock the layers without a valid lock (else: an error)",
+    )
+    build.add_argument(
+        "--build-derived",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="with --include, also build the layers built on the included ones",
+    )
+    build.add_argument(
+        "--clean",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="rebuild the selected layers from scratch, runtimes unpacked afresh",
+    )
+    _add_source_options(build)
+    _add_output_options(build, suppress=True)
+    build.add_argument(
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="publish the built layers as archives too (see 'publish')",
+    )
+    _add_publish_options(build, default_output="_artifacts", archives=True)
+    _add_jobs_option(build, "build or compress")
+    _add_report_options(build)
+    build.set_defaults(handler="build", if_needed=True, reset_lock=None, lock_dependencies=False, dry_run=False)
+    publish = commands.add_parser(
+        "publish",
+        help="archive built layers, with metadata, for deployment elsewhere",
+        description=(
+            "Write one reproducible archive per built layer for this platform, each holding the "
+            "layer under its deployed folder name with postinstall.py on top, and the metadata "
+            "describing them in __venvstacks__/. Layers whose inputs are unchanged since their "
+            "last archive are not archived again."
+        ),
+        epilog=(
+            "examples:\n"
+            "  venvstacks publish venvstacks.toml\n"
+            "  venvstacks publish --tag-outputs --output-dir demo_artifacts --format tar.gz venvstacks.toml"
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    _add_spec_options(publish)
+    _add_publish_options(publish, default_output="_artifacts", archives=True)
+    _add_jobs_option(publish, "compress")
+    publish.add_argument(
+        "--dry-run",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show the metadata that would be published, without writing anything",
+    )
+    _add_report_options(publish)
+    _add_output_options(publish, suppress=True)
+    publish.set_defaults(handler="publish")
+    export = commands.add_parser(
+        "local-export",
+        help="export built layers to a folder as if published and unpacked",
+        description=(
+            "Copy each built layer to <output dir>/<deployed name> (hard links where possible), "
+            "exactly as its archive would unpack, run its post-install step, and write the same "
+            "metadata as publish without the archive fields."
+        ),
+        epilog="example:\n  venvstacks local-export --output-dir demo_export venvstacks.toml",
+        formatter_class=_HelpFormatter,
+    )
+    _add_spec_options(export)
+    _add_publish_options(export, default_output="_export", archives=False)
+    export.add_argument(
+        "--dry-run",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show what would be exported, without writing anything",
+    )
+    _add_report_options(export)
+    _add_output_options(export, suppress=True)
+    export.set_defaults(handler="export")
+    fetch = commands.add_parser(
+        "fetch",
+        help="put everything building the locked stack needs into a bundle folder",
+        description=(
+            "Download every wheel named in the layers' locks for the chosen platforms, and copy "
+            "the runtime archives, into one bundle folder with a manifest of sizes and sha256 "
+            "digests (checked against the locks). Run it where the network is; then lock "
+            "--if-needed, build and publish with --bundle need no network. Running it again "
+            "fetches only what is missing."
+        ),
+        epilog="example:\n  venvstacks fetch --bundle stack-bundle --python-archive-dir ~/pbs venvstacks.toml",
+        formatter_class=_HelpFormatter,
+    )
+    _add_spec_options(fetch)
+    fetch.add_argument("--bundle", required=True, metavar="DIR", help="the bundle folder to fill")
+    fetch.add_argument(
+        "--platform",
+        action="append",
+        metavar="PLATFORM",
+        choices=["linux_x86_64", "linux_aarch64", "macosx_arm64", "macosx_x86_64", "win_amd64", "win_arm64"],
+        help="a platform to fetch for (repeatable; default: this machine's)",
+    )
+    fetch.add_argument(
+        "--python-archive-dir",
+        metavar="DIR",
+        help="folder of runtime archives (default: $VENVSTACKS_PYTHON_ARCHIVE_DIR)",
+    )
+    _add_output_options(fetch, suppress=True)
+    fetch.set_defaults(handler="fetch")
+    deploy = commands.add_parser(
+        "deploy",
+        help="verify published archives and install them side by side in a folder",
+        description=(
+            "Read the published metadata in ARTIFACTS_DIR, check each archive's size and sha256 "
+            "before unpacking it, unpack the layers safely side by side into the target folder, "
+            "relink them with their post-install steps, run by the right runtime, and print what "
+            "is installed. Running it again changes nothing; a new archive build of a layer "
+            "replaces just that layer. All or nothing: on any failure the target stays as it was."
+        ),
+        epilog="example:\n  venvstacks deploy _artifacts --target /opt/stacks",
+        formatter_class=_HelpFormatter,
+    )
+    deploy.add_argument("artifacts_dir", metavar="ARTIFACTS_DIR", help="a folder written by 'venvstacks publish'")
+    deploy.add_argument("--target", required=True, metavar="DIR", help="the folder to deploy the layers into")
+    deploy.add_argument(
+        "--include",
+        action="append",
+        metavar="PATTERN",
+        help="layers matching this wildcard, and the layers they need (repeatable)",
+    )
+    deploy.add_argument(
+        "--manifest",
+        metavar="NAME",
+        help="the stack manifest, when there are several (venvstacks-<platform>.json)",
+    )
+    _add_jobs_option(deploy, "unpack and compile")
+    _add_report_options(deploy, show=False)
+    _add_output_options(deploy, suppress=True)
+    deploy.set_defaults(handler="deploy")
+    verify = commands.add_parser(
+        "verify",
+        help="check a deployed stack against what was deployed or shipped",
+        description=(
+            "Check every layer deployed in DIR: missing, modified or added files, layers whose required "
+            "layers are absent, and broken links between layers. Layers 'venvstacks deploy' installed are "
+            "checked against its records; others (unpacked by any installer and relinked by their "
+            "postinstall.py) against the manifest each layer ships. Exits 1 and names each problem."
+        ),
+        epilog="examples:\n  venvstacks verify /opt/stacks\n  venvstacks verify /opt/stacks --metadata venvstacks.json",
+        formatter_class=_HelpFormatter,
+    )
+    verify.add_argument("deployment", metavar="DIR", help="a deployment folder (or one layer folder)")
+    verify.add_argument(
+        "--metadata",
+        metavar="FILE",
+        help="published venvstacks.json: each layer it lists must be here with its manifest",
+    )
+    _add_jobs_option(verify, "hash")
+    _add_output_options(verify, suppress=True)
+    verify.set_defaults(handler="verify")
+    for sub in (lock, build, publish):
+        sub.add_argument(
+            "--bundle",
+            metavar="DIR",
+            help="accepted and ignored: publishing downloads nothing" if sub is publish else "use only this bundle from 'fetch': no index, no downloads",
+        )
+    return parser
+
+
+def _add_publish_options(parser: argparse.ArgumentParser, *, default_output: str, archives: bool) -> None:
+    parser.add_argument(
+        "--output-dir",
+        default=default_output,
+        metavar="DIR",
+        help=f"where to write, relative to the spec's folder (default: {default_output})",
+    )
+    parser.add_argument(
+        "--force",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="write every selected layer again, even if unchanged",
+    )
+    parser.add_argument(
+        "--precompile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="ship bytecode compiled by each layer's runtime: deploy compiles none",
+    )
+    if archives:
+        parser.add_argument(
+            "--format",
+            choices=["tar.xz", "tar.gz", "zip", "tar.zst"],
+            default="tar.xz",
+            help="archive format (default: tar.xz; tar.zst needs Python 3.14 or newer)",
+        )
+        parser.add_argument(
+            "--tag-outputs",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="name outputs <layer>-<platform>[-<build>] (archives, metadata)",
+        )
+        parser.add_argument(
+            "--compression-level",
+            type=_level,
+            default=None,
+            metavar="N",
+            help="xz/gzip 0-9, zstd 1-22 (default: xz 6, gzip 6; docs/benchmarks.md)",
+        )
+
+
+def _add_jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--jobs",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help=f"how many threads {what} at once (default: one per core)",
+    )
+
+
+def _positive(text: str) -> int:
+    """A whole number of 1 or more, for argparse."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {text!r}")
+    return int(text)
+
+
+def _level(text: str) -> int:
+    """A compression level from 0 to 22, for argparse (the format narrows it)."""
+    if not text.isdigit() or int(text) > 22:
+        raise argparse.ArgumentTypeError(f"expected a compression level from 0 to 22, not {text!r}")
+    return int(text)
+
+
+def _add_report_options(parser: argparse.ArgumentParser, *, show: bool = True) -> None:
+    if show:
+        parser.add_argument(
+            "--show",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="first show the selected layers and the operations that will run",
+        )
+        parser.add_argument(
+            "--show-only",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="only show the selected layers and the operations that would run",
+        )
+    parser.add_argument(
+        "--json",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="print the result as JSON" + (" (with --show-only: the plan)" if show else ""),
+    )
+
+
+def _add_spec_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec_path", metavar="SPEC_PATH", help="the stack specification (a TOML file)")
+    parser.add_argument(
+        "--build-dir",
+        default="_build",
+        metavar="DIR",
+        help="the build folder, relative to the spec's folder (default: _build)",
+    )
+    parser.add_argument(
+        "--include",
+        action="append",
+        metavar="PATTERN",
+        help="layers matching this build-name wildcard, and related (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="only warn when an --include" + (" or --reset-lock" if parser.prog.endswith(" lock") else "") + " pattern matches no layer",
+    )
+
+
+def _add_lock_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--if-needed",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="lock only the layers without a valid lock",
+    )
+    parser.add_argument(
+        "--reset-lock",
+        action="append",
+        metavar="PATTERN",
+        help="discard the locks of matching layers and lock afresh (repeatable)",
+    )
+    parser.add_argument(
+        "--lock-dependencies",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="with --include, relock the layers underneath too (else: if needed)",
+    )
+    _add_source_options(parser)
+    parser.add_argument(
+        "--clean",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="unpack the runtimes afresh before locking",
+    )
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--index",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let uv use package indexes (--no-index: local wheels, find-links)",
+    )
+    parser.add_argument(
+        "--local-wheels",
+        action="append",
+        metavar="DIR",
+        help="a folder of wheels for uv, relative to the spec folder (repeatable)",
+    )
+    parser.add_argument(
+        "--python-archive-dir",
+        metavar="DIR",
+        help="folder of runtime archives (default: $VENVSTACKS_PYTHON_ARCHIVE_DIR)",
+    )
+    parser.add_argument("--uv", metavar="PATH", help="uv to use (else $VENVSTACKS_UV, PATH, beside python3, python3 -m uv)")
