@@ -342,7 +342,7 @@ def test_runtime_from_uv_managed_downloads(tmp_path: Path, pyz: Path, runtime_ar
     # Without an archive folder the runtime comes from `uv python install`. No
     # download site is reachable here, so uv is pointed at a download list that
     # offers one of our archives (uv verifies its sha256 like a real download).
-    from venvstacks.runtimes.pbs import sha256_file
+    from venvstacks.fsutil import file_sha256
 
     archive = runtime_archives["3.11"]
     major, minor, patch = runtime_versions["py311"].split(".")
@@ -350,7 +350,7 @@ def test_runtime_from_uv_managed_downloads(tmp_path: Path, pyz: Path, runtime_ar
     listing = {key: {
         "name": "cpython", "arch": {"family": "x86_64", "variant": None}, "os": "linux", "libc": "gnu",
         "major": int(major), "minor": int(minor), "patch": int(patch), "prerelease": "",
-        "url": archive.as_uri(), "sha256": sha256_file(archive), "variant": None, "build": "local",
+        "url": archive.as_uri(), "sha256": file_sha256(archive), "variant": None, "build": "local",
     }}  # fmt: skip
     (tmp_path / "downloads.json").write_text(json.dumps(listing), encoding="utf-8")
     spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + 'requirements = ["six"]\n' + CLAMP)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from venvstacks.errors import RuntimeSourceError
+from venvstacks.fsutil import file_sha256
 from venvstacks.runtimes.pbs import (
     RuntimeArchiveName,
     find_runtime_archive,
     host_triple,
     parse_runtime_archive_name,
-    sha256_file,
     triple_for,
 )
 from venvstacks.spec.model import PythonImplementation
@@ -151,7 +151,7 @@ def test_finds_the_matching_archive_and_hashes_it(tmp_path: Path, caplog: pytest
         found = find_runtime_archive(tmp_path, CPYTHON_3_11_7, triple=LINUX)
     assert found.path == wanted
     assert found.name == parse_runtime_archive_name(wanted.name)
-    assert found.sha256 == _digest(wanted) == sha256_file(wanted)
+    assert found.sha256 == _digest(wanted) == file_sha256(wanted)
     assert found.expected_sha256 is None
     assert wanted.name in caplog.text
 
@@ -274,4 +274,4 @@ def test_sha256_file_streams_large_files(tmp_path: Path) -> None:
     path = tmp_path / "big.bin"
     data = bytes(range(256)) * 40_000
     path.write_bytes(data)
-    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()

@@ -29,7 +29,7 @@ from ..build.scripts import find_entry_point_scripts, record_launchers, select_s
 from ..build.dynlib import find_shared_libraries, link_dynlibs, plan_dynlib_links
 from ..errors import BuildError, UvError, VenvStacksError
 from ..folderlock import exclusive
-from ..fsutil import remove_path, write_text_atomic
+from ..fsutil import dump_json, remove_path, write_text_atomic
 from ..lock.files import LockPaths, module_hash
 from ..lock.state import LockCheck
 from ..platforms import TargetPlatform, uv_python_platform
@@ -169,7 +169,7 @@ class _Builder:
                                      uv=None if self.settings.archive_dir else self.uv())  # fmt: skip
             archive = install.archive_sha256 or install.archive_name
         state = _state(self.spec, layer, self.checks, archive)
-        state_text = json.dumps(state, indent=2, sort_keys=True) + "\n"
+        state_text = dump_json(state)
         if not self.settings.clean and path.is_dir():
             try:
                 if _state_path(path).read_text(encoding="utf-8") == state_text:
@@ -267,7 +267,7 @@ class _Builder:
             _copy_module(layer.postinstall_hook, path / HOOK_PATH)
         entry_points = {name: entry_point for name, (entry_point, _dist) in scripts.items()}
         config = layer_config(self.spec, layer, lambda dep: _deployed(dep, self.checks), entry_points)
-        write_text_atomic(path / LAYER_CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(path / LAYER_CONFIG, dump_json(config))
 
 
 def _create_environment(base_python: Path, path: Path, version: str, short_version: str) -> None:

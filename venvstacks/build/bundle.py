@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from ..errors import VenvStacksError
 from ..folderlock import exclusive
-from ..fsutil import write_text_atomic
+from ..fsutil import dump_json, file_sha256, write_text_atomic
 from ..lock.files import LockPaths, is_shared, wheel_filename
 from ..lock.state import read_pylock
 from ..runtimes.pbs import find_runtime_archive
@@ -101,8 +101,7 @@ def wheels_needed(spec: StackSpec, layers: Iterable[LayerSpec], platforms: Seque
 
 
 def _digest(path: Path) -> tuple[int, str]:
-    with path.open("rb") as stream:
-        return path.stat().st_size, hashlib.file_digest(stream, "sha256").hexdigest()
+    return path.stat().st_size, file_sha256(path)
 
 
 def _download(url: str, stream: IO[bytes]) -> None:
@@ -195,7 +194,7 @@ def _fill_bundle(
             _store(target, archive.sha256, lambda out, src=archive.path: _copy_from(src, out), archive.path.name)
             counts["fetched"] += 1
         manifest[f"{RUNTIMES}/{archive.path.name}"] = {"size": archive.path.stat().st_size, "sha256": archive.sha256}
-    write_text_atomic(bundle / MANIFEST, json.dumps({"files": manifest}, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(bundle / MANIFEST, dump_json({"files": manifest}))
     return counts
 
 

@@ -20,13 +20,13 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import BuildError
+from ..fsutil import replace_file
 
 __all__ = [
     "find_absolute_references",
     "prune_records",
     "relativise_symlinks",
     "remove_foreign_executables",
-    "rewrite_file",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -63,20 +63,6 @@ def _is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def rewrite_file(path: Path, content: bytes) -> None:
-    """Replace `path` by a file holding `content`, through a temporary file, keeping its mode."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(content)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def prune_records(site_packages: Path, removed: Sequence[Path]) -> int:
     """Drop RECORD rows that name a removed path; return how many RECORD files changed.
 
@@ -101,7 +87,7 @@ def prune_records(site_packages: Path, removed: Sequence[Path]) -> int:
             continue
         buffer = io.StringIO()
         csv.writer(buffer, delimiter=",", quotechar='"', lineterminator="\n").writerows(kept)
-        rewrite_file(record, buffer.getvalue().encode("utf-8"))
+        replace_file(record, buffer.getvalue().encode("utf-8"))
         _LOG.debug("dropped %d rows from %s", len(rows) - len(kept), record)
         rewritten += 1
     return rewritten

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import BuildError
 from ..postinstall import render_launcher
-from ..build.portability import rewrite_file
+from ..fsutil import replace_file
 
 __all__ = ["ScriptSource", "find_entry_point_scripts", "select_scripts", "record_launchers"]
 
@@ -109,4 +109,4 @@ def record_launchers(site_packages: Path, bin_from_site: str, scripts: Mapping[s
             rows.append([f"{bin_from_site}/{name}", _record_hash(data), str(len(data))])
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(rows)
-        rewrite_file(record, buffer.getvalue().encode("utf-8"))
+        replace_file(record, buffer.getvalue().encode("utf-8"))

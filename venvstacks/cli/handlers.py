@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .output import EXIT_FAILURE, EXIT_OK, Output
 from .args import Args
+from .output import EXIT_FAILURE, EXIT_OK, Output
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,8 +29,8 @@ def _load_spec(spec_path: str, out: Output) -> StackSpec:
 
 
 def _lock_states(spec: StackSpec) -> Any:
-    from ..lock.state import check_stack_locks
     from ..cli.render import LockState
+    from ..lock.state import check_stack_locks
 
     checks = check_stack_locks(spec)
     return lambda layer: LockState(checks[layer.build_name].valid, checks[layer.build_name].lock_version)
@@ -42,9 +42,8 @@ def _show_plan(spec: StackSpec, args: Args, out: Output, operations: dict[str, l
     Returns whether the command stops here (--show-only), and the plan to put
     in the JSON result (for --show --json).
     """
-    import json
-
     from ..cli.render import render_tree, stack_status
+    from ..fsutil import dump_json
 
     if not (args.show or args.show_only):
         return False, None
@@ -52,26 +51,25 @@ def _show_plan(spec: StackSpec, args: Args, out: Output, operations: dict[str, l
     if not args.json:
         out.result(render_tree(status))
     elif args.show_only:
-        out.result(json.dumps(status, indent=2, sort_keys=True) + "\n")
+        out.result(dump_json(status))
     return args.show_only, status
 
 
 def _emit(out: Output, text: str, document: dict[str, Any], plan: Any = None) -> None:
     """The result: `text` for people, or with --json the `document` (plus the --show plan)."""
-    import json
+    from ..fsutil import dump_json
 
     if not out.json:
         out.result(text)
         return
     if plan is not None:
         document = {**document, "plan": plan}
-    out.result(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    out.result(dump_json(document))
 
 
 def cmd_show(args: Args, out: Output) -> int:
-    import json
-
     from ..cli.render import render_tree, stack_status
+    from ..fsutil import dump_json
 
     spec = _load_spec(args.spec_path, out)
     selected = None
@@ -79,7 +77,7 @@ def cmd_show(args: Args, out: Output) -> int:
         selected = _selection(spec, args, out, args.include, "--include").build_names
     status = stack_status(spec, selected=selected, lock_state=_lock_states(spec))
     if args.json:
-        out.result(json.dumps(status, indent=2, sort_keys=True) + "\n")
+        out.result(dump_json(status))
     else:
         out.result(render_tree(status))
     return EXIT_OK
@@ -212,8 +210,8 @@ def cmd_build(args: Args, out: Output) -> int:
 
 
 def _publish_settings(spec: StackSpec, args: Args, host: Any) -> Any:
-    from ..publish.archive import ArchiveFormat, available_formats
     from ..errors import VenvStacksError
+    from ..publish.archive import ArchiveFormat, available_formats
     from ..publish.publisher import PublishSettings
 
     fmt = ArchiveFormat(getattr(args, "format", "tar.xz"))
@@ -279,7 +277,7 @@ def _published_document(spec: StackSpec, command: str, settings: Any, results: l
 
 
 def _publish_or_export(args: Args, out: Output, *, export: bool) -> int:
-    from ..publish.metadata import dump_json
+    from ..fsutil import dump_json
     from ..publish.publisher import export_layers, publish_layers
 
     spec = _load_spec(args.spec_path, out)

@@ -42,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import _hooks, _proc, cancel
-from ..errors import CommandError, VenvStacksError
 from ..blockpack import BlockPool
 from ..deploy.compileahead import CompileAhead
+from ..errors import CommandError, VenvStacksError
 from ..extract import extract_into
-from ..fsutil import write_text_atomic
+from ..fsutil import file_sha256, write_text_atomic
 from ..postinstall import (
     BYTECODE_RECORD,
     LAYER_CONFIG,
@@ -239,16 +239,6 @@ def _select(layers: list[_Layer], include: Sequence[str], target: Path) -> list[
     return ordered
 
 
-def _digest(path: Path, check: Callable[[], None] | None = None) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            if check is not None:
-                check()
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _archive_problem(artifacts: Path, layer: _Layer, stop: threading.Event) -> str | None:
     """Why the layer's archive cannot be deployed (missing, other size or hash, not a tar), or None."""
     path, expected = artifacts / layer.entry["archive_name"], layer.entry["archive_size"]
@@ -257,7 +247,7 @@ def _archive_problem(artifacts: Path, layer: _Layer, stop: threading.Event) -> s
     try:
         if (size := path.stat().st_size) != expected:
             return f"{path}: {size} bytes, but the metadata says {expected} (truncated or replaced?)"
-        sha256 = _digest(path, partial(_check, stop))
+        sha256 = file_sha256(path, partial(_check, stop))
     except FileNotFoundError:
         return f"{path}: the archive is missing"
     except OSError as exc:
@@ -326,7 +316,7 @@ def _entries(folder: Path, digests: Mapping[str, tuple[int, str]], runtime: bool
             known = digests.get(rel) if not _regenerated(rel, runtime) else None
             if known is None and rel in bytecode:
                 known = (info.st_size, bytecode[rel])
-            entries[rel] = [kind, mode, *(known or (info.st_size, _digest(folder / rel, partial(_check, stop))))]
+            entries[rel] = [kind, mode, *(known or (info.st_size, file_sha256(folder / rel, partial(_check, stop))))]
         else:
             entries[rel] = [kind, mode]
     return entries
@@ -845,7 +835,7 @@ def _content_problem(path: Path, rel: str, size: int, recorded: Sequence[Any], m
         return _relocated_problem(path, rel, recorded[3], moved)
     if size != recorded[2]:
         return f"modified ({size} bytes, {recorded[2]} when deployed)"
-    return "modified (sha256 differs)" if _digest(path) != recorded[3] else None
+    return "modified (sha256 differs)" if file_sha256(path) != recorded[3] else None
 
 
 def _entry_problems(path: Path, rel: str, recorded: Sequence[Any] | None, info: os.stat_result | None, moved: _Moved | None) -> Iterator[str]:
@@ -1006,6 +996,6 @@ def verify(target: Path, *, metadata: Path | None = None, jobs: int | None = Non
 
 def _manifest_digest(layer_dir: Path) -> str | None:
     try:
-        return _digest(layer_dir / MANIFEST)
+        return file_sha256(layer_dir / MANIFEST)
     except OSError:
         return None

@@ -13,13 +13,13 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..fsutil import dump_json, file_sha256, write_beside
 from ..spec.model import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
 
 __all__ = [
@@ -119,7 +119,7 @@ class LockMetadata:
     def to_json(self) -> str:
         """The file content: sorted keys, two-space indent, trailing newline."""
         data = {k: v for k, v in asdict(self).items() if v is not None}
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return dump_json(data)
 
 
 def hash_strings(items: Iterable[str]) -> str:
@@ -171,11 +171,6 @@ def version_inputs_hash(layer: LayerSpec) -> str:
     return hash_strings(items)
 
 
-def _file_digest(path: Path) -> str:
-    with path.open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
-
-
 def _excluded(name: str) -> bool:
     # Bytecode caches and version-control files are not part of a module's source.
     return name == "__pycache__" or name.startswith(".git") or name.endswith(".pyc")
@@ -184,7 +179,7 @@ def _excluded(name: str) -> bool:
 def module_hash(path: Path) -> str:
     """The hash of a launch or support module: `sha256:<hex>` for a file, `sha256/<hex>` for a folder."""
     if path.is_file():
-        inner = f"sha256:{_file_digest(path)}"
+        inner = f"sha256:{file_sha256(path)}"
         return f"sha256:{hashlib.sha256(path.name.encode() + inner.encode()).hexdigest()}"
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(path):
@@ -192,7 +187,7 @@ def module_hash(path: Path) -> str:
         digest.update(os.path.basename(root).encode())
         for name in sorted(f for f in files if not _excluded(f)):
             digest.update(name.encode())
-            digest.update(f"sha256:{_file_digest(Path(root, name))}".encode())
+            digest.update(f"sha256:{file_sha256(Path(root, name))}".encode())
     return f"sha256/{digest.hexdigest()}"
 
 
@@ -251,19 +246,6 @@ def _missing_folders(folder: Path) -> list[Path]:
     return missing[::-1]
 
 
-def _write_beside(path: Path, content: bytes) -> Path:
-    """`content` in a new temporary file next to `path` (a name the tool's cleanup knows)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(content)
-        os.chmod(name, 0o644)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return Path(name)
-
-
 def _rename_all(moves: list[tuple[Path, Path]]) -> None:
     """Rename each prepared file into place; an interrupt waits until every rename is done."""
     stopped: BaseException | None = None
@@ -297,7 +279,7 @@ def replace_lock_files(files: Mapping[Path, str]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             created += folders
             try:
-                moves.append((_write_beside(path, changed[path]), path))
+                moves.append((write_beside(path, changed[path]), path))
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the path, for the error message
     except BaseException:

@@ -7,7 +7,6 @@ Both carry the same fields as upstream's, so its consumers read ours unchanged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,14 +15,9 @@ from ..lock.state import LockCheck
 from ..platforms import TargetPlatform
 from ..spec.model import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
 
-__all__ = ["layer_metadata", "with_archive", "archive_file_name", "stack_manifest", "dump_json", "METADATA_DIR"]
+__all__ = ["layer_metadata", "with_archive", "archive_file_name", "stack_manifest", "METADATA_DIR"]
 
 METADATA_DIR = "__venvstacks__"
-
-
-def dump_json(data: Mapping[str, Any]) -> str:
-    """JSON as upstream writes it: two-space indent, sorted keys, trailing newline."""
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def layer_metadata(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck]) -> dict[str, Any]:

@@ -27,20 +27,32 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, _hooks, _proc
-from ..publish.archive import ArchiveFormat, FileEntry, LinkEntry, archived_entries, shipped_bytecode, write_layer_archive
 from ..blockpack import BlockPool
 from ..errors import BuildError, CommandError, VenvStacksError
 from ..folderlock import STAGING_DIR, exclusive
-from ..fsutil import remove_path, write_text_atomic
-from ..publish.manifest import MANIFEST, ManifestEntry, render_manifest, scan_tree, written_on_target
+from ..fsutil import dump_json, remove_path, write_text_atomic
 from ..lock.state import LockCheck
 from ..platforms import TargetPlatform
 from ..postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper
 from ..progress import progress
+from ..publish.archive import (
+    ArchiveFormat,
+    FileEntry,
+    LinkEntry,
+    archived_entries,
+    shipped_bytecode,
+    write_layer_archive,
+)
+from ..publish.manifest import (
+    MANIFEST,
+    ManifestEntry,
+    render_manifest,
+    scan_tree,
+    written_on_target,
+)
 from ..publish.metadata import (
     METADATA_DIR,
     archive_file_name,
-    dump_json,
     layer_metadata,
     manifest_file_name,
     metadata_file_name,
@@ -137,7 +149,7 @@ def _overrides(
     if precompiled:
         config = json.loads((source / LAYER_CONFIG).read_text(encoding="utf-8"))
         config["precompiled"] = True
-        overrides[LAYER_CONFIG] = FileEntry((json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        overrides[LAYER_CONFIG] = FileEntry((dump_json(config)).encode("utf-8"))
     if not isinstance(layer, RuntimeSpec):
         runtime = spec.runtime_of(layer)
         dynlib_dirs = [f"../../{_deployed(dep, checks)}/{DYNLIB_DIR}" for dep in spec.dependencies(layer)]

@@ -15,7 +15,6 @@ greatest file name.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import platform
 import re
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RuntimeSourceError
+from ..fsutil import file_sha256
 from ..spec.model import PythonImplementation
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "host_triple",
     "parse_runtime_archive_name",
     "published_digests",
-    "sha256_file",
     "triple_for",
     "verify_archive",
 ]
@@ -139,12 +138,6 @@ class RuntimeArchive:
     """The archive's actual sha256, lower-case hex."""
     expected_sha256: str | None
     """The digest published beside it, if any (it equals `sha256`)."""
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file's content as lower-case hex, read in a streaming fashion."""
-    with path.open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def _preference(name: RuntimeArchiveName) -> tuple[bool, str, str]:
@@ -273,7 +266,7 @@ def find_runtime_archive(
     chosen = max(matches, key=_preference)
     path = folder / chosen.filename
     try:
-        actual = sha256_file(path)
+        actual = file_sha256(path)
     except OSError as exc:
         msg = f"cannot read the runtime archive {path}: {exc.strerror or exc}"
         raise RuntimeSourceError(msg) from exc

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from ..errors import RuntimeSourceError, UvError
 from ..extract import safe_extract_tar
-from ..fsutil import remove_path, write_text_atomic
-from ..runtimes.pbs import find_runtime_archive
+from ..fsutil import dump_json, remove_path, write_text_atomic
 from ..progress import progress
+from ..runtimes.pbs import find_runtime_archive
 from ..spec.model import RuntimeSpec
 from ..uv import Uv, python_install_argv
 
@@ -68,7 +68,7 @@ def _read_record(path: Path) -> dict[str, str] | None:
 
 def _write_record(install: RuntimeInstall, implementation: str) -> None:
     data = {"archive": install.archive_name, "sha256": install.archive_sha256, "python_implementation": implementation}
-    write_text_atomic(_record_path(install.path), json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(_record_path(install.path), dump_json(data))
 
 
 def _remove(path: Path) -> None:
