@@ -186,7 +186,7 @@ def _start(
             words, env=scrubbed_environment(env), cwd=cwd, stdin=stdin, stdout=out, stderr=err, preexec_fn=_die_with_parent()
         )
     except OSError as exc:
-        raise CommandError(f"{description}: cannot run {words[0]!r}: {exc.strerror or exc}") from None
+        raise CommandError(f"{description}: cannot run {words[0]!r}: {exc.strerror or exc}") from exc
     with _LIVE_GUARD:
         _LIVE.add(process)
     if cancel.requested():  # asked to stop while it started: `_stop_children` may have run before it was known

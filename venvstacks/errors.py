@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class VenvStacksError(Exception):
     """Base class of every error the command line reports without a traceback."""
@@ -44,7 +46,42 @@ class UnsafeArchiveError(VenvStacksError):
 
 
 class ArchiveError(VenvStacksError):
-    """A layer archive could not be written (a full disk, an unreadable file)."""
+    """A layer archive could not be written: a bad tree or override, a full disk, an unreadable file."""
+
+
+class PublishError(VenvStacksError):
+    """Layers could not be published or exported: not built, or compiling or relinking them failed."""
+
+
+class DeployError(VenvStacksError):
+    """Layers could not be deployed: bad metadata, archives, target or post-install step."""
+
+
+class BundleError(VenvStacksError):
+    """A bundle could not be fetched or used: a download, a digest or the bundle's manifest is wrong."""
+
+
+class MultipleErrors(VenvStacksError):
+    """Several steps run side by side failed (layers built, archived or relinked at once); `errors` holds each."""
+
+    def __init__(self, errors: Sequence[VenvStacksError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("\n".join(map(str, self.errors)))
+
+
+def raise_failures(failures: Sequence[BaseException]) -> None:
+    """Raise what went wrong in steps run side by side, if anything did.
+
+    Anything but a VenvStacksError (a bug, an interruption) is raised as it
+    is; a single failure too; several become one MultipleErrors.
+    """
+    for error in failures:
+        if not isinstance(error, VenvStacksError):
+            raise error
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise MultipleErrors([error for error in failures if isinstance(error, VenvStacksError)])
 
 
 class CommandError(VenvStacksError):

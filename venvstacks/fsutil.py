@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-__all__ = ["dump_json", "file_sha256", "remove_path", "replace_file", "write_atomic", "write_beside", "write_text_atomic"]
+__all__ = ["dump_json", "file_sha256", "is_within", "remove_path", "replace_file", "write_atomic", "write_beside", "write_text_atomic"]
 
 _CHUNK = 1 << 20
 
@@ -90,6 +90,11 @@ def file_sha256(path: Path, check: Callable[[], None] | None = None) -> str:
 def dump_json(data: Mapping[str, object]) -> str:
     """JSON as the tool writes it (and upstream writes its metadata): two-space indent, sorted keys, trailing newline."""
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def is_within(path: str, folder: str) -> bool:
+    """Whether the absolute, normalised `path` is `folder` or lies below it (lexically: links are not resolved)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def remove_path(path: Path) -> None:

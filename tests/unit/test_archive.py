@@ -32,7 +32,6 @@ from venvstacks.publish.archive import (
     shipped_bytecode,
     write_layer_archive,
 )
-from venvstacks.errors import BuildError
 
 ROOT = "app-foo@3"
 CLAMP = 1_700_000_000  # 2023-11-14 22:13:20 UTC: an even second, exact in zip's DOS times
@@ -275,7 +274,7 @@ def test_overrides(tree: Path, tmp_path: Path, fmt: ArchiveFormat) -> None:
     ],
 )
 def test_bad_overrides(tree: Path, tmp_path: Path, overrides: Mapping[str, Override]) -> None:
-    with pytest.raises(BuildError):
+    with pytest.raises(ArchiveError):
         write(tree, tmp_path / "out" / "layer.tar.gz", ArchiveFormat.TAR_GZ, overrides=overrides)
     assert not (tmp_path / "out").exists()
 
@@ -287,7 +286,7 @@ def test_bad_overrides(tree: Path, tmp_path: Path, overrides: Mapping[str, Overr
 def test_refuses_unsafe_symlinks(tree: Path, tmp_path: Path, where: str, target: str) -> None:
     (tree / where).parent.mkdir(parents=True, exist_ok=True)
     (tree / where).symlink_to(target)
-    with pytest.raises(BuildError, match="symlink"):
+    with pytest.raises(ArchiveError, match="symlink"):
         write(tree, tmp_path / "layer.tar.gz", ArchiveFormat.TAR_GZ)
     assert not (tmp_path / "layer.tar.gz").exists()
 
@@ -303,19 +302,19 @@ def test_symlinks_inside_the_layer_are_fine(tree: Path, tmp_path: Path) -> None:
 
 def test_refuses_special_files(tree: Path, tmp_path: Path) -> None:
     os.mkfifo(tree / "share" / "pipe")
-    with pytest.raises(BuildError, match="not a file, folder or symlink"):
+    with pytest.raises(ArchiveError, match="not a file, folder or symlink"):
         write(tree, tmp_path / "layer.tar.gz", ArchiveFormat.TAR_GZ)
     assert not (tmp_path / "layer.tar.gz").exists()
 
 
 @pytest.mark.parametrize(("root", "clamp"), [("a/b", CLAMP), ("", CLAMP), ("..", CLAMP), (ROOT, -1), (ROOT, 1.5)])
 def test_bad_root_or_clamp(tree: Path, tmp_path: Path, root: str, clamp: int) -> None:
-    with pytest.raises(BuildError):
+    with pytest.raises(ArchiveError):
         write(tree, tmp_path / "layer.tar.gz", ArchiveFormat.TAR_GZ, root=root, clamp=clamp)
 
 
 def test_source_must_be_a_folder(tmp_path: Path) -> None:
-    with pytest.raises(BuildError, match="not a folder"):
+    with pytest.raises(ArchiveError, match="not a folder"):
         write(tmp_path / "missing", tmp_path / "layer.tar.gz", ArchiveFormat.TAR_GZ)
 
 
@@ -386,7 +385,7 @@ def test_failure_keeps_old_destination(
 @pytest.mark.skipif(HAS_ZSTD, reason="this Python can write tar.zst")
 def test_zstd_needs_compression_zstd(tree: Path, tmp_path: Path) -> None:
     assert not ArchiveFormat.TAR_ZST.available and ArchiveFormat.TAR_ZST not in FORMATS
-    with pytest.raises(BuildError, match=r"\.tar\.zst.*compression\.zstd"):
+    with pytest.raises(ArchiveError, match=r"\.tar\.zst.*compression\.zstd"):
         write(tree, tmp_path / "out" / "layer.tar.zst", ArchiveFormat.TAR_ZST)
     assert not (tmp_path / "out").exists()
 

@@ -27,11 +27,11 @@ from .. import __version__, _hooks
 from ..build.bundle import bundle_pylock
 from ..build.scripts import find_entry_point_scripts, record_launchers, select_scripts
 from ..build.dynlib import find_shared_libraries, link_dynlibs, plan_dynlib_links
-from ..errors import BuildError, UvError, VenvStacksError
+from ..errors import BuildError, UvError, VenvStacksError, raise_failures
 from ..folderlock import exclusive
 from ..fsutil import dump_json, remove_path, write_text_atomic
 from ..lock.files import LockPaths, module_hash
-from ..lock.state import LockCheck
+from ..lock.state import LockCheck, deployed_name
 from ..platforms import TargetPlatform, uv_python_platform
 from ..build.portability import prune_records, relativise_symlinks, remove_foreign_executables
 from ..postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper, render_pyvenv_cfg, render_sitecustomize
@@ -119,7 +119,7 @@ def _state(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], a
         "linux_target": layer.linux_target.raw,
         "macosx_target": layer.macosx_target.raw,
         "dynlib_exclude": list(layer.dynlib_exclude),
-        "layers_underneath": [_deployed(dep, checks) for dep in spec.dependencies(layer)],
+        "layers_underneath": [deployed_name(dep, checks) for dep in spec.dependencies(layer)],
         "runtime_archive": archive,
         "runtime": str(spec.runtime_of(layer).python_implementation),
     }
@@ -132,10 +132,6 @@ def _state(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], a
         state["module_names"] = [path.name for path in (layer.launch_module, *layer.support_modules)]
     return state
 
-
-
-def _deployed(layer: LayerSpec, checks: Mapping[str, LockCheck]) -> str:
-    return layer.deployed_name(checks[layer.build_name].lock_version)
 
 
 def _state_path(path: Path) -> Path:
@@ -202,7 +198,7 @@ class _Builder:
             uv.run(pip_install_argv(uv.command, python=python, pylock=pylock, python_platform=platform),
                    description=f"installing the packages of layer {layer.build_name!r}", env=env)  # fmt: skip
         except UvError as exc:
-            raise BuildError(f"failed to install into layer {layer.build_name!r}:\n{exc}") from None
+            raise BuildError(f"failed to install into layer {layer.build_name!r}:\n{exc}") from exc
         from ..build.installed import check_installed
         from ..platforms import marker_environment
 
@@ -221,7 +217,7 @@ class _Builder:
             uv.run(pip_uninstall_argv(uv.command, python=python, packages=_BUILD_TOOLS),
                    description=f"removing build tools from runtime {layer.build_name!r}")  # fmt: skip
         except UvError as exc:
-            raise BuildError(str(exc)) from None
+            raise BuildError(str(exc)) from exc
         self._install(layer, python)
 
     def _build_layered(self, layer: LayerSpec, path: Path) -> None:
@@ -266,7 +262,7 @@ class _Builder:
             (path / HOOK_PATH).parent.mkdir(parents=True, exist_ok=True)
             _copy_module(layer.postinstall_hook, path / HOOK_PATH)
         entry_points = {name: entry_point for name, (entry_point, _dist) in scripts.items()}
-        config = layer_config(self.spec, layer, lambda dep: _deployed(dep, self.checks), entry_points)
+        config = layer_config(self.spec, layer, lambda dep: deployed_name(dep, self.checks), entry_points)
         write_text_atomic(path / LAYER_CONFIG, dump_json(config))
 
 
@@ -383,9 +379,5 @@ def _build_when_ready(
             for future in running:
                 future.cancel()
             raise
-    for error in failures:
-        if not isinstance(error, VenvStacksError):
-            raise error
-    if failures:
-        raise BuildError("\n".join(map(str, failures)))
+    raise_failures(failures)
     return outcomes

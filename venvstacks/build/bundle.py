@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import VenvStacksError
+from ..errors import BundleError
 from ..folderlock import exclusive
 from ..fsutil import dump_json, file_sha256, write_text_atomic
 from ..lock.files import LockPaths, is_shared, wheel_filename
@@ -49,10 +49,6 @@ TRIPLES = {
     TargetPlatform.WIN_ARM64: "aarch64-pc-windows-msvc",
 }
 """The python-build-standalone target triple of each platform."""
-
-
-class BundleError(VenvStacksError):
-    """A bundle is incomplete, or could not be filled."""
 
 
 @dataclass(frozen=True)

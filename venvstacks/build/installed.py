@@ -136,7 +136,7 @@ def check_installed(layer_name: str, pylock: Path, site: Path, environment: Mapp
     try:
         data = tomllib.loads(pylock.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise BuildError(f"layer {layer_name!r}: cannot read its lock {pylock}: {exc}") from None
+        raise BuildError(f"layer {layer_name!r}: cannot read its lock {pylock}: {exc}") from exc
     problems = install_problems(locked_for(data, environment), installed_distributions(site))
     if not problems:
         return

@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import BuildError
-from ..fsutil import replace_file
+from ..fsutil import is_within, replace_file
 
 __all__ = [
     "find_absolute_references",
@@ -59,10 +59,6 @@ def _lexical(path: str | os.PathLike[str]) -> str:
     return os.path.normpath(os.path.abspath(path))
 
 
-def _is_within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def prune_records(site_packages: Path, removed: Sequence[Path]) -> int:
     """Drop RECORD rows that name a removed path; return how many RECORD files changed.
 
@@ -81,7 +77,7 @@ def prune_records(site_packages: Path, removed: Sequence[Path]) -> int:
         kept = [
             row
             for row in rows
-            if not row or not any(_is_within(_lexical(os.path.join(base, row[0])), path) for path in gone)
+            if not row or not any(is_within(_lexical(os.path.join(base, row[0])), path) for path in gone)
         ]
         if len(kept) == len(rows):
             continue
@@ -148,7 +144,7 @@ def relativise_symlinks(tree: Path, build_dir: Path) -> None:
         if not os.path.isabs(target):
             continue
         real_target = _real_dir_path(_lexical(target))
-        if _is_within(_lexical(target), build) or _is_within(real_target, real_build):
+        if is_within(_lexical(target), build) or is_within(real_target, real_build):
             relative = os.path.relpath(real_target, os.path.realpath(link.parent))
             _replace_with_symlink(link, relative)
             _LOG.debug("relinked %s: %s -> %s", link, target, relative)

@@ -44,9 +44,9 @@ from typing import Any
 from .. import _hooks, _proc, cancel
 from ..blockpack import BlockPool
 from ..deploy.compileahead import CompileAhead
-from ..errors import CommandError, VenvStacksError
+from ..errors import CommandError, DeployError, MultipleErrors, raise_failures
 from ..extract import extract_into
-from ..fsutil import file_sha256, write_text_atomic
+from ..fsutil import file_sha256, is_within, write_text_atomic
 from ..postinstall import (
     BYTECODE_RECORD,
     LAYER_CONFIG,
@@ -95,10 +95,6 @@ _RELOCATED: Mapping[str, Callable[[str, str], str]] = {
 }
 """A runtime's files naming where it is, and how relinking moves each to a new place."""
 _RELOCATED_BYTECODE = "lib/python*/__pycache__/_sysconfigdata_*.pyc"
-
-
-class DeployError(VenvStacksError):
-    """Layers could not be deployed: bad metadata, archives, target or post-install step."""
 
 
 def _check(stop: threading.Event) -> None:
@@ -201,7 +197,7 @@ def _read_manifest(path: Path) -> list[_Layer]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise DeployError(f"cannot read the stack manifest {path}: {exc}") from None
+        raise DeployError(f"cannot read the stack manifest {path}: {exc}") from exc
     groups = data.get("layers") if isinstance(data, dict) else None
     if not isinstance(groups, dict) or not all(isinstance(groups.get(c, []), list) for c in _CATEGORIES):
         raise DeployError(f"{path}: not a stack manifest (no 'layers' lists)")
@@ -253,10 +249,6 @@ def _archive_problem(artifacts: Path, layer: _Layer, stop: threading.Event) -> s
     except OSError as exc:
         return f"{path}: cannot read the archive: {exc.strerror or exc}"
     return None if sha256 == layer.sha256 else f"{path}: sha256 is {sha256}, but the metadata says {layer.sha256} (modified?)"
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
@@ -441,7 +433,7 @@ def _read_journal(path: Path) -> list[_Swap]:
         entries = json.loads(path.read_text(encoding="utf-8"))
         swaps = [_Swap(**entry) for entry in entries]
     except (OSError, ValueError, TypeError) as exc:
-        raise DeployError(f"cannot read {path}, the journal of an interrupted deployment: {exc}") from None
+        raise DeployError(f"cannot read {path}, the journal of an interrupted deployment: {exc}") from exc
     for swap in swaps:
         names_ok = _plain_name(swap.name) and all(
             _LEFTOVER.fullmatch(folder) and folder.startswith(f".{swap.name}.") for folder in (swap.partial, swap.aside)
@@ -485,13 +477,12 @@ def _install_all(
         with _pool(_workers(len(layers), jobs), stop) as pool:
             futures = [pool.submit(_relink, layer, target) for layer in layers]
             wait(futures)
-        if failures := [str(error) for future in futures if (error := future.exception()) is not None]:
-            raise DeployError("\n".join(failures))
+        raise_failures([error for future in futures if (error := future.exception()) is not None])
         _write_records(layers, unpacked, target, stop, jobs)
         (target / RECORD_DIR / _JOURNAL).unlink()  # done: from here on, the old layers are leftovers
     except BaseException as exc:
         _undo(target, swaps)
-        if isinstance(exc, (CommandError, OSError, DeployError)):
+        if isinstance(exc, (CommandError, OSError, DeployError, MultipleErrors)):
             msg = f"nothing was deployed (every layer in {target} is as it was before): {exc}"
             raise DeployError(msg) from exc
         raise
@@ -566,7 +557,7 @@ def _compile(layer: _Layer, folder: Path, python: Path, stop: threading.Event, j
     try:
         _proc.run(command, description=f"compiling the bytecode of layer {layer.install_target!r}")
     except CommandError as exc:
-        raise DeployError(str(exc)) from None
+        raise DeployError(str(exc)) from exc
 
 
 def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: threading.Event, jobs: int | None) -> dict[str, _Unpacked]:
@@ -862,7 +853,8 @@ def _link_problem(path: Path, root: str) -> str | None:
     link = os.readlink(path)
     if not path.exists():
         return f"broken link to {link!r}"
-    return None if _inside(os.path.realpath(path), root) else f"link to {link!r} leads outside the deployment folder"
+    real = os.path.realpath(path)
+    return None if real != root and is_within(real, root) else f"link to {link!r} leads outside the deployment folder"
 
 
 def _layer_problems(name: str, layer_dir: Path, record: Mapping[str, Any], root: str) -> Iterator[str]:
@@ -924,7 +916,7 @@ def _published_manifest_digests(metadata: Path) -> dict[str, str]:
     try:
         data = json.loads(metadata.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise DeployError(f"cannot read the published metadata {metadata}: {exc}") from None
+        raise DeployError(f"cannot read the published metadata {metadata}: {exc}") from exc
     groups = data.get("layers") if isinstance(data, dict) else None
     entries = [e for c in _CATEGORIES for e in groups.get(c, [])] if isinstance(groups, dict) else [data]
     digests: dict[str, str] = {}

@@ -236,7 +236,7 @@ def _resolve(run: _Run, layer: LayerSpec, paths: LockPaths) -> dict[str, Any]:
         uv.run(export_argv(uv.command, project=resolve_dir, python=runtime.python, config_file=config_file, output=exported_path),
                description=f"exporting the lock of layer {layer.build_name!r}")  # fmt: skip
     except UvError as exc:
-        raise LockError(f"failed to lock layer {layer.build_name!r}:\n{exc}") from None
+        raise LockError(f"failed to lock layer {layer.build_name!r}:\n{exc}") from exc
     exported = _read_exported(exported_path)
     runtime_spec = spec.runtime_of(layer)
     target = LayerTarget(
@@ -256,7 +256,7 @@ def _read_exported(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise LockError(f"uv did not produce a readable lock at {path}: {exc}") from None
+        raise LockError(f"uv did not produce a readable lock at {path}: {exc}") from exc
 
 
 def _lock_layer(run: _Run, layer: LayerSpec, want: bool | None) -> LockOutcome:

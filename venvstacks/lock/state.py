@@ -24,7 +24,7 @@ from ..lock.files import (
 )
 from ..spec.model import LayerSpec, StackSpec
 
-__all__ = ["LockCheck", "check_layer_lock", "check_stack_locks", "read_pylock"]
+__all__ = ["LockCheck", "check_layer_lock", "check_stack_locks", "read_pylock", "deployed_name"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,11 @@ class LockCheck:
     @property
     def lock_version(self) -> int | None:
         return self.metadata.lock_version if self.metadata and self.valid else None
+
+
+def deployed_name(layer: LayerSpec, checks: Mapping[str, LockCheck]) -> str:
+    """The folder `layer` deploys as, with the lock version its lock records (see `LayerSpec.deployed_name`)."""
+    return layer.deployed_name(checks[layer.build_name].lock_version)
 
 
 def read_pylock(paths: LockPaths) -> dict[str, Any] | None:

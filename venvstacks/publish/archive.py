@@ -32,7 +32,7 @@ from typing import BinaryIO, Literal, cast
 
 from .. import cancel
 from ..blockpack import BLOCK_SIZE, SLOTS_PER_JOB, BlockPool, Compress, gzip_block, write_blocks, xz_block
-from ..errors import ArchiveError, BuildError
+from ..errors import ArchiveError
 
 __all__ = [
     "ArchiveFormat", "ArchiveResult", "FileEntry", "LinkEntry", "Override", "available_formats",
@@ -229,13 +229,13 @@ def _check_link(parts: _Parts, target: str, *, reach: int) -> None:
     """Refuse an absolute target, or one climbing more than `reach` folders above the layer."""
     where = "/".join(parts)
     if not target or posixpath.isabs(target):
-        raise BuildError(f"symlink {where!r} -> {target!r}: the target must be a relative path")
+        raise ArchiveError(f"symlink {where!r} -> {target!r}: the target must be a relative path")
     depth = len(parts) - 1
     for piece in target.split("/"):
         if piece == "..":
             depth -= 1
             if depth < -reach:
-                raise BuildError(f"symlink {where!r} -> {target!r} points outside the layer")
+                raise ArchiveError(f"symlink {where!r} -> {target!r} points outside the layer")
         elif piece not in ("", "."):
             depth += 1
 
@@ -243,7 +243,7 @@ def _check_link(parts: _Parts, target: str, *, reach: int) -> None:
 def _override_parts(key: str) -> _Parts:
     parts = tuple(key.split("/"))
     if any(piece in ("", ".", "..") or "\0" in piece for piece in parts):
-        raise BuildError(f"override path {key!r} is not a relative POSIX path inside the layer")
+        raise ArchiveError(f"override path {key!r} is not a relative POSIX path inside the layer")
     return parts
 
 
@@ -277,7 +277,7 @@ def _scan(source: Path, dropped: set[_Parts], replaced: set[_Parts], cache_tag: 
                 elif stat.S_ISREG(mode):
                     members[parts] = _Member(parts, "file", _file_mode(mode), source=path)
                 else:
-                    raise BuildError(f"cannot archive {path}: not a file, folder or symlink")
+                    raise ArchiveError(f"cannot archive {path}: not a file, folder or symlink")
     return members
 
 
@@ -287,14 +287,14 @@ def _apply_overrides(members: dict[_Parts, _Member], entries: dict[_Parts, FileE
         where = "/".join(parts)
         existing = members.get(parts)
         if existing is not None and existing.kind == "dir":
-            raise BuildError(f"override {where!r} would replace a folder")
+            raise ArchiveError(f"override {where!r} would replace a folder")
         for depth in range(1, len(parts)):
             parent = parts[:depth]
             found = members.get(parent)
             if found is None:
                 members[parent] = _Member(parent, "dir", 0o755)
             elif found.kind != "dir":
-                raise BuildError(f"override {where!r}: {'/'.join(parent)!r} is not a folder")
+                raise ArchiveError(f"override {where!r}: {'/'.join(parent)!r} is not a folder")
         if isinstance(entry, FileEntry):
             members[parts] = _Member(parts, "file", _file_mode(entry.mode), content=bytes(entry.content))
         else:
@@ -305,7 +305,7 @@ def _apply_overrides(members: dict[_Parts, _Member], entries: dict[_Parts, FileE
 def _collect(source: Path, overrides: Mapping[str, Override], cache_tag: str | None) -> list[_Member]:
     """The archive's members in order: sorted by path components, so a folder precedes its contents."""
     if not source.is_dir():
-        raise BuildError(f"cannot archive {source}: not a folder")
+        raise ArchiveError(f"cannot archive {source}: not a folder")
     dropped: set[_Parts] = set()
     entries: dict[_Parts, FileEntry | LinkEntry] = {}
     for key, entry in overrides.items():
@@ -315,7 +315,7 @@ def _collect(source: Path, overrides: Mapping[str, Override], cache_tag: str | N
         elif isinstance(entry, (FileEntry, LinkEntry)):
             entries[parts] = entry
         else:
-            raise BuildError(f"override {key!r}: expected FileEntry, LinkEntry or None, got {entry!r}")
+            raise ArchiveError(f"override {key!r}: expected FileEntry, LinkEntry or None, got {entry!r}")
     members = _scan(source, dropped, set(entries), cache_tag)
     members[()] = _Member((), "dir", 0o755)
     _apply_overrides(members, entries)
@@ -523,7 +523,7 @@ def _copy(stream: BinaryIO, out: BinaryIO, size: int) -> None:
     while size > 0:
         chunk = stream.read(min(size, CHUNK_SIZE))
         if not chunk:
-            raise BuildError(f"{getattr(stream, 'name', 'a file')} shrank while it was being archived")
+            raise ArchiveError(f"{getattr(stream, 'name', 'a file')} shrank while it was being archived")
         out.write(chunk)
         size -= len(chunk)
 
@@ -566,11 +566,11 @@ def write_layer_archive(
     """
     fmt = ArchiveFormat(fmt)
     if not fmt.available:
-        raise BuildError(f"cannot write {fmt.suffix} archives: this Python has no compression.zstd (3.14+)")
+        raise ArchiveError(f"cannot write {fmt.suffix} archives: this Python has no compression.zstd (3.14+)")
     if not root or root in (".", "..") or "/" in root or "\0" in root:
-        raise BuildError(f"archive root {root!r} must be a single folder name")
+        raise ArchiveError(f"archive root {root!r} must be a single folder name")
     if isinstance(clamp, bool) or not isinstance(clamp, int) or clamp < 0:
-        raise BuildError(f"archive clamp {clamp!r} must be a non-negative number of seconds")
+        raise ArchiveError(f"archive clamp {clamp!r} must be a non-negative number of seconds")
     members = _collect(Path(source), overrides, cache_tag)
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)

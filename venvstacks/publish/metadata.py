@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..lock.files import module_hash
-from ..lock.state import LockCheck
+from ..lock.state import LockCheck, deployed_name
 from ..platforms import TargetPlatform
 from ..spec.model import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
 
@@ -26,7 +26,7 @@ def layer_metadata(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockC
     assert metadata is not None
 
     def deployed(other: LayerSpec) -> str:
-        return other.deployed_name(checks[other.build_name].lock_version)
+        return deployed_name(other, checks)
 
     runtime = spec.runtime_of(layer)
     data: dict[str, Any] = {

@@ -21,17 +21,17 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__, _hooks, _proc
 from ..blockpack import BlockPool
-from ..errors import BuildError, CommandError, VenvStacksError
+from ..errors import CommandError, PublishError, raise_failures
 from ..folderlock import STAGING_DIR, exclusive
 from ..fsutil import dump_json, remove_path, write_text_atomic
-from ..lock.state import LockCheck
+from ..lock.state import LockCheck, deployed_name
 from ..platforms import TargetPlatform
 from ..postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper
 from ..progress import progress
@@ -106,10 +106,6 @@ def postinstall_source() -> bytes:
     return importlib.resources.files("venvstacks").joinpath("postinstall.py").read_bytes()
 
 
-def _deployed(layer: LayerSpec, checks: Mapping[str, LockCheck]) -> str:
-    return layer.deployed_name(checks[layer.build_name].lock_version)
-
-
 
 def _cache_tag(spec: StackSpec, layer: LayerSpec) -> str:
     """The bytecode file tag of the layer's runtime (`cpython-311`)."""
@@ -135,7 +131,7 @@ def _compile_bytecode(spec: StackSpec, layer: LayerSpec, source: Path, root: str
     try:
         result = _proc.run(command, description=f"compiling the bytecode of layer {layer.build_name!r}", env={"PYTHONHASHSEED": "0"})
     except CommandError as exc:
-        raise BuildError(str(exc)) from None
+        raise PublishError(str(exc)) from exc
     if problems := [line for line in result.stdout.splitlines() if line.startswith("***")]:
         _LOG.warning("layer %r: %d source files did not compile and ship without bytecode (first: %s)",
                      layer.build_name, len(problems), problems[0].removeprefix("*** "))  # fmt: skip
@@ -152,10 +148,10 @@ def _overrides(
         overrides[LAYER_CONFIG] = FileEntry((dump_json(config)).encode("utf-8"))
     if not isinstance(layer, RuntimeSpec):
         runtime = spec.runtime_of(layer)
-        dynlib_dirs = [f"../../{_deployed(dep, checks)}/{DYNLIB_DIR}" for dep in spec.dependencies(layer)]
+        dynlib_dirs = [f"../../{deployed_name(dep, checks)}/{DYNLIB_DIR}" for dep in spec.dependencies(layer)]
         wrapper = render_python_wrapper(dynlib_dirs, macos=sys.platform == "darwin")
         overrides["bin/python"] = FileEntry(wrapper.encode("utf-8"), 0o755)
-        overrides["bin/python_"] = LinkEntry(f"../../{_deployed(runtime, checks)}/bin/python3")
+        overrides["bin/python_"] = LinkEntry(f"../../{deployed_name(runtime, checks)}/bin/python3")
     return overrides
 
 
@@ -191,7 +187,7 @@ def _require_built(settings: PublishSettings, layer: LayerSpec) -> Path:
     path = settings.build_dir / layer.build_name
     if not (settings.build_dir / f"{layer.build_name}.last-build.json").exists():
         msg = f"layer {layer.build_name!r} has not been built (run 'venvstacks build' first)"
-        raise BuildError(msg)
+        raise PublishError(msg)
     return path
 
 
@@ -291,17 +287,6 @@ def _commit(settings: PublishSettings, staged: list[_Staged], manifest_path: Pat
     write_text_atomic(manifest_path, dump_json(manifest))
 
 
-def _first_failure(futures: list[Future[Any]]) -> None:
-    """Raise what went wrong in `futures`: a non-venvstacks error (a bug, an interruption) as it is, else all messages."""
-    failures = [error for future in futures if (error := future.exception()) is not None]
-    if not failures:
-        return
-    for error in failures:
-        if not isinstance(error, VenvStacksError):
-            raise error
-    raise BuildError("\n".join(map(str, failures)))
-
-
 def _holding_folders(settings: PublishSettings, command: str) -> contextlib.ExitStack:
     """Exclusive use of the build folder (read, and compiled into with --precompile) and the output folder."""
     stack = contextlib.ExitStack()
@@ -332,7 +317,7 @@ def publish_layers(
         # One thread per layer writes its tar stream; all of them share the compressing threads.
         with ThreadPoolExecutor(max_workers=max(1, min(len(layers), jobs))) as pool:
             futures = [pool.submit(_publish_one, spec, layer, checks, settings, compressors) for layer in layers]
-        _first_failure(futures)
+        raise_failures([error for future in futures if (error := future.exception()) is not None])
         results = [future.result() for future in futures]
         published = [item.layer if isinstance(item, _Staged) else item for item in results]
         if not settings.dry_run:
@@ -416,11 +401,11 @@ def _export_one(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockChec
     write_text_atomic(partial / MANIFEST, manifest.decode("utf-8"))
     remove_path(target)
     os.replace(partial, target)
-    python = settings.output_dir / _deployed(spec.runtime_of(layer), checks) / "bin" / "python3"
+    python = settings.output_dir / deployed_name(spec.runtime_of(layer), checks) / "bin" / "python3"
     try:
         _proc.run([python, "-X", "utf8", "-I", target / "postinstall.py"], description=f"running the post-install step of {target.name!r}")
     except CommandError as exc:
-        raise BuildError(str(exc)) from None
+        raise PublishError(str(exc)) from exc
     write_text_atomic(meta_path, dump_json(base))
     write_text_atomic(inputs_path, digest + "\n")
     return PublishedLayer(layer.build_name, target, base, "exported")

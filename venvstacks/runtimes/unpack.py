@@ -138,7 +138,7 @@ def _install_with_uv(layer: RuntimeSpec, build_dir: Path, destination: Path, uv:
         uv.run(argv, description=f"downloading CPython {implementation.version} with uv")
     except UvError as exc:
         msg = f"runtime {layer.name!r}: no {implementation} runtime found: {looked}, and uv could not download it:\n{exc}"
-        raise RuntimeSourceError(msg) from None
+        raise RuntimeSourceError(msg) from exc
     installed = sorted(downloads.glob(f"cpython-{implementation.version}-*"))
     installed = [path for path in installed if runtime_python(path).exists()]
     if not installed:

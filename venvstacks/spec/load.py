@@ -88,17 +88,17 @@ def read_toml(path: Path, label: str) -> dict[str, Any]:
     except PermissionError:
         raise fail("cannot be read (permission denied)") from None
     except OSError as exc:
-        raise fail(f"cannot be read ({exc.strerror or exc})") from None
+        raise fail(f"cannot be read ({exc.strerror or exc})") from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise fail(f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} on line {line})") from None
+        raise fail(f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} on line {line})") from exc
     text = text.removeprefix("\ufeff")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise fail(f"invalid TOML: {exc}") from None
+        raise fail(f"invalid TOML: {exc}") from exc
     except RecursionError:
         raise fail("invalid TOML: arrays or inline tables are nested too deeply to read") from None
 

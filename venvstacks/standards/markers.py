@@ -283,7 +283,7 @@ class Marker:
         except _ParseError as exc:
             raise InvalidMarker(
                 f"invalid marker {text!r}: {exc.message} at column {exc.position + 1}"
-            ) from None
+            ) from exc
         return cls(tree)
 
     @cached_property

@@ -55,7 +55,7 @@ class Requirement:
         except _ParseError as exc:
             raise InvalidRequirement(
                 f"invalid requirement {text!r}: {exc.message} at column {exc.position + 1}"
-            ) from None
+            ) from exc
 
     @property
     def canonical_name(self) -> str:
