@@ -130,3 +130,12 @@ def test_test_file_names_are_unique() -> None:
     # pytest imports test files by base name, so two with one name cannot both run.
     names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
     assert sorted(names) == sorted(set(names))
+
+
+def test_git_ignores_no_file_of_the_package() -> None:
+    # A `build/` pattern once hid venvstacks/build/__init__.py from commits: CI's clone then lacked it.
+    import subprocess
+
+    files = [str(path.relative_to(ROOT)) for path in sorted(PACKAGE.rglob("*.py"))]
+    result = subprocess.run(["git", "check-ignore", *files], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.stdout == "", f"ignored by git: {result.stdout.split()}"
