@@ -173,7 +173,7 @@ def read_layer_config(layer_dir):
             raise PostinstallError(msg)
         if key in ("python", "site_dir") and not _is_inside(resolved, layer_dir):
             raise PostinstallError("layer config {}: {} entry {!r} leads outside the layer".format(path, key, value))
-    for key, value, resolved in _config_paths(raw, config):
+    for key, _value, resolved in _config_paths(raw, config):
         if _is_inside(resolved, layer_dir):
             continue
         peer = os.path.join(deployment, os.path.relpath(resolved, deployment).split(os.sep)[0])

@@ -666,7 +666,7 @@ def test_compiling_stops_when_the_deployment_is_killed(tmp_path: Path, target: P
     process.kill()
     process.communicate()
     for pid in map(int, pids.read_text(encoding="utf-8").split()):
-        _wait_for(lambda: not _running(pid), f"the compile step {pid} to stop", timeout=5)
+        _wait_for(lambda pid=pid: not _running(pid), f"the compile step {pid} to stop", timeout=5)
     # The next deployment clears what the killed one left.
     stack.add("runtimes", RUNTIME, _runtime_files(), build=2)
     stack.add("frameworks", "framework-web", _upper_files("web", "WEB = 1\n"), build=2)

@@ -227,12 +227,12 @@ def test_marker_agrees_with_packaging(text: str) -> None:
             Marker.parse(str(ours))
     for env in ENVIRONMENTS:
         try:
-            expected = outcome(lambda: theirs.evaluate(env), pmark.UndefinedEnvironmentName, pmark.UndefinedComparison)
+            expected = outcome(lambda env=env: theirs.evaluate(env), pmark.UndefinedEnvironmentName, pmark.UndefinedComparison)
         except AssertionError:
             # packaging accepts specifiers such as '~=1.0poſt1' that it cannot
             # evaluate; we reject them as specifiers, so the comparison is undefined.
             expected = "undefined comparison"
-        actual = outcome(lambda: ours.evaluate(env), UndefinedEnvironmentName, InvalidMarker)
+        actual = outcome(lambda env=env: ours.evaluate(env), UndefinedEnvironmentName, InvalidMarker)
         assert actual == expected, env
 
 

@@ -15,7 +15,7 @@ from venvstacks.standards.tomlwriter import dumps
 
 PYLOCK_INLINE = frozenset({"packages.wheels", "packages.sdist"})
 PROPERTY = settings(derandomize=True, deadline=None, max_examples=200, database=None)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # A real `uv export --format pylock.toml` output (uv 0.13.9).
 UV_PYLOCK = """\

@@ -347,7 +347,8 @@ def test_version_ordering_examples() -> None:
     ordered = ["1.0.dev0", "1.0a1.dev1", "1.0a1", "1.0a1.post1", "1.0b1", "1.0rc1", "1.0",
                "1.0+abc", "1.0+abc.1", "1.0+1", "1.0.post1.dev1", "1.0.post1", "1.0.1", "1!0.1"]
     versions = [Version.parse(t) for t in ordered]
-    assert sorted(reversed(versions)) == versions
+    backwards = versions[::-1]
+    assert sorted(backwards) == versions
     assert Version.parse("1.0") == Version.parse("1.0.0") and hash(Version.parse("1")) == hash(Version.parse("1.0"))
 
 

@@ -20,7 +20,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit status."""
     stdout, stderr = sys.stdout, sys.stderr
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036  # the .pyz may be started by an older Python
         found = ".".join(map(str, sys.version_info[:2]))
         stderr.write(f"error: {PROG} needs Python 3.11 or newer (this is Python {found})\n")
         return EXIT_FAILURE

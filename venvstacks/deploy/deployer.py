@@ -319,10 +319,11 @@ def _write_records(
 ) -> None:
     """Record each relinked layer: its manifest entry, where it was deployed, and every entry in it."""
     with _pool(_workers(len(layers), jobs), stop) as pool:
-        futures = [
-            pool.submit(_entries, target / layer.install_target, _unpacked_digests(target / layer.install_target, unpacked[layer.install_target]), layer.category == "runtimes", stop)
-            for layer in layers
-        ]
+        futures = []
+        for layer in layers:
+            folder = target / layer.install_target
+            digests = _unpacked_digests(folder, unpacked[layer.install_target])
+            futures.append(pool.submit(_entries, folder, digests, layer.category == "runtimes", stop))
         wait(futures)
     for layer, future in zip(layers, futures):
         data = {**layer.entry, "category": layer.category, "archive_sha256": layer.sha256, "location": str(target), "entries": future.result()}

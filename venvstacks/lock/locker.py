@@ -211,7 +211,7 @@ class _Run:
 
     def locked_at(self) -> str:
         clamp = _lock_clamp(self.spec, self.settings)
-        now = self.now().astimezone(datetime.timezone.utc)
+        now = self.now().astimezone(datetime.UTC)
         return (min(now, clamp) if clamp else now).isoformat()
 
 
@@ -277,12 +277,12 @@ def _lock_layer(run: _Run, layer: LayerSpec, want: bool | None) -> LockOutcome:
         return LockOutcome(layer.build_name, "versioned", paths.pylock, metadata.locked_at, metadata.lock_version)
     data = _resolve(run, layer, paths)
     text = render_pylock(layer.build_name, data)
-    hashes = dict(
-        lock_input_hash=lock_input_hash(layer),
-        other_inputs_hash=other_inputs_hash(spec, layer),
-        requirements_hash=pylock_hash(data),
-        version_inputs_hash=version_inputs_hash(layer),
-    )
+    hashes = {
+        "lock_input_hash": lock_input_hash(layer),
+        "other_inputs_hash": other_inputs_hash(spec, layer),
+        "requirements_hash": pylock_hash(data),
+        "version_inputs_hash": version_inputs_hash(layer),
+    }
     archive = None
     if isinstance(layer, RuntimeSpec):
         install = run.runtime(layer)
@@ -312,7 +312,7 @@ def lock_stack(
     *,
     uv: Callable[[], Uv],
     reset: frozenset[str] = frozenset(),
-    now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.timezone.utc),
+    now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
 ) -> list[LockOutcome]:
     """Lock the layers named in `wants`, lowest first.
 

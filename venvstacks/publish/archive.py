@@ -35,8 +35,8 @@ from ..blockpack import BLOCK_SIZE, SLOTS_PER_JOB, BlockPool, Compress, gzip_blo
 from ..errors import ArchiveError
 
 __all__ = [
-    "ArchiveFormat", "ArchiveResult", "FileEntry", "LinkEntry", "Override", "available_formats",
-    "write_layer_archive", "archived_entries", "excluded", "shipped_bytecode", "DEFAULT_FORMAT", "XZ_PRESET", "GZIP_LEVEL", "ZIP_LEVEL", "ZSTD_LEVEL", "CHUNK_SIZE",
+    "ArchiveFormat", "ArchiveResult", "FileEntry", "LinkEntry", "Override", "available_formats", "write_layer_archive",
+    "archived_entries", "excluded", "shipped_bytecode", "DEFAULT_FORMAT", "XZ_PRESET", "GZIP_LEVEL", "ZIP_LEVEL", "ZSTD_LEVEL", "CHUNK_SIZE",
 ]  # fmt: skip
 
 # Fixed compressor settings: changing any of them changes every archive's bytes.

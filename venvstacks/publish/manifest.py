@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypedDict, Union
+from typing import TypedDict
 
 from ..postinstall import (
     MANIFEST,
@@ -31,7 +31,7 @@ from ..postinstall import (
 
 __all__ = ["ManifestDocument", "ManifestEntry", "render_manifest", "scan_tree", "written_on_target", "MANIFEST"]
 
-ManifestEntry = list[Union[str, int]]
+ManifestEntry = list[str | int]
 """`["file", mode, size, sha256]`, `["folder", mode]` or `["link", target]`; for a file written
 on the target, `["relinked"]` (it names where the layer is) or `["relinked", digest]` (a
 runtime's file moved to `postinstall.RELOCATION_PLACEHOLDER`) or `["recompiled"]` (shipped

@@ -169,7 +169,7 @@ def _manifest(install_target: str, source: Path, overrides: Mapping[str, FileEnt
 def _clamp(locked_at: str) -> int:
     stamp = datetime.datetime.fromisoformat(locked_at)
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+        stamp = stamp.replace(tzinfo=datetime.UTC)
     return int(stamp.timestamp())
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 from ..platforms import LinuxTarget, MacOSTarget, TargetPlatform
 from ..standards.requirements import Requirement
@@ -196,8 +196,8 @@ class ApplicationSpec(_LayeredBase):
         return self.launch_module.stem
 
 
-LayerSpec = Union[RuntimeSpec, FrameworkSpec, ApplicationSpec]
-LayeredSpec = Union[FrameworkSpec, ApplicationSpec]
+LayerSpec = RuntimeSpec | FrameworkSpec | ApplicationSpec
+LayeredSpec = FrameworkSpec | ApplicationSpec
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,8 +32,8 @@ def parse_exclude_newer(text: str) -> datetime.datetime:
     """The lock time clamp from `exclude-newer`: an RFC 3339 timestamp or a date (UTC)."""
     stamp = datetime.datetime.fromisoformat(text)
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
-    return stamp.astimezone(datetime.timezone.utc)
+        stamp = stamp.replace(tzinfo=datetime.UTC)
+    return stamp.astimezone(datetime.UTC)
 
 
 def parse_uv_config(

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NoReturn, Union
+from typing import NoReturn
 
 from ..errors import InvalidMarker, UndefinedEnvironmentName
 from ..standards.versions import Specifier, _parse_specifier
@@ -76,7 +76,7 @@ class Group:
     ``items`` alternates operands (Comparison or Group) with ``"and"``/``"or"``.
     """
 
-    items: tuple[Union[Comparison, Group, str], ...]
+    items: tuple[Comparison | Group | str, ...]
 
 
 class _ParseError(Exception):
@@ -261,7 +261,7 @@ def _format(node: Comparison | Group, top: bool) -> str:
 
 
 #: What Marker.evaluate reads: variable name to value (a set for extras/dependency_groups).
-Environment = Mapping[str, Union[str, AbstractSet[str]]]
+Environment = Mapping[str, str | AbstractSet[str]]
 
 
 @dataclass(frozen=True, eq=False)
