@@ -40,7 +40,7 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from .blockpack import BlockPool, BlockReader
 from .errors import RuntimeSourceError, UnsafeArchiveError
@@ -128,18 +128,18 @@ def _open_decompressed(raw: BinaryIO, pool: BlockPool | None, check: Callable[[]
     except OSError as exc:
         raise _ReadFailure(str(exc)) from exc
     if magic.startswith(_GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
     if magic.startswith(_XZ_MAGIC):
         if pool is not None:
             blocks = find_blocks(raw, os.fstat(raw.fileno()).st_size)
             raw.seek(0)
             if blocks is not None and len(blocks) > 1 and max(block.uncompressed_size for block in blocks) <= _MAX_PARALLEL_BLOCK:
                 return BlockReader(_xz_block_fetcher(raw, blocks), len(blocks), pool, check)  # type: ignore[return-value]
-        return lzma.LZMAFile(raw)
+        return cast(BinaryIO, lzma.LZMAFile(raw))
     if magic.startswith(_BZIP2_MAGIC):
         import bz2
 
-        return bz2.BZ2File(raw)
+        return cast(BinaryIO, bz2.BZ2File(raw))
     return raw
 
 

@@ -36,6 +36,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Dict, Optional, Union
+
+# Annotations are evaluated on Python 3.9 too: no `X | Y`, only what 3.9 can subscript.
+Config = Dict[str, Any]
+"""A layer config (`LAYER_CONFIG`) as read, or with its paths made absolute."""
+StrPath = Union[str, "os.PathLike[str]"]
 
 LAYER_CONFIG = "share/venv/metadata/venvstacks_layer.json"
 MANIFEST = "share/venv/metadata/venvstacks_manifest.json"
@@ -48,7 +55,7 @@ LOCAL_DIR = "share/venv/local"
 DYNLIB_DIR = "share/venv/dynlib"
 
 
-def render_sitecustomize(pylib_dirs):
+def render_sitecustomize(pylib_dirs: Sequence[str]) -> Optional[str]:
     """The `sitecustomize.py` that puts the lower layers' site-packages on sys.path.
 
     `pylib_dirs` are relative to the folder the script is written into (the
@@ -83,7 +90,7 @@ def render_sitecustomize(pylib_dirs):
     return "\n".join(lines)
 
 
-def render_pyvenv_cfg(base_python, py_version):
+def render_pyvenv_cfg(base_python: str, py_version: str) -> str:
     """The `pyvenv.cfg` of a layered environment whose runtime interpreter is `base_python`."""
     if not os.path.isabs(base_python):
         raise ValueError("base_python must be an absolute path, not {!r}".format(base_python))
@@ -97,7 +104,7 @@ def render_pyvenv_cfg(base_python, py_version):
     )
 
 
-def render_python_wrapper(dynlib_dirs, *, macos=False):
+def render_python_wrapper(dynlib_dirs: Sequence[str], *, macos: bool = False) -> str:
     """The `bin/python` script of a layered environment.
 
     It adds the lower layers' shared library folders (relative to `bin/`) to
@@ -140,7 +147,7 @@ _PATH_KEYS = ("python", "base_python", "site_dir")
 _PATH_LIST_KEYS = ("pylib_dirs", "dynlib_dirs")
 
 
-def _resolve_config(layer_dir, config):
+def _resolve_config(layer_dir: str, config: Config) -> Config:
     """A layer's config with every path made absolute (symlinks not resolved)."""
     resolved = dict(config)
     for key in _PATH_KEYS:
@@ -154,7 +161,7 @@ class PostinstallError(Exception):
     """The layer cannot be relinked where it is; the message says why, on one line."""
 
 
-def read_layer_config(layer_dir):
+def read_layer_config(layer_dir: StrPath) -> Config:
     """The config of the layer unpacked in `layer_dir`, checked against its surroundings.
 
     Paths come back absolute, symlinks not resolved.
@@ -189,7 +196,7 @@ def read_layer_config(layer_dir):
     return config
 
 
-def _read_raw_config(layer_dir):
+def _read_raw_config(layer_dir: str) -> tuple[str, Config]:
     """The path and well-formed content of a layer's config (paths as written); PostinstallError otherwise."""
     path = os.path.join(layer_dir, LAYER_CONFIG)
     try:
@@ -205,7 +212,7 @@ def _read_raw_config(layer_dir):
     return path, raw
 
 
-def _config_shape_problem(raw):
+def _config_shape_problem(raw: object) -> Optional[str]:
     if not isinstance(raw, dict):
         return "not a JSON object"
     for key in _PATH_KEYS + ("py_version",):
@@ -233,7 +240,7 @@ def _config_shape_problem(raw):
     return None
 
 
-def _config_paths(raw, config):
+def _config_paths(raw: Config, config: Config) -> Iterator[tuple[str, str, str]]:
     """(key, value as written, absolute path) for every path of a config."""
     for key in _PATH_KEYS:
         yield key, raw[key], config[key]
@@ -242,7 +249,7 @@ def _config_paths(raw, config):
             yield key, value, resolved
 
 
-def _is_inside(path, folder):
+def _is_inside(path: str, folder: str) -> bool:
     """Whether the absolute `path` lies strictly inside the absolute `folder` (lexically)."""
     try:
         return path != folder and os.path.commonpath([path, folder]) == folder
@@ -250,11 +257,11 @@ def _is_inside(path, folder):
         return False
 
 
-def _short_version(py_version):
+def _short_version(py_version: str) -> str:
     return ".".join(py_version.split(".")[:2])
 
 
-def write_if_changed(path, content, mode=None):
+def write_if_changed(path: str, content: Union[str, bytes], mode: Optional[int] = None) -> bool:
     """Write `content` (str as UTF-8, or bytes) to `path` through a temporary file and a rename.
 
     A file that already holds exactly `content` with the right mode is left
@@ -290,7 +297,7 @@ def write_if_changed(path, content, mode=None):
     return True
 
 
-def link_if_changed(path, target):
+def link_if_changed(path: str, target: str) -> bool:
     """Make `path` a symlink to `target` (replacing whatever is there atomically); return whether it changed."""
     try:
         if os.readlink(path) == target:
@@ -309,7 +316,7 @@ def link_if_changed(path, target):
     return True
 
 
-def layered_environment_files(layer_dir, config):
+def layered_environment_files(layer_dir: StrPath, config: Config) -> dict[str, str]:
     """The files relinking writes into a layered environment where it is now: `{absolute path: text}`.
 
     `config` comes from `read_layer_config`. That is `pyvenv.cfg` (absolute
@@ -329,7 +336,7 @@ def layered_environment_files(layer_dir, config):
     return files
 
 
-def relink_layered_environment(layer_dir, config):
+def relink_layered_environment(layer_dir: str, config: Config) -> list[str]:
     """Regenerate the files of a layered environment that depend on where it is.
 
     `config` comes from `read_layer_config`. That is the files of
@@ -368,7 +375,7 @@ _BEFORE_PATH = r"(?:(?<![^\s\"'=:,;(\[{])|(?<=-[ILRF]))"
 _AFTER_PATH = r"(?![^\s\"'/:,;)\]}])"
 
 
-def replace_prefix(text, old, new):
+def replace_prefix(text: str, old: str, new: str) -> str:
     """`text` with every whole-path occurrence of the folder `old` replaced by `new` (in one pass)."""
     old = old.rstrip("/")
     if not old or old == new:
@@ -377,7 +384,7 @@ def replace_prefix(text, old, new):
     return pattern.sub(lambda match: new, text)
 
 
-def _replace_in_values(value, old, new):
+def _replace_in_values(value: object, old: str, new: str) -> object:
     if isinstance(value, str):
         return replace_prefix(value, old, new)
     if isinstance(value, list):
@@ -389,7 +396,7 @@ def _replace_in_values(value, old, new):
     return value
 
 
-def _build_time_vars(source):
+def _build_time_vars(source: str) -> tuple[ast.Assign, dict[str, object]]:
     """The `build_time_vars = {...}` statement of a `_sysconfigdata_*.py` source and its value."""
     for node in ast.parse(source).body:
         if (
@@ -404,13 +411,13 @@ def _build_time_vars(source):
     raise ValueError("no build_time_vars dictionary")
 
 
-def recorded_prefix(source):
+def recorded_prefix(source: str) -> Optional[str]:
     """The installation prefix (`build_time_vars['prefix']`) a `_sysconfigdata_*.py` source records."""
     prefix = _build_time_vars(source)[1].get("prefix")
     return prefix if isinstance(prefix, str) and prefix else None
 
 
-def rewrite_sysconfigdata(source, new_prefix):
+def rewrite_sysconfigdata(source: str, new_prefix: str) -> str:
     """A `_sysconfigdata_*.py` source whose recorded prefix is `new_prefix` in every string value.
 
     The dictionary is read with `ast.literal_eval` (never imported) and written
@@ -433,7 +440,7 @@ _SHELL_PREFIX = re.compile(r"^prefix=([\"']?)([^\"'\n]+)\1[ \t]*$", re.MULTILINE
 _PKGCONFIG_PREFIX = re.compile(r"^prefix=(\S.*?)[ \t]*$", re.MULTILINE)
 
 
-def relocate_config_script(text, new_prefix):
+def relocate_config_script(text: str, new_prefix: str) -> str:
     """A `bin/python3.X-config` script (shell or Python) moved to the runtime at `new_prefix`.
 
     The shell flavour records its prefix as `prefix="..."`, which is replaced
@@ -453,13 +460,13 @@ def relocate_config_script(text, new_prefix):
     return replace_prefix(text, match.group(2), new_prefix) if match else text
 
 
-def relocate_pkgconfig(text, new_prefix):
+def relocate_pkgconfig(text: str, new_prefix: str) -> str:
     """A pkg-config `.pc` file whose `prefix=` line (and every path under it) names `new_prefix`."""
     match = _PKGCONFIG_PREFIX.search(text)
     return replace_prefix(text, match.group(1), new_prefix) if match else text
 
 
-def _remove_bytecode(source_path):
+def _remove_bytecode(source_path: str) -> None:
     folder, name = os.path.split(source_path)
     stem = os.path.splitext(name)[0]
     cache = os.path.join(folder, "__pycache__")
@@ -471,7 +478,7 @@ def _remove_bytecode(source_path):
             os.unlink(path)
 
 
-def relocate_runtime(layer_dir, config):
+def relocate_runtime(layer_dir: str, config: Config) -> list[str]:
     """Make the runtime's build-time configuration name the folder it is in now.
 
     `sysconfig` reads `lib/pythonX.Y/_sysconfigdata_*.py` for LIBDIR,
@@ -483,7 +490,7 @@ def relocate_runtime(layer_dir, config):
     """
     location = os.path.abspath(layer_dir)
     changed = []
-    candidates = []
+    candidates: list[tuple[str, Callable[[str, str], str]]] = []
     bin_dir = os.path.dirname(config["python"])
     if os.path.isdir(bin_dir):
         candidates.extend(
@@ -529,7 +536,7 @@ _ENTRY_POINT = re.compile(r"({0}):({0})".format(_DOTTED))
 _LAUNCHER_EXEC = """'''exec' "$(dirname -- "$(readlink -f -- "$0")")"/{} "$0" "$@"\n' '''"""
 
 
-def render_launcher(name, entry_point, python_name):
+def render_launcher(name: str, entry_point: str, python_name: str) -> str:
     """The `bin/<name>` launcher of a console script: `module:function` run by the layer's Python.
 
     It is at once a shell script and Python: the shell runs the `python_name`
@@ -554,7 +561,7 @@ def render_launcher(name, entry_point, python_name):
     return "\n".join(lines)
 
 
-def console_script_files(layer_dir, config):
+def console_script_files(layer_dir: str, config: Config) -> dict[str, str]:
     """The launchers a layer's config asks for: `{absolute path: text}` (see `render_launcher`)."""
     bin_dir = os.path.dirname(config["python"])
     python_name = os.path.basename(config["python"])
@@ -562,7 +569,7 @@ def console_script_files(layer_dir, config):
     return {os.path.join(bin_dir, name): render_launcher(name, scripts[name], python_name) for name in sorted(scripts)}
 
 
-def write_console_scripts(layer_dir, config):
+def write_console_scripts(layer_dir: str, config: Config) -> list[str]:
     """Write the layer's console-script launchers (mode 0755); return the paths written."""
     changed = []
     for path, text in console_script_files(layer_dir, config).items():
@@ -572,7 +579,7 @@ def write_console_scripts(layer_dir, config):
     return changed
 
 
-def run_hook(layer_dir, config):
+def run_hook(layer_dir: str, config: Config) -> None:
     """Run the layer's post-install hook, if it has one, with the layer's Python.
 
     The hook gets the layer's folder and the deployment folder (both
@@ -602,7 +609,7 @@ RELOCATION_PLACEHOLDER = "/venvstacks-relocated"
 """The location a runtime's relocated files are moved to before their digest is taken (see `relocated_digest`)."""
 
 
-def relocation_for(rel):
+def relocation_for(rel: str) -> Optional[Callable[[str, str], str]]:
     """How relinking moves the runtime file at the `/`-separated layer path `rel` (a function), or None."""
     parts = rel.split("/")
     name = parts[-1]
@@ -615,14 +622,17 @@ def relocation_for(rel):
     return None
 
 
-def relocated_digest(rel, data):
+def relocated_digest(rel: str, data: bytes) -> str:
     """The sha256 of a runtime's relocated file moved to `RELOCATION_PLACEHOLDER`: the same wherever it was relinked."""
     text = data.decode("utf-8", "surrogateescape")
-    moved = relocation_for(rel)(text, RELOCATION_PLACEHOLDER)
+    relocate = relocation_for(rel)
+    if relocate is None:
+        raise ValueError("{} is not a relocated file".format(rel))
+    moved = relocate(text, RELOCATION_PLACEHOLDER)
     return hashlib.sha256(moved.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def file_sha256(path):
+def file_sha256(path: str) -> str:
     """The hex sha256 of a file's content, read a MiB at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
@@ -633,7 +643,7 @@ def file_sha256(path):
             digest.update(chunk)
 
 
-def read_manifest(layer_dir, expected_sha256=None):
+def read_manifest(layer_dir: str, expected_sha256: Optional[str] = None) -> Dict[str, Any]:
     """The manifest of the layer in `layer_dir`; PostinstallError if it is missing, malformed or not the expected one."""
     path = os.path.join(os.path.abspath(layer_dir), MANIFEST)
     try:
@@ -653,14 +663,15 @@ def read_manifest(layer_dir, expected_sha256=None):
     ok = ok and all(isinstance(manifest.get(key), dict) for key in ("entries", "written_on_target"))
     if not ok:
         raise PostinstallError("{} is not a venvstacks layer manifest of format {}".format(path, MANIFEST_FORMAT))
-    return manifest
+    checked: dict[str, Any] = manifest
+    return checked
 
 
-def _under(rel, folder):
+def _under(rel: str, folder: str) -> bool:
     return rel == folder or rel.startswith(folder + "/")
 
 
-def _scan_layer(layer_dir):
+def _scan_layer(layer_dir: str) -> dict[str, os.stat_result]:
     """Every entry of the layer (links not followed), by `/`-separated path, with its lstat; `LOCAL_DIR` is not entered."""
     found = {}
     for root, dirs, files in os.walk(layer_dir):
@@ -672,7 +683,7 @@ def _scan_layer(layer_dir):
     return found
 
 
-def _entry_kind(info):
+def _entry_kind(info: os.stat_result) -> str:
     if stat.S_ISLNK(info.st_mode):
         return "link"
     if stat.S_ISDIR(info.st_mode):
@@ -680,7 +691,7 @@ def _entry_kind(info):
     return "file" if stat.S_ISREG(info.st_mode) else "special file"
 
 
-def bytecode_problem(pyc_path):
+def bytecode_problem(pyc_path: str) -> Optional[str]:
     """Why a `__pycache__/<module>.<tag>.pyc` is not the bytecode of the source beside its folder (its header), or None."""
     folder = os.path.dirname(os.path.dirname(pyc_path))
     source = os.path.join(folder, os.path.basename(pyc_path).split(".")[0] + ".py")
@@ -699,9 +710,9 @@ def bytecode_problem(pyc_path):
     return None if ok else "modified (not the bytecode of its source)"
 
 
-def _bytecode_files(layer_dir):
+def _bytecode_files(layer_dir: str) -> list[str]:
     """Every `__pycache__/*.pyc` file of the layer, by `/`-separated path."""
-    found = []
+    found: list[str] = []
     for root, dirs, files in os.walk(layer_dir):
         dirs.sort()
         if os.path.basename(root) == "__pycache__":
@@ -710,7 +721,7 @@ def _bytecode_files(layer_dir):
     return found
 
 
-def render_bytecode_record(layer_dir):
+def render_bytecode_record(layer_dir: StrPath) -> str:
     """The text of `BYTECODE_RECORD` for the layer's bytecode as it is now."""
     layer_dir = os.path.abspath(layer_dir)
     digests = {}
@@ -721,14 +732,14 @@ def render_bytecode_record(layer_dir):
     return json.dumps({"format": MANIFEST_FORMAT, "bytecode": digests}, sort_keys=True, indent=0) + "\n"
 
 
-def write_bytecode_record(layer_dir):
+def write_bytecode_record(layer_dir: StrPath) -> bool:
     """Record the sha256 of the layer's bytecode in `BYTECODE_RECORD`, for `verify_layer`; return whether it changed."""
     path = os.path.join(os.path.abspath(layer_dir), BYTECODE_RECORD)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return write_if_changed(path, render_bytecode_record(layer_dir))
 
 
-def read_bytecode_record(layer_dir):
+def read_bytecode_record(layer_dir: StrPath) -> Optional[Dict[str, str]]:
     """The bytecode digests `write_bytecode_record` recorded, by path; None if there is no such record."""
     try:
         with open(os.path.join(layer_dir, BYTECODE_RECORD), encoding="utf-8") as stream:
@@ -744,18 +755,18 @@ def read_bytecode_record(layer_dir):
 class _LayerCheck:
     """Checks one unpacked layer against its manifest; `problems` collects `(path, problem)`."""
 
-    def __init__(self, layer_dir, manifest):
+    def __init__(self, layer_dir: str, manifest: dict[str, Any]) -> None:
         self.layer_dir = layer_dir
         self.shipped = manifest["entries"]
         self.written = dict(manifest["written_on_target"])
         self.written[BYTECODE_RECORD] = ["record"]
         self.bytecode = read_bytecode_record(layer_dir)
-        self.problems = []
-        self.digests = []
+        self.problems: list[tuple[str, str]] = []
+        self.digests: list[tuple[str, Optional[int], str]] = []
         """(path, expected size, expected sha256) of the files whose content is checked."""
-        self._rendered = None
+        self._rendered: Union[Dict[str, str], str, None] = None
 
-    def rendered(self):
+    def rendered(self) -> Union[Dict[str, str], str]:
         """What relinking writes into this layered environment where it is now, by relative path (or why that is unknown)."""
         if self._rendered is None:
             try:
@@ -765,7 +776,7 @@ class _LayerCheck:
                 self._rendered = str(exc)
         return self._rendered
 
-    def check(self, rel, info):
+    def check(self, rel: str, info: Optional[os.stat_result]) -> None:
         if rel == MANIFEST or _under(rel, LOCAL_DIR):
             return
         expected = self.written.get(rel) or self.shipped.get(rel)
@@ -793,12 +804,12 @@ class _LayerCheck:
             if kind == "file":
                 self.digests.append((rel, expected[2], expected[3]))
 
-    def _mode(self, rel, info, shipped):
+    def _mode(self, rel: str, info: os.stat_result, shipped: int) -> None:
         added = stat.S_IMODE(info.st_mode) & ~shipped
         if added:
             self.problems.append((rel, "mode {:04o}, {:04o} when shipped (more permissions)".format(stat.S_IMODE(info.st_mode), shipped)))
 
-    def _unlisted(self, rel, kind):
+    def _unlisted(self, rel: str, kind: str) -> None:
         parts = rel.split("/")
         if parts[-1] == "__pycache__" and kind == "folder" and "/".join(parts[:-1] or ["."]) in self.shipped:
             return
@@ -809,7 +820,7 @@ class _LayerCheck:
                 return
         self.problems.append((rel, "added after it was shipped (a {})".format(kind)))
 
-    def _bytecode(self, rel):
+    def _bytecode(self, rel: str) -> None:
         """Check bytecode compiled on the target against the digest postinstall.py recorded."""
         if self.bytecode is None:  # the record is reported missing: at least the header must name its source
             problem = bytecode_problem(os.path.join(self.layer_dir, rel))
@@ -820,7 +831,7 @@ class _LayerCheck:
         else:
             self.problems.append((rel, "bytecode added after postinstall.py compiled the layer"))
 
-    def _relinked(self, rel, kind, expected):
+    def _relinked(self, rel: str, kind: str, expected: Sequence[Any]) -> None:
         path = os.path.join(self.layer_dir, rel)
         if kind != "file":
             self.problems.append((rel, "a {} now, a file when relinked".format(kind)))
@@ -848,7 +859,7 @@ class _LayerCheck:
             self.problems.append((rel, "not relinked where the layer is now (run its postinstall.py)"))
 
 
-def _content_problem(path, size, sha256):
+def _content_problem(path: str, size: Optional[int], sha256: str) -> Optional[str]:
     try:
         if size is not None and os.lstat(path).st_size != size:
             return "modified ({} bytes, {} when shipped)".format(os.lstat(path).st_size, size)
@@ -857,7 +868,7 @@ def _content_problem(path, size, sha256):
         return "cannot be read: {}".format(exc.strerror or exc)
 
 
-def verify_layer(layer_dir, expected_sha256=None, jobs=0):
+def verify_layer(layer_dir: StrPath, expected_sha256: Optional[str] = None, jobs: int = 0) -> list[tuple[str, str]]:
     """What differs between the layer unpacked in `layer_dir` and what it shipped with: `[(path, problem)]`, sorted.
 
     Every entry of the manifest must be there, with its kind, link target,
@@ -895,7 +906,7 @@ FILES_PER_WORKER = 200
 """Compiling starts one worker process for every this many sources, up to the jobs asked for."""
 
 
-def compile_workers(lib, jobs):
+def compile_workers(lib: str, jobs: int) -> int:
     """How many processes compile the sources under `lib`: at most `jobs` (0: one per core), fewer for few files.
 
     Only sources with no bytecode yet count. A worker process costs more to
@@ -914,7 +925,7 @@ def compile_workers(lib, jobs):
     return max(1, min(wanted, jobs or os.cpu_count() or 1))
 
 
-def compile_layer(layer_dir, config, jobs=0):
+def compile_layer(layer_dir: str, config: Config, jobs: int = 0) -> Optional[bool]:
     """Compile the bytecode of everything under the layer's `lib` folder with the running interpreter.
 
     Files whose bytecode is up to date are left alone; a layer that ships its
@@ -939,7 +950,7 @@ def compile_layer(layer_dir, config, jobs=0):
     return bool(compileall.compile_dir(lib, quiet=1))
 
 
-def compile_rewritten(config, paths):
+def compile_rewritten(config: Config, paths: Sequence[str]) -> bool:
     """Compile the Python sources among `paths`, files relinking rewrote, with the running interpreter.
 
     A layer that ships its bytecode (`precompiled` in its config) gets
@@ -956,7 +967,7 @@ def compile_rewritten(config, paths):
     return all(compileall.compile_file(path, quiet=1, invalidation_mode=mode) for path in sources)
 
 
-def exit_when_orphaned(interval=0.2):
+def exit_when_orphaned(interval: float = 0.2) -> None:
     """Exit (status 1) as soon as the process that started this one is gone, checking every `interval` seconds.
 
     `venvstacks deploy` compiles a layer (`--compile-only`) in a temporary
@@ -965,7 +976,7 @@ def exit_when_orphaned(interval=0.2):
     """
     parent = os.getppid()
 
-    def watch():
+    def watch() -> None:
         while os.getppid() == parent:
             time.sleep(interval)
         os._exit(1)
@@ -973,11 +984,11 @@ def exit_when_orphaned(interval=0.2):
     threading.Thread(target=watch, name="exit-when-orphaned", daemon=True).start()
 
 
-def _runs_layer_version(config):
+def _runs_layer_version(config: Config) -> bool:
     return _short_version(config["py_version"]) == "{}.{}".format(*sys.version_info[:2])
 
 
-def _report(kind, message):
+def _report(kind: str, message: object) -> None:
     print("postinstall: {}: {}".format(kind, " ".join(str(message).splitlines())), file=sys.stderr)
 
 
@@ -996,7 +1007,7 @@ compile its bytecode, then run its post-install hook (if it has one).
 _MODES = ("--no-compile", "--compile-only", "--verify")
 
 
-def _take_option(args, name, check):
+def _take_option(args: list[str], name: str, check: Callable[[str], bool]) -> Optional[str]:
     """Remove `name VALUE` from `args` and return the checked value (None if absent); ValueError if it is bad."""
     if name not in args:
         return None
@@ -1008,7 +1019,7 @@ def _take_option(args, name, check):
     return value
 
 
-def parse_arguments(argv):
+def parse_arguments(argv: Optional[Sequence[str]]) -> tuple[Optional[str], int, Optional[str]]:
     """The mode (None, "--no-compile", "--compile-only" or "--verify"), jobs (0: one per core) and
     expected manifest digest (or None) that `argv` asks for.
 
@@ -1022,7 +1033,7 @@ def parse_arguments(argv):
     return (args[0] if args else None), int(jobs or 0), digest
 
 
-def _verify_main(layer_dir, jobs, digest):
+def _verify_main(layer_dir: str, jobs: int, digest: Optional[str]) -> int:
     problems = verify_layer(layer_dir, digest, jobs)
     name = os.path.basename(layer_dir)
     for rel, problem in problems:
@@ -1030,7 +1041,7 @@ def _verify_main(layer_dir, jobs, digest):
     return 1 if problems else 0
 
 
-def main(layer_dir=None, argv=None):
+def main(layer_dir: Optional[StrPath] = None, argv: Optional[Sequence[str]] = None) -> int:
     """Relink the layer in `layer_dir` (by default the folder holding this file) where it is.
 
     `argv` (the script's command-line arguments) may hold `--no-compile`,
@@ -1051,7 +1062,7 @@ def main(layer_dir=None, argv=None):
     layer_dir = os.path.abspath(layer_dir)
     if mode == "--verify":
         return _verify_main(layer_dir, jobs, digest)
-    compiled = True
+    compiled: Optional[bool] = True
     try:
         if mode == "--compile-only":
             config = _resolve_config(layer_dir, _read_raw_config(layer_dir)[1])

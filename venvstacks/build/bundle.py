@@ -9,6 +9,7 @@ bundle's files, so nothing is downloaded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -187,7 +188,7 @@ def _fill_bundle(
         if target.exists() and _digest(target)[1] == archive.sha256:
             counts["present"] += 1
         else:
-            _store(target, archive.sha256, lambda out, src=archive.path: _copy_from(src, out), archive.path.name)
+            _store(target, archive.sha256, functools.partial(_copy_from, archive.path), archive.path.name)
             counts["fetched"] += 1
         manifest[f"{RUNTIMES}/{archive.path.name}"] = {"size": archive.path.stat().st_size, "sha256": archive.sha256}
     write_text_atomic(bundle / MANIFEST, dump_json({"files": manifest}))

@@ -325,6 +325,7 @@ def cmd_fetch(args: Args, out: Output) -> int:
     stale = [layer.build_name for layer in layers if not checks[layer.build_name].valid]
     if stale:
         raise VenvStacksError("these layers have no valid lock (run 'venvstacks lock' first): " + ", ".join(stale))
+    assert args.bundle is not None  # `fetch` requires --bundle
     bundle = Path(os.path.abspath(args.bundle))
     counts = fetch_bundle(spec, layers, bundle, platforms, archive_dir=_archive_dir(args, from_bundle=False))
     out.result(f"Bundle {bundle}: {counts['fetched']} files fetched, {counts['present']} already present\n")

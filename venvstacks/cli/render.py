@@ -72,7 +72,7 @@ def stack_status(
 
 def _label(entry: dict[str, Any]) -> str:
     marker = "" if entry["has_valid_lock"] else "*"
-    text = marker + entry["name"]
+    text: str = marker + entry["name"]
     if entry["install_target"] != entry["name"]:
         text += f" -> {entry['install_target']}"
     if entry["selected_operations"]:

@@ -331,12 +331,12 @@ def _write_records(
 
 
 def _runtime_python(layer: _Layer, target: Path) -> Path:
-    return target / layer.entry["runtime_layer"] / "bin" / "python3"
+    return target / str(layer.entry["runtime_layer"]) / "bin" / "python3"
 
 
 def _relink(layer: _Layer, target: Path) -> None:
     final = target / layer.install_target
-    postinstall = [_runtime_python(layer, target), "-X", "utf8", "-I", final / "postinstall.py", "--no-compile"]
+    postinstall: list[str | os.PathLike[str]] = [_runtime_python(layer, target), "-X", "utf8", "-I", final / "postinstall.py", "--no-compile"]
     _proc.run(postinstall, description=f"running the post-install step of layer {layer.install_target!r}")
 
 
@@ -554,7 +554,7 @@ def _compile(layer: _Layer, folder: Path, python: Path, stop: threading.Event, j
     ahead.finish()
     _check(stop)
     progress(_LOG, "compiling the bytecode of layer %r", layer.install_target)
-    command = [python, "-X", "utf8", "-I", folder / "postinstall.py", "--compile-only", "--jobs", str(jobs or 0)]
+    command: list[str | os.PathLike[str]] = [python, "-X", "utf8", "-I", folder / "postinstall.py", "--compile-only", "--jobs", str(jobs or 0)]
     try:
         _proc.run(command, description=f"compiling the bytecode of layer {layer.install_target!r}")
     except CommandError as exc:
@@ -603,7 +603,8 @@ def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: t
                     continue
                 if (error := future.exception()) is not None:
                     errors.append((order[layer.install_target], error))
-                    for other in (*unpacking, *compiling):
+                    others: list[Future[Any]] = [*unpacking, *compiling]
+                    for other in others:
                         other.cancel()
                     continue
                 unpacked[layer.install_target] = future.result()
@@ -618,8 +619,8 @@ def _unpack_all(artifacts: Path, layers: Sequence[_Layer], target: Path, stop: t
                         folder, ahead = unpacked[waiter.install_target].folder, aheads[waiter.install_target]
                         compiling[pool.submit(_compile, waiter, folder, python, stop, jobs, ahead)] = waiter
             wait(compiling)
-        for future, layer in compiling.items():
-            if not future.cancelled() and (error := future.exception()) is not None:
+        for job, layer in compiling.items():
+            if not job.cancelled() and (error := job.exception()) is not None:
                 errors.append((order[layer.install_target], error))
         if errors:
             raise min(errors, key=lambda item: item[0])[1]
@@ -892,7 +893,9 @@ def _record_problem(record: Mapping[str, Any], path: Path) -> str | None:
     if "entries" not in record and "files" in record:
         return f"recorded by an older venvstacks, which kept less: deploy it again to record all of its files ({path})"
     entries = record.get("entries")
-    shape_ok = isinstance(entries, dict) and isinstance(record.get("location"), str) and all(map(_entry_ok, entries.values()))
+    if not isinstance(entries, dict):
+        return f"the deployment record {path} is damaged"
+    shape_ok = isinstance(record.get("location"), str) and all(map(_entry_ok, entries.values()))
     paths_ok = shape_ok and all(rel and not rel.startswith("/") and ".." not in rel.split("/") for rel in entries)
     return None if paths_ok and all(_plain_name(need) for need in needs) else f"the deployment record {path} is damaged"
 

@@ -353,7 +353,7 @@ def _lock_waves(run: _Run, layers: list[LayerSpec], wants: Mapping[str, bool | N
                 layer.build_name: pool.submit(_lock_layer, run, layer, True if layer.build_name in reset else wants[layer.build_name])
                 for layer in wave
             }
-        failures = [future.exception() for future in futures.values() if future.exception() is not None]
+        failures = [error for future in futures.values() if (error := future.exception()) is not None]
         if failures:
             messages = [str(exc) for exc in failures if isinstance(exc, LockError)]
             others = [exc for exc in failures if not isinstance(exc, LockError)]

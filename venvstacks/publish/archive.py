@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from types import ModuleType
-from typing import BinaryIO, Literal, cast
+from typing import IO, BinaryIO, Literal, cast
 
 from .. import cancel
 from ..blockpack import BLOCK_SIZE, SLOTS_PER_JOB, BlockPool, Compress, gzip_block, write_blocks, xz_block
@@ -154,7 +154,7 @@ class _HashingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]  # Buffer is 3.12+
         view = memoryview(data).cast("B")
         self._raw.write(view)
         self._sha256.update(view)
@@ -504,7 +504,7 @@ def _write_tar(
         )  # fmt: skip
 
 
-def _zip_info(name: str, member: _Member, date_time: tuple[int, ...], level: int) -> zipfile.ZipInfo:
+def _zip_info(name: str, member: _Member, date_time: tuple[int, int, int, int, int, int], level: int) -> zipfile.ZipInfo:
     kinds = {"dir": stat.S_IFDIR, "file": stat.S_IFREG, "link": stat.S_IFLNK}
     info = zipfile.ZipInfo(name + "/" if member.kind == "dir" else name, date_time=date_time)
     info.create_system = 3  # Unix: the external attributes carry st_mode bits
@@ -518,7 +518,7 @@ def _zip_info(name: str, member: _Member, date_time: tuple[int, ...], level: int
     return info
 
 
-def _copy(stream: BinaryIO, out: BinaryIO, size: int) -> None:
+def _copy(stream: BinaryIO, out: IO[bytes], size: int) -> None:
     """Copy exactly `size` bytes, a chunk at a time."""
     while size > 0:
         chunk = stream.read(min(size, CHUNK_SIZE))
@@ -530,7 +530,8 @@ def _copy(stream: BinaryIO, out: BinaryIO, size: int) -> None:
 
 def _write_zip(sink: _HashingWriter, root: str, clamp: int, members: Iterable[_Member], level: int | None) -> None:
     level = ZIP_LEVEL if level is None else level
-    date_time = time.gmtime(min(max(clamp, _ZIP_EARLIEST), _ZIP_LATEST))[:6]
+    moment = time.gmtime(min(max(clamp, _ZIP_EARLIEST), _ZIP_LATEST))
+    date_time = (moment.tm_year, moment.tm_mon, moment.tm_mday, moment.tm_hour, moment.tm_min, moment.tm_sec)
     # An unseekable sink makes zipfile stream each member, followed by a data descriptor.
     with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as archive:
         for member in members:

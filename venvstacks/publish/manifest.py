@@ -77,9 +77,9 @@ def written_on_target(config: Mapping[str, object], entries: Mapping[str, Manife
     site = str(config["site_dir"])
     pylib = config["pylib_dirs"]
     assert isinstance(pylib, list)
-    text = render_sitecustomize([posixpath.relpath(posixpath.join(root, p), posixpath.join(root, site)) for p in pylib])
-    if text is not None:
-        written[f"{site}/sitecustomize.py"] = _file_entry(text.encode("utf-8"), 0o644)
+    sitecustomize = render_sitecustomize([posixpath.relpath(posixpath.join(root, p), posixpath.join(root, site)) for p in pylib])
+    if sitecustomize is not None:
+        written[f"{site}/sitecustomize.py"] = _file_entry(sitecustomize.encode("utf-8"), 0o644)
     return written
 
 

@@ -127,7 +127,7 @@ def _compile_bytecode(spec: StackSpec, layer: LayerSpec, source: Path, root: str
     if not lib.is_dir():
         return
     python = runtime_python(settings.build_dir / spec.runtime_of(layer).build_name)
-    command = [python, "-X", "utf8", "-S", "-c", _COMPILE_SCRIPT, lib, f"{root}/lib"]
+    command: list[str | os.PathLike[str]] = [python, "-X", "utf8", "-S", "-c", _COMPILE_SCRIPT, lib, f"{root}/lib"]
     try:
         result = _proc.run(command, description=f"compiling the bytecode of layer {layer.build_name!r}", env={"PYTHONHASHSEED": "0"})
     except CommandError as exc:

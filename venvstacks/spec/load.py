@@ -21,6 +21,7 @@ from ..spec.model import (
     ApplicationSpec,
     FrameworkSpec,
     LayerKind,
+    LayerSpec,
     PythonImplementation,
     RuntimeSpec,
     StackSpec,
@@ -242,6 +243,7 @@ class _SpecParser:
                 "(layers never build from source)"
             )
         fields = read_common_fields(reader, self.default_macosx, self.spec_path.parent, scripts_default=kind is LayerKind.APPLICATION)
+        layer: LayerSpec | None
         if kind is LayerKind.RUNTIME:
             layer = self._finish_runtime(reader, name, fields)
         else:
@@ -348,7 +350,7 @@ class _SpecParser:
         runtime_name, declared, order = base
         frameworks = [self.layers.frameworks[n] for n in order]
         runtime = self.layers.runtimes[runtime_name]
-        lower = frameworks or [runtime]
+        lower: list[LayerSpec] = [*frameworks] if frameworks else [runtime]
         all_lower = [*frameworks, runtime]
         platforms, unsupported = infer_platforms(fields.platforms, [layer.platforms for layer in all_lower])
         if unsupported:

@@ -41,7 +41,10 @@ class LayerRegistry:
                         self.raw_frameworks.setdefault(name, [d for d in deps if isinstance(d, str)])
 
     def _registry(self, kind: LayerKind) -> dict[str, Any]:
-        return {LayerKind.RUNTIME: self.runtimes, LayerKind.FRAMEWORK: self.frameworks, LayerKind.APPLICATION: self.applications}[kind]
+        registries: dict[LayerKind, dict[str, Any]] = {
+            LayerKind.RUNTIME: self.runtimes, LayerKind.FRAMEWORK: self.frameworks, LayerKind.APPLICATION: self.applications,
+        }  # fmt: skip
+        return registries[kind]
 
     def add(self, layer: LayerSpec) -> None:
         """Record a layer that passed its checks."""

@@ -336,6 +336,7 @@ class Marker:
     def _compare(self, item: Comparison, env: Environment) -> bool:
         """Evaluate one comparison the way packaging 26.3 does."""
         rhs_text = item.rhs.name if isinstance(item.rhs, Variable) else item.rhs.value
+        rhs: str | AbstractSet[str]
         if isinstance(item.lhs, Variable):
             key = item.lhs.name
             lhs, rhs = self._lookup(env, key), rhs_text
