@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from support import run
-from venvstacks.deploy.deployer import RECORD_DIR, DeployError, deploy, verify
+from venvstacks.deploy.deployer import RECORD_DIR, DeployError, deploy
+from venvstacks.deploy.verify import verify
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,8 @@ import pytest
 
 from support import run
 from test_deploy import _snapshot, published  # noqa: F401  (the module's fixture: the stack, built and published)
-from venvstacks.deploy.deployer import RECORD_DIR, deploy, verify
+from venvstacks.deploy.deployer import RECORD_DIR, deploy
+from venvstacks.deploy.verify import verify
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from support import run
-from venvstacks.deploy.deployer import DeployError, deploy, verify
+from venvstacks.deploy.deployer import DeployError, deploy
+from venvstacks.deploy.verify import verify
 
 pytestmark = pytest.mark.slow
 

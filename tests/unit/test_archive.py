@@ -374,7 +374,7 @@ def test_failure_keeps_old_destination(
             raise OSError("disk went away")
         return path.open("rb")
 
-    monkeypatch.setattr(archive, "_open_source", failing_open)
+    monkeypatch.setattr(archive, "open_source", failing_open)
     with pytest.raises(ArchiveError, match=f"cannot write the archive .*{destination.name}: disk went away"):
         write(tree, destination, fmt)
     assert seen_partials and len(set(seen_partials)) == 1
@@ -531,7 +531,7 @@ def test_any_range_of_the_tar_stream_is_made_alone_as_tarfile_writes_it(tree: Pa
     (tree / "long" / ("d" * 120)).mkdir(parents=True)
     (tree / "long" / ("d" * 120) / ("é" * 80 + ".txt")).write_text("pax names\n", encoding="utf-8")
     (tree / "big.bin").write_bytes(random.Random(3).randbytes(3 * archive.CHUNK_SIZE + 77))
-    members = archive._collect(tree, {"postinstall.py": archive.FileEntry(b"print(1)\n", 0o755)}, None)
+    members = archive.collect_members(tree, {"postinstall.py": archive.FileEntry(b"print(1)\n", 0o755)}, None)
     reference = io.BytesIO()
     with tarfile.TarFile(fileobj=reference, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for member in members:
@@ -549,14 +549,14 @@ def test_any_range_of_the_tar_stream_is_made_alone_as_tarfile_writes_it(tree: Pa
 
 def test_a_file_that_shrinks_while_archived_is_an_error(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tree / "big.bin").write_bytes(bytes(5 * archive.CHUNK_SIZE))
-    opened = archive._open_source
+    opened = archive.open_source
 
     def shrinking(path: Path) -> BinaryIO:
         if path.name == "big.bin":
             os.truncate(path, archive.CHUNK_SIZE)
         return opened(path)
 
-    monkeypatch.setattr(archive, "_open_source", shrinking)
+    monkeypatch.setattr(archive, "open_source", shrinking)
     with pytest.raises(ArchiveError, match="big.bin got shorter while it was being archived"):
         write(tree, tmp_path / "out" / "layer.tar.xz", ArchiveFormat.TAR_XZ)
     assert not (tmp_path / "out" / "layer.tar.xz").exists()

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from support import ROOT, without_progress
-from venvstacks.deploy.deployer import RECORD_DIR, DeployError, deploy, verify
+from venvstacks.deploy.deployer import RECORD_DIR, DeployError, deploy
+from venvstacks.deploy.verify import verify
 from venvstacks.errors import UnsafeArchiveError, VenvStacksError
 
 RUNTIME = "cpython-3.11"

@@ -424,7 +424,7 @@ def cmd_verify(args: Args, out: Output) -> int:
     """`verify`: a deployed stack checked against what was deployed."""
     from pathlib import Path
 
-    from ..deploy.deployer import verify
+    from ..deploy.verify import verify
 
     problems = verify(Path(args.deployment), metadata=None if args.metadata is None else Path(args.metadata), jobs=args.jobs)
     if problems:

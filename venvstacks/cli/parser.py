@@ -72,6 +72,7 @@ def _add_output_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
 
 
 def build_parser() -> _Parser:
+    """The whole command line: global options, then one subparser per command (`_add_<command>`)."""
     parser = _Parser(
         prog=PROG,
         description=_DESCRIPTION,
@@ -83,6 +84,21 @@ def build_parser() -> _Parser:
     )
     _add_output_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_show(commands)
+    lock, build, publish = _add_lock(commands), _add_build(commands), _add_publish(commands)
+    for add in (_add_export, _add_fetch, _add_deploy, _add_verify):
+        add(commands)
+    for sub in (lock, build, publish):
+        sub.add_argument(
+            "--bundle",
+            metavar="DIR",
+            help="accepted and ignored: publishing downloads nothing" if sub is publish else "use only this bundle from 'fetch': no index, no downloads",
+        )
+    return parser
+
+
+def _add_show(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+    """The `show` command."""
     show = commands.add_parser(
         "show",
         help="show the layers of a stack and what each one builds on",
@@ -103,6 +119,11 @@ def build_parser() -> _Parser:
     )
     _add_output_options(show, suppress=True)
     show.set_defaults(handler="show")
+    return show
+
+
+def _add_lock(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+    """The `lock` command."""
     lock = commands.add_parser(
         "lock",
         help="lock every layer's requirements for all its target platforms",
@@ -125,6 +146,11 @@ def build_parser() -> _Parser:
     _add_report_options(lock)
     _add_output_options(lock, suppress=True)
     lock.set_defaults(handler="lock")
+    return lock
+
+
+def _add_build(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+    """The `build` command."""
     build = commands.add_parser(
         "build",
         help="build locked layers into working environments in the build folder",
@@ -173,6 +199,11 @@ def build_parser() -> _Parser:
     _add_jobs_option(build, "build or compress")
     _add_report_options(build)
     build.set_defaults(handler="build", if_needed=True, reset_lock=None, lock_dependencies=False, dry_run=False)
+    return build
+
+
+def _add_publish(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+    """The `publish` command."""
     publish = commands.add_parser(
         "publish",
         help="archive built layers, with metadata, for deployment elsewhere",
@@ -201,6 +232,11 @@ def build_parser() -> _Parser:
     _add_report_options(publish)
     _add_output_options(publish, suppress=True)
     publish.set_defaults(handler="publish")
+    return publish
+
+
+def _add_export(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+    """The `local-export` command."""
     export = commands.add_parser(
         "local-export",
         help="export built layers to a folder as if published and unpacked",
@@ -223,6 +259,11 @@ def build_parser() -> _Parser:
     _add_report_options(export)
     _add_output_options(export, suppress=True)
     export.set_defaults(handler="export")
+    return export
+
+
+def _add_fetch(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+    """The `fetch` command."""
     fetch = commands.add_parser(
         "fetch",
         help="put everything building the locked stack needs into a bundle folder",
@@ -252,6 +293,11 @@ def build_parser() -> _Parser:
     )
     _add_output_options(fetch, suppress=True)
     fetch.set_defaults(handler="fetch")
+    return fetch
+
+
+def _add_deploy(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+    """The `deploy` command."""
     deploy = commands.add_parser(
         "deploy",
         help="verify published archives and install them side by side in a folder",
@@ -282,6 +328,11 @@ def build_parser() -> _Parser:
     _add_report_options(deploy, show=False)
     _add_output_options(deploy, suppress=True)
     deploy.set_defaults(handler="deploy")
+    return deploy
+
+
+def _add_verify(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+    """The `verify` command."""
     verify = commands.add_parser(
         "verify",
         help="check a deployed stack against what was deployed or shipped",
@@ -303,13 +354,7 @@ def build_parser() -> _Parser:
     _add_jobs_option(verify, "hash")
     _add_output_options(verify, suppress=True)
     verify.set_defaults(handler="verify")
-    for sub in (lock, build, publish):
-        sub.add_argument(
-            "--bundle",
-            metavar="DIR",
-            help="accepted and ignored: publishing downloads nothing" if sub is publish else "use only this bundle from 'fetch': no index, no downloads",
-        )
-    return parser
+    return verify
 
 
 def _add_publish_options(parser: argparse.ArgumentParser, *, default_output: str, archives: bool) -> None:

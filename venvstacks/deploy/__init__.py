@@ -1,3 +1,3 @@
-"""Deploying published archives into a folder and checking a deployment (`deployer.py`), compiling
-bytecode while archives are unpacked (`compileahead.py`).
+"""Deploying published archives into a folder (`deployer.py`, with `stack.py`, `swap.py` and
+`compileahead.py`), the records deploy keeps (`records.py`), and checking a deployment (`verify.py`).
 """

@@ -17,22 +17,32 @@ import importlib
 import io
 import lzma
 import os
-import posixpath
 import stat
 import tarfile
 import tempfile
 import time
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 from types import ModuleType
-from typing import IO, BinaryIO, Literal, cast
+from typing import IO, BinaryIO, cast
 
 from .. import cancel
 from ..blockpack import BLOCK_SIZE, SLOTS_PER_JOB, BlockPool, Compress, gzip_block, write_blocks, xz_block
 from ..errors import ArchiveError
+from .members import (
+    CHUNK_SIZE,
+    FileEntry,
+    LinkEntry,
+    Member,
+    Override,
+    archived_entries,
+    collect_members,
+    excluded,
+    open_source,
+    shipped_bytecode,
+)
 
 __all__ = [
     "ArchiveFormat", "ArchiveResult", "FileEntry", "LinkEntry", "Override", "available_formats", "write_layer_archive",
@@ -50,7 +60,6 @@ XZ_PRESET = 6  # `.tar.xz`, with xz's CRC64 check
 GZIP_LEVEL = 6  # `.tar.gz`, zlib's default level
 ZIP_LEVEL = 6  # deflated `.zip` members: zlib's own default, as upstream's zips use
 ZSTD_LEVEL = 3  # `.tar.zst`: zstd's own default
-CHUNK_SIZE = 1 << 20  # how much of a file is in memory at a time while it is compressed
 
 _ZIP_EARLIEST = calendar.timegm((1980, 1, 1, 0, 0, 0))
 _ZIP_LATEST = calendar.timegm((2107, 12, 31, 23, 59, 58))
@@ -99,47 +108,12 @@ def available_formats() -> tuple[ArchiveFormat, ...]:
 
 
 @dataclass(frozen=True)
-class FileEntry:
-    """A file to put in the archive instead of (or in addition to) the tree's."""
-
-    content: bytes
-    mode: int = 0o644
-    """Only the execute bits count: the stored mode is 0o755 if any is set, else 0o644."""
-
-
-@dataclass(frozen=True)
-class LinkEntry:
-    """A symlink to put in the archive; relative, and it may reach sibling layers."""
-
-    target: str
-
-
-Override = FileEntry | LinkEntry | None
-"""What an override maps a layer path to: an entry, or None to leave the path out."""
-
-
-@dataclass(frozen=True)
 class ArchiveResult:
     """A written archive: where it is, its size in bytes and its SHA-256 (hex, no prefix)."""
 
     path: Path
     size: int
     sha256: str
-
-
-_Parts = tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Member:
-    """One archive entry, before it is written; `parts` is its path inside the layer."""
-
-    parts: _Parts
-    kind: Literal["dir", "file", "link"]
-    mode: int
-    source: Path | None = None
-    content: bytes | None = None
-    target: str | None = None
 
 
 class _HashingWriter(io.RawIOBase):
@@ -172,192 +146,7 @@ class _HashingWriter(io.RawIOBase):
         return self._sha256.hexdigest()
 
 
-def _file_mode(mode: int) -> int:
-    return 0o755 if mode & 0o111 else 0o644
-
-
-def _excluded_name(name: str, *, top: bool, is_dir: bool) -> bool:
-    if name in ("sitecustomize.py", ".lock") or name.endswith(".pyc") or (is_dir and name == "__pycache__"):
-        return True
-    return top and (name == "pyvenv.cfg" or name.startswith("."))
-
-
-def excluded(path: PurePath | str, *, is_dir: bool = False) -> bool:
-    """Whether the relative layer path `path` (a folder if `is_dir`) stays out, overrides aside.
-
-    Left out: `__pycache__` folders, `*.pyc`, `sitecustomize.py` and uv's `.lock` files
-    anywhere; `pyvenv.cfg` and hidden entries at the top.
-    """
-    parts = PurePath(path).parts
-    last = len(parts) - 1
-    return any(
-        _excluded_name(name, top=index == 0, is_dir=is_dir or index < last) for index, name in enumerate(parts)
-    )
-
-
-_CHECKED_HASH_FLAGS = b"\x03\x00\x00\x00"
-"""Bytes 4-8 of a hash-based `.pyc` that the import system checks against its source."""
-
-
-def shipped_bytecode(cache: Path, cache_tag: str) -> list[str]:
-    """The names in the `__pycache__` folder `cache` that a layer shipping bytecode keeps.
-
-    Those are hash-checked `<module>.<cache_tag>.pyc` files (no optimisation
-    level) whose `<module>.py` lies beside the folder and is itself archived;
-    stale, timestamp-based or other versions' files stay out.
-    """
-    kept = []
-    suffix = f".{cache_tag}.pyc"
-    try:
-        names = sorted(os.listdir(cache))
-    except OSError:
-        return []
-    for name in names:
-        stem = name[: -len(suffix)]
-        if not name.endswith(suffix) or not stem or "." in stem or _excluded_name(stem + ".py", top=False, is_dir=False):
-            continue
-        path = cache / name
-        if not (cache.parent / (stem + ".py")).is_file() or path.is_symlink() or not path.is_file():
-            continue
-        with path.open("rb") as stream:
-            if stream.read(8)[4:] == _CHECKED_HASH_FLAGS:
-                kept.append(name)
-    return kept
-
-
-def _check_link(parts: _Parts, target: str, *, reach: int) -> None:
-    """Refuse an absolute target, or one climbing more than `reach` folders above the layer."""
-    where = "/".join(parts)
-    if not target or posixpath.isabs(target):
-        raise ArchiveError(f"symlink {where!r} -> {target!r}: the target must be a relative path")
-    depth = len(parts) - 1
-    for piece in target.split("/"):
-        if piece == "..":
-            depth -= 1
-            if depth < -reach:
-                raise ArchiveError(f"symlink {where!r} -> {target!r} points outside the layer")
-        elif piece not in ("", "."):
-            depth += 1
-
-
-def _override_parts(key: str) -> _Parts:
-    parts = tuple(key.split("/"))
-    if any(piece in ("", ".", "..") or "\0" in piece for piece in parts):
-        raise ArchiveError(f"override path {key!r} is not a relative POSIX path inside the layer")
-    return parts
-
-
-def _scan(source: Path, dropped: set[_Parts], replaced: set[_Parts], cache_tag: str | None) -> dict[_Parts, _Member]:
-    """Every entry of the tree that goes in the archive, keyed by its path parts."""
-    members: dict[_Parts, _Member] = {}
-    pending: list[tuple[Path, _Parts]] = [(source, ())]
-    while pending:
-        folder, prefix = pending.pop()
-        with os.scandir(folder) as listing:
-            for item in listing:
-                parts = (*prefix, item.name)
-                mode = item.stat(follow_symlinks=False).st_mode
-                if cache_tag and prefix and item.name == "__pycache__" and stat.S_ISDIR(mode) and parts not in dropped:
-                    if kept := shipped_bytecode(Path(item.path), cache_tag):
-                        members[parts] = _Member(parts, "dir", 0o755)
-                        for name in kept:
-                            members[(*parts, name)] = _Member((*parts, name), "file", 0o644, source=Path(item.path, name))
-                    continue
-                if parts in dropped or _excluded_name(item.name, top=not prefix, is_dir=stat.S_ISDIR(mode)):
-                    continue
-                path = Path(item.path)
-                if stat.S_ISLNK(mode):
-                    target = os.readlink(path)
-                    if parts not in replaced:
-                        _check_link(parts, target, reach=0)
-                    members[parts] = _Member(parts, "link", 0o777, target=target)
-                elif stat.S_ISDIR(mode):
-                    members[parts] = _Member(parts, "dir", 0o755)
-                    pending.append((path, parts))
-                elif stat.S_ISREG(mode):
-                    members[parts] = _Member(parts, "file", _file_mode(mode), source=path)
-                else:
-                    raise ArchiveError(f"cannot archive {path}: not a file, folder or symlink")
-    return members
-
-
-def _apply_overrides(members: dict[_Parts, _Member], entries: dict[_Parts, FileEntry | LinkEntry]) -> None:
-    """Add or replace the overridden entries, creating any folders they need."""
-    for parts, entry in sorted(entries.items()):
-        where = "/".join(parts)
-        existing = members.get(parts)
-        if existing is not None and existing.kind == "dir":
-            raise ArchiveError(f"override {where!r} would replace a folder")
-        for depth in range(1, len(parts)):
-            parent = parts[:depth]
-            found = members.get(parent)
-            if found is None:
-                members[parent] = _Member(parent, "dir", 0o755)
-            elif found.kind != "dir":
-                raise ArchiveError(f"override {where!r}: {'/'.join(parent)!r} is not a folder")
-        if isinstance(entry, FileEntry):
-            members[parts] = _Member(parts, "file", _file_mode(entry.mode), content=bytes(entry.content))
-        else:
-            _check_link(parts, entry.target, reach=1)
-            members[parts] = _Member(parts, "link", 0o777, target=entry.target)
-
-
-def _collect(source: Path, overrides: Mapping[str, Override], cache_tag: str | None) -> list[_Member]:
-    """The archive's members in order: sorted by path components, so a folder precedes its contents."""
-    if not source.is_dir():
-        raise ArchiveError(f"cannot archive {source}: not a folder")
-    dropped: set[_Parts] = set()
-    entries: dict[_Parts, FileEntry | LinkEntry] = {}
-    for key, entry in overrides.items():
-        parts = _override_parts(key)
-        if entry is None:
-            dropped.add(parts)
-        elif isinstance(entry, (FileEntry, LinkEntry)):
-            entries[parts] = entry
-        else:
-            raise ArchiveError(f"override {key!r}: expected FileEntry, LinkEntry or None, got {entry!r}")
-    members = _scan(source, dropped, set(entries), cache_tag)
-    members[()] = _Member((), "dir", 0o755)
-    _apply_overrides(members, entries)
-    return [members[parts] for parts in sorted(members)]
-
-
-def archived_entries(
-    source: Path, overrides: Mapping[str, Override], cache_tag: str | None = None, jobs: int | None = None
-) -> dict[str, list[str | int]]:
-    """What `write_layer_archive` would put in the archive, by `/`-separated layer path: `["file", mode,
-    size, sha256]`, `["folder", mode]` or `["link", target]` (the layer's manifest entries).
-
-    Files are hashed in up to `jobs` threads (default: one per core).
-    """
-    members = [member for member in _collect(Path(source), overrides, cache_tag) if member.parts]
-
-    def describe(member: _Member) -> list[str | int]:
-        cancel.check()
-        if member.kind == "dir":
-            return ["folder", member.mode]
-        if member.kind == "link":
-            return ["link", member.target or ""]
-        if member.content is not None:
-            return ["file", member.mode, len(member.content), hashlib.sha256(member.content).hexdigest()]
-        assert member.source is not None
-        digest, size = hashlib.sha256(), 0
-        with _open_source(member.source) as stream:
-            while chunk := stream.read(CHUNK_SIZE):
-                digest.update(chunk)
-                size += len(chunk)
-        return ["file", member.mode, size, digest.hexdigest()]
-
-    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        return {"/".join(member.parts): entry for member, entry in zip(members, pool.map(describe, members))}
-
-
-def _open_source(path: Path) -> BinaryIO:
-    """Open a tree file for reading into the archive."""
-    return path.open("rb")
-
-
-def _tar_info(name: str, member: _Member, clamp: int) -> tarfile.TarInfo:
+def _tar_info(name: str, member: Member, clamp: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = {"dir": tarfile.DIRTYPE, "file": tarfile.REGTYPE, "link": tarfile.SYMTYPE}[member.kind]
     info.linkname = member.target or ""
@@ -406,10 +195,10 @@ class _TarLayout:
     block is ever held whole.
     """
 
-    def __init__(self, root: str, clamp: int, members: Iterable[_Member]) -> None:
+    def __init__(self, root: str, clamp: int, members: Iterable[Member]) -> None:
         self._root = root
         self._clamp = clamp
-        self._members: list[tuple[_Member, int, int]] = []
+        self._members: list[tuple[Member, int, int]] = []
         """Each member with its content size and header size."""
         self._offsets: list[int] = []
         """Where each member's header starts."""
@@ -424,12 +213,12 @@ class _TarLayout:
         self.size = -(-(offset + 2 * tarfile.BLOCKSIZE) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
     @staticmethod
-    def _content_size(member: _Member) -> int:
+    def _content_size(member: Member) -> int:
         if member.source is not None:
             return os.stat(member.source).st_size
         return len(member.content) if member.content is not None else 0
 
-    def _header(self, member: _Member, size: int) -> bytes:
+    def _header(self, member: Member, size: int) -> bytes:
         info = _tar_info("/".join((self._root, *member.parts)), member, self._clamp)
         info.size = size
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
@@ -462,12 +251,12 @@ class _TarLayout:
             position = until
 
     @staticmethod
-    def _content(member: _Member, start: int, length: int) -> Iterator[bytes]:
+    def _content(member: Member, start: int, length: int) -> Iterator[bytes]:
         if member.content is not None:
             yield member.content[start : start + length]
             return
         assert member.source is not None
-        with _open_source(member.source) as stream:
+        with open_source(member.source) as stream:
             while length > 0:
                 piece = os.pread(stream.fileno(), min(length, CHUNK_SIZE), start)
                 if not piece:
@@ -483,7 +272,7 @@ def _padded(size: int) -> int:
 
 
 def _write_tar(
-    sink: _HashingWriter, fmt: ArchiveFormat, root: str, clamp: int, members: Iterable[_Member],
+    sink: _HashingWriter, fmt: ArchiveFormat, root: str, clamp: int, members: Iterable[Member],
     pool: BlockPool | None, level: int | None, x86_code: bool,
 ) -> None:  # fmt: skip
     layout = _TarLayout(root, clamp, members)
@@ -504,7 +293,7 @@ def _write_tar(
         )  # fmt: skip
 
 
-def _zip_info(name: str, member: _Member, date_time: tuple[int, int, int, int, int, int], level: int) -> zipfile.ZipInfo:
+def _zip_info(name: str, member: Member, date_time: tuple[int, int, int, int, int, int], level: int) -> zipfile.ZipInfo:
     kinds = {"dir": stat.S_IFDIR, "file": stat.S_IFREG, "link": stat.S_IFLNK}
     info = zipfile.ZipInfo(name + "/" if member.kind == "dir" else name, date_time=date_time)
     info.create_system = 3  # Unix: the external attributes carry st_mode bits
@@ -528,7 +317,7 @@ def _copy(stream: BinaryIO, out: IO[bytes], size: int) -> None:
         size -= len(chunk)
 
 
-def _write_zip(sink: _HashingWriter, root: str, clamp: int, members: Iterable[_Member], level: int | None) -> None:
+def _write_zip(sink: _HashingWriter, root: str, clamp: int, members: Iterable[Member], level: int | None) -> None:
     level = ZIP_LEVEL if level is None else level
     moment = time.gmtime(min(max(clamp, _ZIP_EARLIEST), _ZIP_LATEST))
     date_time = (moment.tm_year, moment.tm_mon, moment.tm_mday, moment.tm_hour, moment.tm_min, moment.tm_sec)
@@ -542,7 +331,7 @@ def _write_zip(sink: _HashingWriter, root: str, clamp: int, members: Iterable[_M
             elif member.kind == "link":
                 archive.writestr(info, (member.target or "").encode("utf-8"), zipfile.ZIP_STORED)
             elif member.source is not None:
-                with _open_source(member.source) as stream:
+                with open_source(member.source) as stream:
                     info.file_size = size = os.fstat(stream.fileno()).st_size
                     with archive.open(info, "w") as out:
                         _copy(stream, out, size)
@@ -572,7 +361,7 @@ def write_layer_archive(
         raise ArchiveError(f"archive root {root!r} must be a single folder name")
     if isinstance(clamp, bool) or not isinstance(clamp, int) or clamp < 0:
         raise ArchiveError(f"archive clamp {clamp!r} must be a non-negative number of seconds")
-    members = _collect(Path(source), overrides, cache_tag)
+    members = collect_members(Path(source), overrides, cache_tag)
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(prefix=f".{destination.name}.partial-", dir=destination.parent)

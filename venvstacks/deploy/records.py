@@ -1,0 +1,107 @@
+"""The records `venvstacks deploy` keeps in a deployment, shared by deploying and verifying.
+
+`.venvstacks-deployed/<install target>.json` records a deployed layer: its
+metadata entry, where it was deployed, and every entry of the layer
+(`deployer._entries`). `journal` names the layers being swapped into place.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import stat
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..postinstall import relocate_config_script, relocate_pkgconfig, rewrite_sysconfigdata
+
+__all__ = [
+    "CATEGORIES", "SHA256", "RECORD_DIR", "JOURNAL", "RECORD_TEMPORARY", "REGENERATED", "RELOCATED", "RELOCATED_BYTECODE",
+    "kind_of", "matches", "plain_name", "read_record", "records_folder_problem", "regenerated", "scan",
+]  # fmt: skip
+
+
+CATEGORIES = ("runtimes", "frameworks", "applications")
+"""The kinds of layer in a stack manifest, lowest first."""
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+RECORD_DIR = ".venvstacks-deployed"
+"""The folder of the target holding one `<install target>.json` record per deployed layer."""
+
+JOURNAL = "journal"
+"""The file of the records folder naming the layers being swapped into place (see `_Swap`);
+while it exists, the deployment is unfinished and the next one undoes it."""
+
+RECORD_TEMPORARY = re.compile(r"\..+\.partial")
+"""A record being written (`fsutil.write_atomic`)."""
+
+# Files the post-install step writes or rewrites (with `__pycache__`, `*.pyc` and
+# `sitecustomize.py` anywhere): their digests are taken once it has run.
+REGENERATED = ("pyvenv.cfg", "bin/python", "bin/python_")
+
+RELOCATED: Mapping[str, Callable[[str, str], str]] = {
+    "lib/python*/_sysconfigdata_*.py": rewrite_sysconfigdata,
+    "bin/python*-config": relocate_config_script,
+    "lib/pkgconfig/*.pc": relocate_pkgconfig,
+}
+"""A runtime's files naming where it is, and how relinking moves each to a new place."""
+
+RELOCATED_BYTECODE = "lib/python*/__pycache__/_sysconfigdata_*.pyc"
+
+
+def plain_name(value: object) -> bool:
+    """Whether `value` can name a folder or file directly inside the target (and is not hidden)."""
+    return isinstance(value, str) and bool(value) and not value.startswith(".") and not any(c in value for c in "/\\\0")
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def matches(rel: str, pattern: str) -> bool:
+    """Whether the `/`-separated path matches the wildcard `pattern` component by component."""
+    parts, pieces = rel.split("/"), pattern.split("/")
+    return len(parts) == len(pieces) and all(map(fnmatch.fnmatchcase, parts, pieces))
+
+
+def regenerated(rel: str, runtime: bool) -> bool:
+    """Whether the post-install step (relinking or compiling) may write this layer file."""
+    parts = rel.split("/")
+    if "__pycache__" in parts or parts[-1] == "sitecustomize.py" or parts[-1].endswith(".pyc"):
+        return True
+    return any(matches(rel, pattern) for pattern in (*REGENERATED, *(RELOCATED if runtime else ())))
+
+
+def scan(folder: Path) -> dict[str, os.stat_result]:
+    """`folder` (as `.`) and every entry below it (links not followed) by `/`-separated relative path, with its `lstat`."""
+    found = {".": os.lstat(folder)}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            found[os.path.relpath(path, folder).replace(os.sep, "/")] = os.lstat(path)
+    return found
+
+
+def kind_of(info: os.stat_result) -> str:
+    if stat.S_ISLNK(info.st_mode):
+        return "link"
+    if stat.S_ISDIR(info.st_mode):
+        return "folder"
+    return "file" if stat.S_ISREG(info.st_mode) else "special file"
+
+
+def records_folder_problem(target: Path) -> str | None:
+    """Why deploy must not keep its records in the target's records folder (a link, not a folder), or None."""
+    records = target / RECORD_DIR
+    if records.is_symlink():
+        return f"{records} is a symbolic link, not the folder deploy keeps its records in: refusing to use it (remove it)"
+    if os.path.lexists(records) and not records.is_dir():
+        return f"{records} is not the folder deploy keeps its records in: refusing to use it (remove it)"
+    return None
