@@ -683,7 +683,8 @@ def _scan_layer(layer_dir: str) -> dict[str, os.stat_result]:
     return found
 
 
-def _entry_kind(info: os.stat_result) -> str:
+def entry_kind(info: os.stat_result) -> str:
+    """`link`, `folder`, `file` or `special file`: what an lstat result describes, as records and manifests name it."""
     if stat.S_ISLNK(info.st_mode):
         return "link"
     if stat.S_ISDIR(info.st_mode):
@@ -784,7 +785,7 @@ class _LayerCheck:
             missing = "missing" if rel in self.shipped else "missing (written by postinstall.py: has it run here?)"
             self.problems.append((rel, missing))
             return
-        kind = _entry_kind(info)
+        kind = entry_kind(info)
         if expected is None:
             self._unlisted(rel, kind)
         elif expected[0] == "record":

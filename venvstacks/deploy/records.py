@@ -11,11 +11,11 @@ import fnmatch
 import json
 import os
 import re
-import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..postinstall import entry_kind as kind_of
 from ..postinstall import relocate_config_script, relocate_pkgconfig, rewrite_sysconfigdata
 
 __all__ = [
@@ -87,14 +87,6 @@ def scan(folder: Path) -> dict[str, os.stat_result]:
             path = os.path.join(root, name)
             found[os.path.relpath(path, folder).replace(os.sep, "/")] = os.lstat(path)
     return found
-
-
-def kind_of(info: os.stat_result) -> str:
-    if stat.S_ISLNK(info.st_mode):
-        return "link"
-    if stat.S_ISDIR(info.st_mode):
-        return "folder"
-    return "file" if stat.S_ISREG(info.st_mode) else "special file"
 
 
 def records_folder_problem(target: Path) -> str | None:
