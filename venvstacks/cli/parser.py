@@ -9,6 +9,15 @@ import argparse
 import sys
 
 from .. import __version__
+from .options import (
+    add_jobs_option,
+    add_lock_options,
+    add_output_options,
+    add_publish_options,
+    add_report_options,
+    add_source_options,
+    add_spec_options,
+)
 from .output import EXIT_USAGE, PROG
 
 # Importing `typing` costs a few milliseconds of the start-up budget that
@@ -50,27 +59,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _add_output_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    # The verbosity options work before or after the command name. Under the
-    # command, their defaults are suppressed so they don't reset what was
-    # given before it.
-    default: Any = argparse.SUPPRESS if suppress else None
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=default if suppress else 0,
-        help="more detail: commands run, tracebacks; -vv for debug output",
-    )
-    parser.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        default=default if suppress else False,
-        help="show nothing but errors",
-    )
-
-
 def build_parser() -> _Parser:
     """The whole command line: global options, then one subparser per command (`_add_<command>`)."""
     parser = _Parser(
@@ -82,7 +70,7 @@ def build_parser() -> _Parser:
     parser.add_argument(
         "-V", "--version", action="version", version=f"{PROG}: {__version__}", help="show the version and exit"
     )
-    _add_output_options(parser, suppress=False)
+    add_output_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_show(commands)
     lock, build, publish = _add_lock(commands), _add_build(commands), _add_publish(commands)
@@ -110,14 +98,14 @@ def _add_show(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         epilog="examples:\n  venvstacks show venvstacks.toml\n  venvstacks show --include 'app-*' --json venvstacks.toml",
         formatter_class=_HelpFormatter,
     )
-    _add_spec_options(show)
+    add_spec_options(show)
     show.add_argument(
         "--json",
         action=argparse.BooleanOptionalAction,
         default=False,
         help="print the stack as JSON instead of a tree",
     )
-    _add_output_options(show, suppress=True)
+    add_output_options(show, suppress=True)
     show.set_defaults(handler="show")
     return show
 
@@ -141,10 +129,10 @@ def _add_lock(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         ),
         formatter_class=_HelpFormatter,
     )
-    _add_spec_options(lock)
-    _add_lock_options(lock)
-    _add_report_options(lock)
-    _add_output_options(lock, suppress=True)
+    add_spec_options(lock)
+    add_lock_options(lock)
+    add_report_options(lock)
+    add_output_options(lock, suppress=True)
     lock.set_defaults(handler="lock")
     return lock
 
@@ -168,7 +156,7 @@ def _add_build(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         ),
         formatter_class=_HelpFormatter,
     )
-    _add_spec_options(build)
+    add_spec_options(build)
     build.add_argument(
         "--lock-if-needed",
         action=argparse.BooleanOptionalAction,
@@ -187,17 +175,17 @@ def _add_build(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         default=False,
         help="rebuild the selected layers from scratch, runtimes unpacked afresh",
     )
-    _add_source_options(build)
-    _add_output_options(build, suppress=True)
+    add_source_options(build)
+    add_output_options(build, suppress=True)
     build.add_argument(
         "--publish",
         action=argparse.BooleanOptionalAction,
         default=False,
         help="publish the built layers as archives too (see 'publish')",
     )
-    _add_publish_options(build, default_output="_artifacts", archives=True)
-    _add_jobs_option(build, "build or compress")
-    _add_report_options(build)
+    add_publish_options(build, default_output="_artifacts", archives=True)
+    add_jobs_option(build, "build or compress")
+    add_report_options(build)
     build.set_defaults(handler="build", if_needed=True, reset_lock=None, lock_dependencies=False, dry_run=False)
     return build
 
@@ -220,17 +208,17 @@ def _add_publish(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         ),
         formatter_class=_HelpFormatter,
     )
-    _add_spec_options(publish)
-    _add_publish_options(publish, default_output="_artifacts", archives=True)
-    _add_jobs_option(publish, "compress")
+    add_spec_options(publish)
+    add_publish_options(publish, default_output="_artifacts", archives=True)
+    add_jobs_option(publish, "compress")
     publish.add_argument(
         "--dry-run",
         action=argparse.BooleanOptionalAction,
         default=False,
         help="show the metadata that would be published, without writing anything",
     )
-    _add_report_options(publish)
-    _add_output_options(publish, suppress=True)
+    add_report_options(publish)
+    add_output_options(publish, suppress=True)
     publish.set_defaults(handler="publish")
     return publish
 
@@ -248,16 +236,16 @@ def _add_export(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         epilog="example:\n  venvstacks local-export --output-dir demo_export venvstacks.toml",
         formatter_class=_HelpFormatter,
     )
-    _add_spec_options(export)
-    _add_publish_options(export, default_output="_export", archives=False)
+    add_spec_options(export)
+    add_publish_options(export, default_output="_export", archives=False)
     export.add_argument(
         "--dry-run",
         action=argparse.BooleanOptionalAction,
         default=False,
         help="show what would be exported, without writing anything",
     )
-    _add_report_options(export)
-    _add_output_options(export, suppress=True)
+    add_report_options(export)
+    add_output_options(export, suppress=True)
     export.set_defaults(handler="export")
     return export
 
@@ -277,7 +265,7 @@ def _add_fetch(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         epilog="example:\n  venvstacks fetch --bundle stack-bundle --python-archive-dir ~/pbs venvstacks.toml",
         formatter_class=_HelpFormatter,
     )
-    _add_spec_options(fetch)
+    add_spec_options(fetch)
     fetch.add_argument("--bundle", required=True, metavar="DIR", help="the bundle folder to fill")
     fetch.add_argument(
         "--platform",
@@ -291,7 +279,7 @@ def _add_fetch(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         metavar="DIR",
         help="folder of runtime archives (default: $VENVSTACKS_PYTHON_ARCHIVE_DIR)",
     )
-    _add_output_options(fetch, suppress=True)
+    add_output_options(fetch, suppress=True)
     fetch.set_defaults(handler="fetch")
     return fetch
 
@@ -324,9 +312,9 @@ def _add_deploy(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         metavar="NAME",
         help="the stack manifest, when there are several (venvstacks-<platform>.json)",
     )
-    _add_jobs_option(deploy, "unpack and compile")
-    _add_report_options(deploy, show=False)
-    _add_output_options(deploy, suppress=True)
+    add_jobs_option(deploy, "unpack and compile")
+    add_report_options(deploy, show=False)
+    add_output_options(deploy, suppress=True)
     deploy.set_defaults(handler="deploy")
     return deploy
 
@@ -351,165 +339,7 @@ def _add_verify(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         metavar="FILE",
         help="published venvstacks.json: each layer it lists must be here with its manifest",
     )
-    _add_jobs_option(verify, "hash")
-    _add_output_options(verify, suppress=True)
+    add_jobs_option(verify, "hash")
+    add_output_options(verify, suppress=True)
     verify.set_defaults(handler="verify")
     return verify
-
-
-def _add_publish_options(parser: argparse.ArgumentParser, *, default_output: str, archives: bool) -> None:
-    parser.add_argument(
-        "--output-dir",
-        default=default_output,
-        metavar="DIR",
-        help=f"where to write, relative to the spec's folder (default: {default_output})",
-    )
-    parser.add_argument(
-        "--force",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="write every selected layer again, even if unchanged",
-    )
-    parser.add_argument(
-        "--precompile",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="ship bytecode compiled by each layer's runtime: deploy compiles none",
-    )
-    if archives:
-        parser.add_argument(
-            "--format",
-            choices=["tar.xz", "tar.gz", "zip", "tar.zst"],
-            default="tar.xz",
-            help="archive format (default: tar.xz; tar.zst needs Python 3.14 or newer)",
-        )
-        parser.add_argument(
-            "--tag-outputs",
-            action=argparse.BooleanOptionalAction,
-            default=False,
-            help="name outputs <layer>-<platform>[-<build>] (archives, metadata)",
-        )
-        parser.add_argument(
-            "--compression-level",
-            type=_level,
-            default=None,
-            metavar="N",
-            help="xz/gzip 0-9, zstd 1-22 (default: xz 6, gzip 6; docs/benchmarks.md)",
-        )
-
-
-def _add_jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(
-        "--jobs",
-        type=_positive,
-        default=None,
-        metavar="N",
-        help=f"how many threads {what} at once (default: one per core)",
-    )
-
-
-def _positive(text: str) -> int:
-    """A whole number of 1 or more, for argparse."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {text!r}")
-    return int(text)
-
-
-def _level(text: str) -> int:
-    """A compression level from 0 to 22, for argparse (the format narrows it)."""
-    if not text.isdigit() or int(text) > 22:
-        raise argparse.ArgumentTypeError(f"expected a compression level from 0 to 22, not {text!r}")
-    return int(text)
-
-
-def _add_report_options(parser: argparse.ArgumentParser, *, show: bool = True) -> None:
-    if show:
-        parser.add_argument(
-            "--show",
-            action=argparse.BooleanOptionalAction,
-            default=False,
-            help="first show the selected layers and the operations that will run",
-        )
-        parser.add_argument(
-            "--show-only",
-            action=argparse.BooleanOptionalAction,
-            default=False,
-            help="only show the selected layers and the operations that would run",
-        )
-    parser.add_argument(
-        "--json",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="print the result as JSON" + (" (with --show-only: the plan)" if show else ""),
-    )
-
-
-def _add_spec_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec_path", metavar="SPEC_PATH", help="the stack specification (a TOML file)")
-    parser.add_argument(
-        "--build-dir",
-        default="_build",
-        metavar="DIR",
-        help="the build folder, relative to the spec's folder (default: _build)",
-    )
-    parser.add_argument(
-        "--include",
-        action="append",
-        metavar="PATTERN",
-        help="layers matching this build-name wildcard, and related (repeatable)",
-    )
-    parser.add_argument(
-        "--allow-missing",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="only warn when an --include" + (" or --reset-lock" if parser.prog.endswith(" lock") else "") + " pattern matches no layer",
-    )
-
-
-def _add_lock_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--if-needed",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="lock only the layers without a valid lock",
-    )
-    parser.add_argument(
-        "--reset-lock",
-        action="append",
-        metavar="PATTERN",
-        help="discard the locks of matching layers and lock afresh (repeatable)",
-    )
-    parser.add_argument(
-        "--lock-dependencies",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="with --include, relock the layers underneath too (else: if needed)",
-    )
-    _add_source_options(parser)
-    parser.add_argument(
-        "--clean",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="unpack the runtimes afresh before locking",
-    )
-
-
-def _add_source_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--index",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="let uv use package indexes (--no-index: local wheels, find-links)",
-    )
-    parser.add_argument(
-        "--local-wheels",
-        action="append",
-        metavar="DIR",
-        help="a folder of wheels for uv, relative to the spec folder (repeatable)",
-    )
-    parser.add_argument(
-        "--python-archive-dir",
-        metavar="DIR",
-        help="folder of runtime archives (default: $VENVSTACKS_PYTHON_ARCHIVE_DIR)",
-    )
-    parser.add_argument("--uv", metavar="PATH", help="uv to use (else $VENVSTACKS_UV, PATH, beside python3, python3 -m uv)")
