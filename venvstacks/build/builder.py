@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .. import __version__, _hooks
 from ..build.bundle import bundle_pylock
@@ -48,6 +48,10 @@ HOOK_PATH = "share/venv/postinstall_hook.py"
 """Where a layer's post-install hook is shipped, relative to the layer."""
 
 
+BuildAction = Literal["built", "up to date"]
+"""What a run did with one layer."""
+
+
 @dataclass(frozen=True)
 class BuildSettings:
     """Where the build happens and where runtimes come from."""
@@ -68,7 +72,7 @@ class BuildOutcome:
 
     build_name: str
     path: Path
-    action: str
+    action: BuildAction
     """`built`, or `up to date` when nothing it is built from changed."""
 
 

@@ -33,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .. import _hooks, _proc, cancel
 from ..blockpack import BlockPool
@@ -83,6 +83,10 @@ def _pool(workers: int, stop: threading.Event) -> Iterator[ThreadPoolExecutor]:
             raise
 
 
+DeployAction = Literal["installed", "unchanged", "replaced"]
+"""What a run did with one layer."""
+
+
 @dataclass(frozen=True)
 class DeployedLayer:
     """What `deploy` did with one layer."""
@@ -90,7 +94,7 @@ class DeployedLayer:
     layer_name: str
     install_target: str
     path: Path
-    action: str
+    action: DeployAction
     """`installed`, `unchanged` or `replaced`."""
 
 
@@ -168,7 +172,7 @@ def _prepare_swap(layer: ManifestLayer, unpacked: _Unpacked, target: Path) -> Sw
 
 def _install_all(
     layers: Sequence[ManifestLayer], unpacked: dict[str, _Unpacked], target: Path, stop: threading.Event, jobs: int | None
-) -> dict[str, str]:
+) -> dict[str, DeployAction]:
     """Move the unpacked layers into place, lowest first, then relink them all at once.
 
     Relinking a layer needs the layers it names in place, not relinked, so
@@ -354,7 +358,7 @@ def _discard_unpacked(futures: Iterable[Future[_Unpacked]]) -> None:
             remove_marked(future.result().folder)
 
 
-def _plan(layer: ManifestLayer, target: Path) -> str:
+def _plan(layer: ManifestLayer, target: Path) -> DeployAction:
     final, record = target / layer.install_target, target / RECORD_DIR / f"{layer.install_target}.json"
     if record.is_symlink():
         raise DeployError(f"{record} is a symbolic link: refusing to read or replace a deployment record through it")

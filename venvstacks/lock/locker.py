@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import LockError, UvError
 from ..folderlock import exclusive, remove_temporaries
@@ -70,6 +70,10 @@ _PROJECT_KEYS = frozenset(
 )
 
 
+LockAction = Literal["locked", "unchanged", "skipped", "versioned"]
+"""What a run did with one layer."""
+
+
 @dataclass(frozen=True)
 class LockSettings:
     """How locking runs: where things go and which package sources uv may use."""
@@ -88,7 +92,7 @@ class LockOutcome:
     """What locking did to one layer."""
 
     build_name: str
-    action: str
+    action: LockAction
     """`locked` (new content), `unchanged` (relocked, same content), `skipped` (valid, not relocked)
     or `versioned` (only the implicit version moved on)."""
     pylock: Path
@@ -291,7 +295,7 @@ def _lock_layer(run: _Run, layer: LayerSpec, want: bool | None) -> LockOutcome:
     if same:
         assert old is not None
         metadata = replace(old, runtime_archive=archive or old.runtime_archive)
-        action = "unchanged"
+        action: LockAction = "unchanged"
     else:
         version = old.lock_version + 1 if (layer.versioned and old is not None) else 1
         metadata = LockMetadata(lock_version=version, locked_at=run.locked_at(), runtime_archive=archive, **hashes)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from .. import __version__, _hooks, _proc
 from ..blockpack import BlockPool
@@ -51,6 +51,8 @@ from ..publish.manifest import (
     written_on_target,
 )
 from ..publish.metadata import (
+    LayerMetadata,
+    StackManifest,
     METADATA_DIR,
     archive_file_name,
     layer_metadata,
@@ -68,6 +70,10 @@ _LOG = logging.getLogger(__name__)
 _INPUTS_DIR = "archive_inputs"
 _X86_64 = frozenset({TargetPlatform.LINUX_X86_64, TargetPlatform.MACOSX_X86_64, TargetPlatform.WIN_AMD64})
 """Platforms whose layers get xz's x86 branch filter."""
+
+
+PublishAction = Literal["archived", "exported", "unchanged", "dry run"]
+"""What a run did with one layer."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +102,8 @@ class PublishedLayer:
     build_name: str
     path: Path
     """The archive, or the exported folder."""
-    metadata: Mapping[str, Any]
-    action: str
+    metadata: LayerMetadata
+    action: PublishAction
     """`archived`, `exported`, `unchanged` or `dry run`."""
 
 
@@ -173,7 +179,7 @@ def _clamp(locked_at: str) -> int:
     return int(stamp.timestamp())
 
 
-def _inputs_digest(build_dir: Path, layer: LayerSpec, base: Mapping[str, Any], fmt: str, precompile: bool, level: int | None = None) -> str:
+def _inputs_digest(build_dir: Path, layer: LayerSpec, base: LayerMetadata, fmt: str, precompile: bool, level: int | None = None) -> str:
     """A digest of everything that decides an archive's content and metadata."""
     record = build_dir / f"{layer.build_name}.last-build.json"
     parts = [
@@ -210,7 +216,7 @@ def _meta_paths(settings: PublishSettings, layer: LayerSpec) -> tuple[Path, Path
     return meta_dir / "env_metadata" / name, meta_dir / _INPUTS_DIR / name
 
 
-def _still_current(settings: PublishSettings, previous: Mapping[str, Any], base: Mapping[str, Any], inputs_path: Path, digest: str) -> bool:
+def _still_current(settings: PublishSettings, previous: Mapping[str, Any], base: LayerMetadata, inputs_path: Path, digest: str) -> bool:
     """Whether the previous archive and metadata are still what this publish would write."""
     archive = settings.output_dir / str(previous.get("archive_name"))
     try:
@@ -237,7 +243,8 @@ def _publish_one(
         pass
     digest = _inputs_digest(settings.build_dir, layer, base, settings.fmt.value, settings.precompile, settings.level)
     if not settings.force and previous and _still_current(settings, previous, base, inputs_path, digest):
-        return PublishedLayer(layer.build_name, settings.output_dir / previous["archive_name"], previous, "unchanged")
+        written = cast(LayerMetadata, previous)  # what the last publish wrote, still what this one would
+        return PublishedLayer(layer.build_name, settings.output_dir / written["archive_name"], written, "unchanged")
     build = 1 + (previous.get("archive_build", 0) if previous.get("lock_version") == base["lock_version"] else 0)
     name = archive_file_name(base["install_target"], settings.fmt.suffix, platform=settings.platform, build=build, tagged=settings.tag_outputs)
     if settings.dry_run:
@@ -266,7 +273,7 @@ def _publish_one(
     return _Staged(published, result.path, meta_path, inputs_path, digest)
 
 
-def _commit(settings: PublishSettings, staged: list[_Staged], manifest_path: Path, manifest: Mapping[str, Any]) -> None:
+def _commit(settings: PublishSettings, staged: list[_Staged], manifest_path: Path, manifest: StackManifest) -> None:
     """Move staged archives into place so that no metadata file ever describes another file.
 
     The stack manifest goes first and comes back last, so while it is absent
