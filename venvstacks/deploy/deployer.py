@@ -278,6 +278,35 @@ def _compile(layer: ManifestLayer, folder: Path, python: Path, stop: threading.E
         raise DeployError(str(exc)) from exc
 
 
+@dataclass(frozen=True)
+class _Runtimes:
+    """Where the runtime Python of each layer being deployed is, as their archives get unpacked."""
+
+    target: Path
+    order: Mapping[str, int]
+    """The position of each layer being deployed (the others are deployed already)."""
+    unpacked: Mapping[str, _Unpacked]
+
+    def python(self, layer: ManifestLayer) -> Path | None:
+        """The runtime's interpreter, or None while its archive is still being unpacked."""
+        runtime = layer.entry["runtime_layer"]
+        if runtime not in self.order:
+            return _runtime_python(layer, self.target)
+        return self.unpacked[runtime].folder / "bin" / "python3" if runtime in self.unpacked else None
+
+
+def _start_ahead(layers: Sequence[ManifestLayer], runtimes: _Runtimes, aheads: Mapping[str, CompileAhead]) -> None:
+    """Start compiling ahead every layer whose runtime is unpacked (a no-op for those already started)."""
+    for layer in layers:
+        if (python := runtimes.python(layer)) is not None:
+            aheads[layer.install_target].start(python)
+
+
+def _stop_all(aheads: Mapping[str, CompileAhead]) -> None:
+    for ahead in aheads.values():
+        ahead.stop()
+
+
 def _unpack_all(artifacts: Path, layers: Sequence[ManifestLayer], target: Path, stop: threading.Event, jobs: int | None) -> dict[str, _Unpacked]:
     """Unpack (and so check) every archive and compile its bytecode, several layers at a time.
 
@@ -290,25 +319,13 @@ def _unpack_all(artifacts: Path, layers: Sequence[ManifestLayer], target: Path, 
     unpacked: dict[str, _Unpacked] = {}
     errors: list[tuple[int, BaseException]] = []
     unpacking: dict[Future[_Unpacked], ManifestLayer] = {}
-
-    def runtime_python(layer: ManifestLayer) -> Path | None:
-        runtime = layer.entry["runtime_layer"]
-        if runtime not in order:
-            return _runtime_python(layer, target)
-        return unpacked[runtime].folder / "bin" / "python3" if runtime in unpacked else None
-
+    runtimes = _Runtimes(target, order, unpacked)
     cores = jobs or os.cpu_count() or 1
     aheads = {layer.install_target: CompileAhead(layer.install_target, cores) for layer in layers}
-
-    def start_compiling_ahead() -> None:
-        for layer in layers:
-            if (python := runtime_python(layer)) is not None:
-                aheads[layer.install_target].start(python)
-
     try:
         # The block threads outlive the layer threads reading through them.
         with BlockPool(cores, "unpack") as blocks, _pool(_workers(len(layers), jobs), stop) as pool:
-            start_compiling_ahead()
+            _start_ahead(layers, runtimes, aheads)
             unpacking.update(
                 {pool.submit(_unpack, artifacts, layer, target, stop, blocks, aheads[layer.install_target]): layer for layer in layers}
             )
@@ -327,27 +344,23 @@ def _unpack_all(artifacts: Path, layers: Sequence[ManifestLayer], target: Path, 
                 unpacked[layer.install_target] = future.result()
                 if errors:
                     continue
-                start_compiling_ahead()
+                _start_ahead(layers, runtimes, aheads)
                 if not unpacked[layer.install_target].precompiled:
                     waiting.append(layer)
                 for waiter in list(waiting):
-                    if (python := runtime_python(waiter)) is not None:
+                    if (python := runtimes.python(waiter)) is not None:
                         waiting.remove(waiter)
                         folder, ahead = unpacked[waiter.install_target].folder, aheads[waiter.install_target]
                         compiling[pool.submit(_compile, waiter, folder, python, stop, jobs, ahead)] = waiter
             wait(compiling)
-        for job, layer in compiling.items():
-            if not job.cancelled() and (error := job.exception()) is not None:
-                errors.append((order[layer.install_target], error))
+        errors += [(order[l.install_target], e) for job, l in compiling.items() if not job.cancelled() and (e := job.exception()) is not None]
         if errors:
             raise min(errors, key=lambda item: item[0])[1]
     except BaseException:
-        for ahead in aheads.values():
-            ahead.stop()
+        _stop_all(aheads)  # nothing may write into the folders while they are removed
         _discard_unpacked(unpacking)
         raise
-    for ahead in aheads.values():  # those of layers that ship their bytecode
-        ahead.stop()
+    _stop_all(aheads)  # those of layers that ship their bytecode
     return unpacked
 
 
