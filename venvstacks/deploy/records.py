@@ -11,15 +11,14 @@ import fnmatch
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..postinstall import entry_kind as kind_of
-from ..postinstall import relocate_config_script, relocate_pkgconfig, rewrite_sysconfigdata
+from ..postinstall import relocation_for
 
 __all__ = [
-    "CATEGORIES", "SHA256", "RECORD_DIR", "JOURNAL", "RECORD_TEMPORARY", "REGENERATED", "RELOCATED", "RELOCATED_BYTECODE",
+    "CATEGORIES", "SHA256", "RECORD_DIR", "JOURNAL", "RECORD_TEMPORARY", "REGENERATED", "RELOCATED_BYTECODE",
     "kind_of", "matches", "plain_name", "read_record", "records_folder_problem", "regenerated", "scan",
 ]  # fmt: skip
 
@@ -39,15 +38,9 @@ RECORD_TEMPORARY = re.compile(r"\..+\.partial")
 """A record being written (`fsutil.write_atomic`)."""
 
 # Files the post-install step writes or rewrites (with `__pycache__`, `*.pyc` and
-# `sitecustomize.py` anywhere): their digests are taken once it has run.
+# `sitecustomize.py` anywhere, and a runtime's files `postinstall.relocation_for` names):
+# their digests are taken once it has run.
 REGENERATED = ("pyvenv.cfg", "bin/python", "bin/python_")
-
-RELOCATED: Mapping[str, Callable[[str, str], str]] = {
-    "lib/python*/_sysconfigdata_*.py": rewrite_sysconfigdata,
-    "bin/python*-config": relocate_config_script,
-    "lib/pkgconfig/*.pc": relocate_pkgconfig,
-}
-"""A runtime's files naming where it is, and how relinking moves each to a new place."""
 
 RELOCATED_BYTECODE = "lib/python*/__pycache__/_sysconfigdata_*.pyc"
 
@@ -76,7 +69,7 @@ def regenerated(rel: str, runtime: bool) -> bool:
     parts = rel.split("/")
     if "__pycache__" in parts or parts[-1] == "sitecustomize.py" or parts[-1].endswith(".pyc"):
         return True
-    return any(matches(rel, pattern) for pattern in (*REGENERATED, *(RELOCATED if runtime else ())))
+    return any(matches(rel, pattern) for pattern in REGENERATED) or (runtime and relocation_for(rel) is not None)
 
 
 def scan(folder: Path) -> dict[str, os.stat_result]:

@@ -22,6 +22,7 @@ from ..postinstall import (
     bytecode_problem,
     layered_environment_files,
     read_layer_config,
+    relocation_for,
     render_bytecode_record,
     verify_layer,
 )
@@ -29,7 +30,6 @@ from .records import (
     CATEGORIES,
     JOURNAL,
     RECORD_DIR,
-    RELOCATED,
     RELOCATED_BYTECODE,
     SHA256,
     kind_of,
@@ -86,7 +86,7 @@ def _names_location(rel: str, moved: _Moved) -> bool:
         return True  # relinking a runtime recompiles its relocated sources
     if not moved.runtime:
         return rel in moved.rendered if isinstance(moved.rendered, Mapping) else rel == "pyvenv.cfg"
-    return any(matches(rel, pattern) for pattern in (RELOCATED_BYTECODE, *RELOCATED))
+    return matches(rel, RELOCATED_BYTECODE) or relocation_for(rel) is not None
 
 
 def _relocated_problem(path: Path, rel: str, sha256: str, moved: _Moved) -> str | None:
@@ -101,7 +101,8 @@ def _relocated_problem(path: Path, rel: str, sha256: str, moved: _Moved) -> str 
         return None if ok else "modified (not what relinking writes where the layer is now)"
     if matches(rel, RELOCATED_BYTECODE):
         return bytecode_problem(str(path))
-    relocate = next(how for pattern, how in RELOCATED.items() if matches(rel, pattern))
+    relocate = relocation_for(rel)
+    assert relocate is not None  # `_names_location` chose this file
     text = path.read_bytes().decode("utf-8", "surrogateescape")
     try:
         back, here = relocate(text, moved.old), relocate(text, moved.new)
