@@ -55,3 +55,20 @@ def documented_json_keys() -> dict[str, tuple[set[str], set[str]]]:
             keys, layer_keys = (set(re.findall(r"`([a-z_]+)`", cell)) for cell in cells[1:])
             found[cells[0].strip("`")] = (keys, layer_keys)
     return found
+
+
+def publish_stack(folder: Path, spec_text: str, pyz: Path, archive_dir: Path) -> Path:
+    """Write `folder/venvstacks.toml`, then lock, build and publish it with the zipapp; the artifacts folder."""
+    spec = folder / "venvstacks.toml"
+    spec.write_text(spec_text, encoding="utf-8")
+    command = [sys.executable, str(pyz), "build", "--lock-if-needed", "--publish", str(spec)]
+    result = run(command, env={"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(archive_dir)})
+    assert result.returncode == 0, result.stderr
+    return folder / "_artifacts"
+
+
+def relink_all(deployment: Path, names: list[str]) -> None:
+    """Run each layer's postinstall.py where it is now, `names` lowest first (a runtime first), as another installer would."""
+    for name in names:
+        result = run([str(deployment / names[0] / "bin" / "python3"), "-I", str(deployment / name / "postinstall.py")])
+        assert (result.returncode, result.stderr) == (0, ""), name

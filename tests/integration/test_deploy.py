@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support import run
+from support import publish_stack, relink_all, run
 from venvstacks.deploy.deployer import RECORD_DIR, DeployError, deploy
 from venvstacks.deploy.verify import verify
 
@@ -53,12 +53,7 @@ def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archi
         "import idna, six\nprint('hello', idna.encode('b\\u00fccher.example').decode(), six.PY3)\n", encoding="utf-8"
     )
     (folder / "launch" / "counter.py").write_text("import packaging\nprint('counter', packaging.__name__)\n", encoding="utf-8")
-    spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
-    command = [sys.executable, str(pyz), "build", "--lock-if-needed", "--publish", str(spec)]
-    result = run(command, env={"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir)})
-    assert result.returncode == 0, result.stderr
-    return folder / "_artifacts"
+    return publish_stack(folder, STACK.format(**runtime_versions), pyz, runtime_archive_dir)
 
 
 @pytest.fixture(scope="module")
@@ -176,13 +171,6 @@ def test_verify_reports_tampering_that_runs_code(pyz: Path, published: Path, tmp
     assert (result.returncode, result.stderr) == (1, f"error: {problems[0]}\n")
 
 
-def _relink_all(deployment: Path, names: list[str]) -> None:
-    """Run each layer's postinstall.py where it is now, lowest first, as after moving a deployment by hand."""
-    for name in names:
-        result = run([str(deployment / names[0] / "bin" / "python3"), "-I", str(deployment / name / "postinstall.py")])
-        assert (result.returncode, result.stderr) == (0, ""), name
-
-
 def test_verify_checks_a_moved_deployment_against_what_relinking_writes_there(published: Path, tmp_path: Path) -> None:
     target = tmp_path / "first place"
     deploy(published, target, include=["app-hello"])
@@ -192,7 +180,7 @@ def test_verify_checks_a_moved_deployment_against_what_relinking_writes_there(pu
     problems = verify(moved)  # not relinked yet: the files naming the old place are stale
     assert "app-hello/pyvenv.cfg: modified (not what relinking writes where the layer is now)" in problems
     assert any(p.startswith("cpython-3.11/lib/python3.11/_sysconfigdata_") and p.endswith("not relinked where the layer is now (run its postinstall.py)") for p in problems), problems
-    _relink_all(moved, ["cpython-3.11", "framework-web", "app-hello"])
+    relink_all(moved, ["cpython-3.11", "framework-web", "app-hello"])
     assert verify(moved) == []
     result = run([str(moved / "app-hello" / "bin" / "python"), "-m", "hello"])
     assert (result.returncode, result.stdout) == (0, "hello xn--bcher-kva.example True\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import run
+from support import publish_stack, relink_all, run
 from venvstacks.deploy.deployer import DeployError, deploy
 from venvstacks.deploy.verify import verify
 
@@ -67,12 +67,7 @@ def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archi
     (folder / "launch" / "tools.py").write_text("import rich, idna\nprint('tools', idna.encode('b\\u00fccher.example').decode())\n", encoding="utf-8")
     (folder / "hooks").mkdir()
     (folder / "hooks" / "configure.py").write_text(HOOK, encoding="utf-8")
-    spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
-    command = [sys.executable, str(pyz), "build", "--lock-if-needed", "--publish", str(spec)]
-    result = run(command, env={"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir)})
-    assert result.returncode == 0, result.stderr
-    return folder / "_artifacts"
+    return publish_stack(folder, STACK.format(**runtime_versions), pyz, runtime_archive_dir)
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +81,6 @@ def deployed(published: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _stack_manifest(published: Path) -> dict[str, dict[str, object]]:
     data = json.loads((published / "__venvstacks__" / "venvstacks.json").read_text(encoding="utf-8"))
     return {entry["install_target"]: entry for group in data["layers"].values() for entry in group}
-
-
-def _relink_all(deployment: Path) -> None:
-    """Run each layer's postinstall.py where it is now, lowest first, as another installer would."""
-    for name in LAYERS:
-        result = run([str(deployment / LAYERS[0] / "bin" / "python3"), "-I", str(deployment / name / "postinstall.py")])
-        assert result.returncode == 0, (name, result.stderr)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
@@ -139,12 +127,12 @@ def test_console_scripts_work_after_deploy_and_after_moving(deployed: Path, tmp_
     moved = tmp_path / "moved, with spaces" / "here"
     moved.parent.mkdir()
     shutil.copytree(deployed, moved, symlinks=True)
-    _relink_all(moved)
+    relink_all(moved, LAYERS)
     _scripts_work(moved)
     config = json.loads((moved / "app-tools" / "share" / "venv" / "local" / "config.json").read_text(encoding="utf-8"))
     assert config == {"layer": str(moved / "app-tools"), "deployment": str(moved), "cwd": str(moved / "app-tools"), "rich": "rich"}
     before = _snapshot(moved)
-    _relink_all(moved)  # again: nothing changes
+    relink_all(moved, LAYERS)  # again: nothing changes
     assert _snapshot(moved) == before
     assert verify(moved) == []
 
@@ -177,7 +165,7 @@ def _unpack_with_tar(published: Path, target: Path) -> None:
     target.mkdir(parents=True)
     for name in LAYERS:
         subprocess.run(["tar", "-xf", str(published / f"{name}.tar.xz"), "-C", str(target)], check=True)
-    _relink_all(target)
+    relink_all(target, LAYERS)
 
 
 def _tamper(target: Path) -> list[str]:
