@@ -144,8 +144,7 @@ def _write_records(
     with _pool(_workers(len(layers), jobs), stop) as pool:
         futures = []
         for layer in layers:
-            folder = target / layer.install_target
-            digests = _unpacked_digests(folder, unpacked[layer.install_target])
+            folder, digests = target / layer.install_target, unpacked[layer.install_target].digests
             futures.append(pool.submit(_entries, folder, digests, layer.category == "runtimes", stop))
         wait(futures)
     for layer, future in zip(layers, futures):
@@ -220,6 +219,7 @@ class _Unpacked:
 
     folder: Path
     digests: Mapping[str, tuple[int, str]]
+    """Those that still hold once the layer is relinked: none where a post-install hook runs, which may change any file."""
     precompiled: bool = False
     """The layer ships its bytecode (published with --precompile): nothing to compile."""
 
@@ -243,7 +243,8 @@ def _unpack(artifacts: Path, layer: ManifestLayer, target: Path, stop: threading
         ahead.stop()  # nothing may write into the folder while it is removed
         remove_marked(folder)
         raise
-    return _Unpacked(folder, digests, _ships_bytecode(folder))
+    config = _layer_config(folder)
+    return _Unpacked(folder, {} if config.get("postinstall_hook") else digests, config.get("precompiled") is True)
 
 
 def _layer_config(folder: Path) -> Mapping[str, Any]:
@@ -253,14 +254,6 @@ def _layer_config(folder: Path) -> Mapping[str, Any]:
         return {}  # the post-install step reports a missing or broken config
     return config if isinstance(config, dict) else {}
 
-
-def _ships_bytecode(folder: Path) -> bool:
-    return _layer_config(folder).get("precompiled") is True
-
-
-def _unpacked_digests(layer_dir: Path, unpacked: _Unpacked) -> Mapping[str, tuple[int, str]]:
-    """The digests taken while unpacking that still hold once the layer is relinked: none where a post-install hook ran, which may change any file."""
-    return {} if _layer_config(layer_dir).get("postinstall_hook") else unpacked.digests
 
 
 def _compile(layer: ManifestLayer, folder: Path, python: Path, stop: threading.Event, jobs: int | None, ahead: CompileAhead) -> None:
