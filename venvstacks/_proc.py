@@ -2,9 +2,9 @@
 
 Every command gets a scrubbed environment (no virtual environment, no ambient
 Python or uv settings), has its output captured, and is logged with its full
-command line. A failure raises `CommandError` carrying the last lines of that
-output and the name of a log file holding all of it, so the caller can say
-what failed and show why. Commands die with this process (Linux) and are
+command line. A failure raises `CommandError` holding the command's result
+(its exit status and the last part of its output) and the log file that
+keeps all of it, so the caller can say what failed and show why. Commands die with this process (Linux) and are
 killed when it is interrupted.
 """
 
@@ -22,12 +22,11 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
 from . import cancel
-from .errors import CommandError
+from .errors import CommandError, CommandResult
 
 __all__ = ["CommandResult", "FedCommand", "Runner", "run", "scrubbed_environment", "format_command"]
 
@@ -61,16 +60,6 @@ _UV_KEPT = frozenset(
     }
 )
 _UV_CREDENTIAL_SUFFIXES = ("_USERNAME", "_PASSWORD")
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What a finished command did."""
-
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 class Runner(Protocol):
@@ -110,10 +99,8 @@ def scrubbed_environment(extra: Mapping[str, str] | None = None, base: Mapping[s
     return env
 
 
-_TAIL_LINES = 20
-"""How many of a failed command's last output lines its error shows."""
-_LINE_LIMIT = 400
-"""Longer output lines are cut to this many characters in errors."""
+_TAIL_BYTES = CommandError.TAIL_LINES * CommandError.LINE_LIMIT
+"""How much of a failed command's output its error keeps."""
 _LIVE: set[subprocess.Popen[bytes]] = set()
 _LIVE_GUARD = threading.Lock()
 
@@ -186,7 +173,7 @@ def _start(
             words, env=scrubbed_environment(env), cwd=cwd, stdin=stdin, stdout=out, stderr=err, preexec_fn=_die_with_parent()
         )
     except OSError as exc:
-        raise CommandError(f"{description}: cannot run {words[0]!r}: {exc.strerror or exc}") from exc
+        raise CommandError(description, reason=f"cannot run {words[0]!r}: {exc.strerror or exc}") from exc
     with _LIVE_GUARD:
         _LIVE.add(process)
     if cancel.requested():  # asked to stop while it started: `_stop_children` may have run before it was known
@@ -220,7 +207,9 @@ def _outcome(description: str, words: tuple[str, ...], returncode: int, out: IO[
     """What an ended command did; CommandError if it failed (or the user interrupted meanwhile)."""
     cancel.check()
     if returncode != 0:
-        raise CommandError(_failure_message(description, words, returncode, out, err))
+        tail = CommandResult(words, returncode, _read(out, _TAIL_BYTES), _read(err, _TAIL_BYTES))
+        has_output = bool((tail.stdout + tail.stderr).strip())
+        raise CommandError(description, tail, log=_write_log(words, returncode, out, err) if has_output else None)
     return CommandResult(words, returncode, _read(out), _read(err))
 
 
@@ -244,19 +233,6 @@ def _write_log(argv: tuple[str, ...], returncode: int, out: IO[bytes], err: IO[b
     except OSError:
         return None
     return Path(name)
-
-
-def _failure_message(description: str, argv: tuple[str, ...], returncode: int, out: IO[bytes], err: IO[bytes]) -> str:
-    """What failed, its last lines of output, and where all of it is kept."""
-    lines = [f"{description} failed (exit status {returncode})", f"command: {format_command(argv)}"]
-    tail = _TAIL_LINES * _LINE_LIMIT
-    # stderr last, so that the error itself is among the lines shown
-    output = (_read(out, tail).strip() + "\n" + _read(err, tail).strip()).strip().splitlines()
-    shown = output[-_TAIL_LINES:]
-    lines.extend("  " + (line if len(line) <= _LINE_LIMIT else line[:_LINE_LIMIT] + " [...]") for line in shown)
-    if output and (log := _write_log(argv, returncode, out, err)) is not None:
-        lines.append(f"full output: {log}")
-    return "\n".join(lines)
 
 
 class FedCommand:

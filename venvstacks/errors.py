@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 
 class VenvStacksError(Exception):
@@ -84,12 +87,60 @@ def raise_failures(failures: Sequence[BaseException]) -> None:
         raise MultipleErrors([error for error in failures if isinstance(error, VenvStacksError)])
 
 
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command did (for a failed one, the last part of its output)."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 class CommandError(VenvStacksError):
-    """An external command (uv, a layer's Python) failed."""
+    """An external command (uv, a layer's Python) failed, or could not be started.
+
+    `description` says what the command was for; `result` is what it did (its
+    exit status and the last part of its output; None if it never ran);
+    `reason` why it could not start; `log` the file holding all its output.
+    """
+
+    TAIL_LINES = 20
+    """How many of a failed command's last output lines its message shows."""
+    LINE_LIMIT = 400
+    """Longer output lines are cut to this many characters in the message."""
+
+    def __init__(
+        self, description: str, result: CommandResult | None = None, *, reason: str | None = None, log: Path | None = None
+    ) -> None:
+        self.description = description
+        self.result = result
+        self.reason = reason
+        self.log = log
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if self.reason is not None:
+            return f"{self.description}: {self.reason}"
+        if self.result is None:
+            return self.description
+        result = self.result
+        lines = [f"{self.description} failed (exit status {result.returncode})", f"command: {shlex.join(result.argv)}"]
+        # stderr last, so that the error itself is among the lines shown
+        output = (result.stdout.strip() + "\n" + result.stderr.strip()).strip().splitlines()[-self.TAIL_LINES :]
+        lines.extend("  " + (line if len(line) <= self.LINE_LIMIT else line[: self.LINE_LIMIT] + " [...]") for line in output)
+        if self.log is not None:
+            lines.append(f"full output: {self.log}")
+        return "\n".join(lines)
 
 
 class UvError(CommandError):
     """uv could not be found, or a uv command failed."""
+
+    @classmethod
+    def from_command(cls, error: CommandError) -> UvError:
+        """The same failure, of a uv command."""
+        return cls(error.description, error.result, reason=error.reason, log=error.log)
 
 
 class LockError(VenvStacksError):

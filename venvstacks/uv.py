@@ -127,7 +127,7 @@ class Uv:
         except UvError:
             raise
         except CommandError as exc:
-            raise UvError(str(exc)) from exc
+            raise UvError.from_command(exc) from exc
 
 
 def _version_key(version: str) -> tuple[int, ...]:

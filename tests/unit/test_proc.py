@@ -40,6 +40,29 @@ def test_a_quiet_failure_names_no_log() -> None:
     with pytest.raises(CommandError) as caught:
         _proc.run([sys.executable, "-c", "raise SystemExit(4)"], description="failing quietly")
     assert "full output" not in str(caught.value)
+    assert caught.value.log is None
+
+
+def test_a_failure_carries_the_result_as_data() -> None:
+    script = "import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(3)\n"
+    with pytest.raises(CommandError) as caught:
+        _proc.run([sys.executable, "-c", script], description="failing")
+    error = caught.value
+    assert error.description == "failing"
+    assert error.result is not None
+    assert error.result.argv == (sys.executable, "-c", script)
+    assert error.result.returncode == 3
+    assert (error.result.stdout, error.result.stderr) == ("out\n", "err\n")
+    assert error.log is not None and error.log.read_text(encoding="utf-8").startswith("$ ")
+    error.log.unlink()
+
+
+def test_a_command_that_cannot_start_says_why() -> None:
+    with pytest.raises(CommandError) as caught:
+        _proc.run(["/nonexistent/tool"], description="starting nothing")
+    assert caught.value.result is None
+    assert str(caught.value) == "starting nothing: cannot run '/nonexistent/tool': No such file or directory"
+    assert isinstance(caught.value.__cause__, FileNotFoundError)
 
 
 def _wait_gone(pid: int, timeout: float = 10) -> bool:
