@@ -147,5 +147,6 @@ def _install_with_uv(layer: RuntimeSpec, build_dir: Path, destination: Path, uv:
     partial = destination.with_name(destination.name + ".partial")
     _remove(partial)
     shutil.copytree(installed[0], partial, symlinks=True)
+    _remove(destination)  # a runtime of another Python version, which os.replace cannot replace
     os.replace(partial, destination)
     return RuntimeInstall(destination, f"uv-managed {installed[0].name}", None, fresh=True)
