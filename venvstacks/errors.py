@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,8 +143,32 @@ class UvError(CommandError):
         return cls(error.description, error.result, reason=error.reason, log=error.log)
 
 
+class SelectionError(VenvStacksError):
+    """Layer patterns (`--include`, `--reset-lock`) matched no layer."""
+
+    def __init__(self, option: str, patterns: Sequence[str]) -> None:
+        self.option = option
+        self.patterns = tuple(patterns)
+        unmatched = ", ".join(repr(p) for p in self.patterns)
+        super().__init__(f"no layers match {option} {unmatched} (pass --allow-missing to continue without them)")
+
+
 class LockError(VenvStacksError):
     """A layer could not be locked."""
+
+
+class StaleLockError(LockError):
+    """Layers have no valid lock (or would need relocking) where the command needs one.
+
+    `stale` maps each such layer's build name to the reasons; `lead` says
+    what the command needed and what to do.
+    """
+
+    def __init__(self, lead: str, stale: Mapping[str, Sequence[str]]) -> None:
+        self.lead = lead
+        self.stale = {name: tuple(reasons) for name, reasons in stale.items()}
+        lines = [f"{name} ({'; '.join(reasons)})" if reasons else name for name, reasons in self.stale.items()]
+        super().__init__(f"{lead}:\n  " + "\n  ".join(lines))
 
 
 class BuildError(VenvStacksError):

@@ -31,7 +31,7 @@ from ..errors import BuildError, UvError, VenvStacksError, raise_failures
 from ..folderlock import exclusive
 from ..fsutil import dump_json, remove_path, write_text_atomic
 from ..lock.files import LockPaths, module_hash
-from ..lock.state import LockCheck, deployed_name
+from ..lock.state import LockCheck, deployed_name, require_valid_locks
 from ..platforms import TargetPlatform, uv_python_platform
 from ..build.portability import prune_records, relativise_symlinks, remove_foreign_executables
 from ..postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper, render_pyvenv_cfg, render_sitecustomize
@@ -324,10 +324,7 @@ def build_stack(
     The build folder is held for the whole run (a second run is refused), and
     what interrupted runs left in it is removed first.
     """
-    unlocked = [f"{layer.build_name} ({'; '.join(checks[layer.build_name].problems)})" for layer in layers if not checks[layer.build_name].valid]
-    if unlocked:
-        msg = "these layers must be locked before building (run 'venvstacks lock', or pass --lock-if-needed):\n  " + "\n  ".join(unlocked)
-        raise BuildError(msg)
+    require_valid_locks(spec, layers, checks=checks, lead="these layers must be locked before building (run 'venvstacks lock', or pass --lock-if-needed)")
     builder = _Builder(spec, settings, checks, _once(uv))
     with exclusive(settings.build_dir, command="build"):
         outcomes = _build_when_ready(spec, layers, builder.build, settings.jobs or os.cpu_count() or 1)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .output import Output
+
 __all__ = ["Args"]
 
 
@@ -13,7 +19,8 @@ class Args(argparse.Namespace):
     verbose: int
     quiet: bool
     command: str | None
-    handler: str
+    handler: Callable[[Args, Output], int]
+    """The command's function in `handlers.py`, set by its subparser."""
     artifacts_dir: str
     target: str
     deployment: str

@@ -1,22 +1,36 @@
-"""The command handlers: each turns parsed options into calls on the library.
+"""The command handlers: each turns parsed options into one library call and renders its result.
 
-`main.py` parses the command line (with `parser.py`) and picks a handler by name; a handler
-returns the exit status and reports through the `Output` it is given (the
-only way anything reaches the terminal). Library modules are imported inside
-the handlers, so a command loads only what it uses.
+The parser (`parser.py`) attaches each command's handler to its subparser;
+`main.py` calls it with the parsed options and the `Output` that is the only
+way anything reaches the terminal. What to select, lock, build or refuse is
+decided in the library; a handler only translates options into settings and
+results into text or a `--json` document. Library modules are imported
+inside the handlers, so a command loads only what it uses.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .args import Args
 from .output import EXIT_FAILURE, EXIT_OK, Output
 
+# Importing `typing` costs a few milliseconds of the start-up budget that
+# `--help` and `--version` must meet, and only type checkers need it here.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
-    from ..spec.model import StackSpec
+    from ..build.plan import LayerPlan
+    from ..lock.locker import LockSettings
+    from ..platforms import TargetPlatform
+    from ..publish.publisher import PublishedLayer, PublishSettings
+    from ..spec.model import LayerSpec, StackSpec
+    from ..spec.selection import Selection
+    from ..uv import Uv
+    from .documents import BuildDocument, LockDocument, PublishDocument, StackStatus
+    from .render import LockState
+
+__all__ = ["cmd_show", "cmd_lock", "cmd_build", "cmd_publish", "cmd_export", "cmd_fetch", "cmd_deploy", "cmd_verify"]
 
 
 def _load_spec(spec_path: str, out: Output) -> StackSpec:
@@ -28,22 +42,32 @@ def _load_spec(spec_path: str, out: Output) -> StackSpec:
     return spec
 
 
-def _lock_states(spec: StackSpec) -> Any:
-    from ..cli.render import LockState
+def _select(spec: StackSpec, args: Args, out: Output, patterns: Sequence[str] | None, option: str = "--include") -> Selection:
+    """The layers `patterns` pick; unmatched patterns are an error, or with --allow-missing a warning."""
+    from ..spec.selection import choose_layers
+
+    selection = choose_layers(spec, patterns, option=option, allow_missing=args.allow_missing)
+    if selection.unmatched_patterns:
+        out.warning(f"no layers match {option} {', '.join(repr(p) for p in selection.unmatched_patterns)}")
+    return selection
+
+
+def _lock_states(spec: StackSpec) -> Callable[[LayerSpec], LockState]:
     from ..lock.state import check_stack_locks
+    from .render import LockState
 
     checks = check_stack_locks(spec)
     return lambda layer: LockState(checks[layer.build_name].valid, checks[layer.build_name].lock_version)
 
 
-def _show_plan(spec: StackSpec, args: Args, out: Output, operations: dict[str, list[str]]) -> tuple[bool, Any]:
+def _show_plan(spec: StackSpec, args: Args, out: Output, operations: dict[str, list[str]]) -> tuple[bool, StackStatus | None]:
     """With --show or --show-only, show the selected layers and their operations.
 
     Returns whether the command stops here (--show-only), and the plan to put
     in the JSON result (for --show --json).
     """
-    from ..cli.render import render_tree, stack_status
     from ..fsutil import dump_json
+    from .render import render_tree, stack_status
 
     if not (args.show or args.show_only):
         return False, None
@@ -55,32 +79,22 @@ def _show_plan(spec: StackSpec, args: Args, out: Output, operations: dict[str, l
     return args.show_only, status
 
 
-def _emit(out: Output, text: str, document: dict[str, Any], plan: Any = None) -> None:
-    """The result: `text` for people, or with --json the `document` (plus the --show plan)."""
+def _emit(out: Output, text: str, document: Mapping[str, object]) -> None:
+    """The result: `text` for people, or with --json the `document`."""
     from ..fsutil import dump_json
 
-    if not out.json:
-        out.result(text)
-        return
-    if plan is not None:
-        document = {**document, "plan": plan}
-    out.result(dump_json(document))
+    out.result(dump_json(document) if out.json else text)
 
 
-def cmd_show(args: Args, out: Output) -> int:
-    from ..cli.render import render_tree, stack_status
-    from ..fsutil import dump_json
+def _report(spec: StackSpec, *sections: tuple[str, Sequence[tuple[Path, str]]]) -> str:
+    """Result lines: under each title, each path relative to the spec's folder, then what happened to it."""
+    import os
 
-    spec = _load_spec(args.spec_path, out)
-    selected = None
-    if args.include:
-        selected = _selection(spec, args, out, args.include, "--include").build_names
-    status = stack_status(spec, selected=selected, lock_state=_lock_states(spec))
-    if args.json:
-        out.result(dump_json(status))
-    else:
-        out.result(render_tree(status))
-    return EXIT_OK
+    lines = []
+    for title, entries in sections:
+        lines += [title, *(f"  {os.path.relpath(path, spec.spec_dir)} {what}" for path, what in entries)]
+    lines.append(f"All paths reported relative to {spec.spec_dir}")
+    return "\n".join(lines) + "\n"
 
 
 def _spec_relative(spec: StackSpec, value: str) -> Path:
@@ -91,22 +105,22 @@ def _spec_relative(spec: StackSpec, value: str) -> Path:
     return Path(os.path.normpath(spec.spec_dir / os.path.expanduser(value)))
 
 
-def _selection(spec: StackSpec, args: Args, out: Output, patterns: list[str] | None, what: str) -> Any:
-    from ..spec.selection import select_layers
+def _bundle_dir(args: Args) -> Path | None:
+    """The `--bundle` folder, checked to be one; None without the option."""
+    import os
+    from pathlib import Path
 
-    selection = select_layers(spec, patterns)
-    if selection.unmatched_patterns:
-        unmatched = ", ".join(repr(p) for p in selection.unmatched_patterns)
-        if not args.allow_missing:
-            from ..errors import VenvStacksError
+    from ..build.bundle import bundle_runtimes
 
-            msg = f"no layers match {what} {unmatched} (pass --allow-missing to continue without them)"
-            raise VenvStacksError(msg)
-        out.warning(f"no layers match {what} {unmatched}")
-    return selection
+    if not args.bundle:
+        return None
+    bundle = Path(os.path.abspath(os.path.expanduser(args.bundle)))
+    bundle_runtimes(bundle)
+    return bundle
 
 
 def _archive_dir(args: Args, *, from_bundle: bool = True) -> Path | None:
+    """Where runtime archives are: the bundle's, `--python-archive-dir`, or the environment's setting."""
     import os
     from pathlib import Path
 
@@ -119,7 +133,7 @@ def _archive_dir(args: Args, *, from_bundle: bool = True) -> Path | None:
     return Path(os.path.abspath(os.path.expanduser(archive_dir))) if archive_dir else None
 
 
-def _lock_settings(spec: StackSpec, args: Args) -> Any:
+def _lock_settings(spec: StackSpec, args: Args) -> LockSettings:
     from ..lock.locker import LockSettings, environ_exclude_newer
 
     return LockSettings(
@@ -132,13 +146,13 @@ def _lock_settings(spec: StackSpec, args: Args) -> Any:
     )
 
 
-def _uv_finder(args: Args, out: Output) -> Any:
+def _uv_finder(args: Args, out: Output) -> Callable[[], Uv]:
     """A function that finds uv the first time it is really needed."""
     from ..uv import find_uv
 
-    found: list[Any] = []
+    found: list[Uv] = []
 
-    def uv() -> Any:
+    def uv() -> Uv:
         if not found:
             found.append(find_uv(args.uv))
             out.info(f"using uv {found[0].version} ({' '.join(found[0].command)})")
@@ -147,154 +161,156 @@ def _uv_finder(args: Args, out: Output) -> Any:
     return uv
 
 
-def cmd_build(args: Args, out: Output) -> int:
-    import os
-
-    from ..build.builder import BuildSettings, build_stack
-    from ..errors import BuildError
-    from ..lock.locker import lock_stack
-    from ..lock.state import check_stack_locks
-    from ..platforms import host_platform
+def cmd_show(args: Args, out: Output) -> int:
+    """`show`: the stack's layers, as a tree or JSON."""
+    from ..fsutil import dump_json
+    from .render import render_tree, stack_status
 
     spec = _load_spec(args.spec_path, out)
-    selection = _selection(spec, args, out, args.include, "--include")
-    chosen = {layer.build_name for layer in selection.included + selection.dependencies}
-    if args.build_derived or not args.include:
-        chosen |= {layer.build_name for layer in selection.derived}
-    host = host_platform()
-    if host is None:
-        raise BuildError("this machine is not one of the platforms venvstacks builds for")
-    layers = [layer for layer in spec.layers() if layer.build_name in chosen]
-    skipped = [layer for layer in layers if host not in layer.platforms]
-    layers = [layer for layer in layers if host in layer.platforms]
-    for layer in skipped:
-        out.warning(f"skipping layer {layer.build_name!r}: it does not target this platform ({host})")
-    steps = ["lock-if-needed"] * args.lock_if_needed + ["build" if args.clean else "build-if-needed"] + ["publish"] * args.publish
-    stop, plan = _show_plan(spec, args, out, {layer.build_name: steps for layer in layers})
-    if stop:
-        return EXIT_OK
-    uv = _uv_finder(args, out)
-    if args.lock_if_needed and _bundle_dir(args) is not None:
-        checks = check_stack_locks(spec)
-        stale = [layer.build_name for layer in layers if not checks[layer.build_name].valid]
-        if stale:
-            raise BuildError("with --bundle these layers cannot be locked (that needs a package index): " + ", ".join(stale))
-    elif args.lock_if_needed:
-        lock_stack(spec, {layer.build_name: None for layer in layers}, _lock_settings(spec, args), uv=uv)
-    settings = BuildSettings(
-        build_dir=_spec_relative(spec, args.build_dir), host=host, archive_dir=_archive_dir(args), clean=args.clean,
-        bundle=_bundle_dir(args), jobs=args.jobs,
-    )
-    checks = check_stack_locks(spec)
-    outcomes = build_stack(spec, layers, settings, checks, uv=uv)
-    document: dict[str, Any] = {
-        "command": "build", "spec_path": str(spec.spec_path),
-        "layers": [{"name": o.build_name, "path": str(o.path), "action": o.action} for o in outcomes],
-    }  # fmt: skip
-    if not outcomes:
-        _emit(out, "No environments found to build\n", document, plan)
-        return EXIT_OK
-    lines = ["Built environments:"]
-    lines += [f"  {os.path.relpath(o.path, spec.spec_dir)} [{o.action}]" for o in outcomes]
-    if args.publish:
-        from ..publish.publisher import publish_layers
-
-        settings = _publish_settings(spec, args, host)
-        published = publish_layers(spec, layers, checks, settings)
-        document["published"] = _published_document(spec, "publish", settings, published)
-        lines.append("Published archives:")
-        lines += [f"  {os.path.relpath(p.path, spec.spec_dir)} [{p.action}]" for p in published]
-    lines.append(f"All paths reported relative to {spec.spec_dir}")
-    _emit(out, "\n".join(lines) + "\n", document, plan)
+    selected = _select(spec, args, out, args.include).build_names if args.include else None
+    status = stack_status(spec, selected=selected, lock_state=_lock_states(spec))
+    out.result(dump_json(status) if args.json else render_tree(status))
     return EXIT_OK
 
 
-def _publish_settings(spec: StackSpec, args: Args, host: Any) -> Any:
-    from ..errors import VenvStacksError
-    from ..publish.archive import ArchiveFormat, available_formats
+def cmd_lock(args: Args, out: Output) -> int:
+    """`lock`: resolve the selected layers with uv."""
+    from ..lock.locker import lock_stack
+    from ..lock.state import require_no_relocking
+    from ..spec.selection import lock_wants
+
+    spec = _load_spec(args.spec_path, out)
+    selection = _select(spec, args, out, args.include or (["*"] if args.reset_lock else None))
+    wants = lock_wants(spec, selection, if_needed=args.if_needed, lock_dependencies=args.lock_dependencies)
+    reset: frozenset[str] = frozenset()
+    if args.reset_lock:
+        resets = _select(spec, args, out, args.reset_lock, "--reset-lock").included
+        reset = frozenset(layer.build_name for layer in resets if layer.build_name in wants)
+    if _bundle_dir(args) is not None:
+        lead = "with --bundle, locking can only confirm valid locks (pass --if-needed); these layers would need a package index"
+        require_no_relocking(spec, wants, reset, lead=lead)
+    operations = {name: ["reset-lock"] * (name in reset) + ["lock-if-needed" if want is None else "lock"] for name, want in wants.items()}
+    stop, plan = _show_plan(spec, args, out, operations)
+    if stop:
+        return EXIT_OK
+    outcomes = lock_stack(spec, wants, _lock_settings(spec, args), uv=_uv_finder(args, out), reset=reset)
+    document: LockDocument = {
+        "command": "lock", "spec_path": str(spec.spec_path),
+        "layers": [
+            {"name": o.build_name, "action": o.action, "lock_file": str(o.pylock), "locked_at": o.locked_at, "lock_version": o.lock_version}
+            for o in outcomes
+        ],
+    }  # fmt: skip
+    if plan is not None:
+        document["plan"] = plan
+    if not outcomes:
+        _emit(out, "No environments found to lock\n", document)
+        return EXIT_OK
+    entries = [(o.pylock, f"(locked at: {o.locked_at}) [{o.action}]") for o in outcomes]
+    _emit(out, _report(spec, ("Locked environments:", entries)), document)
+    return EXIT_OK
+
+
+def cmd_build(args: Args, out: Output) -> int:
+    """`build`: the selected layers built (locked first if asked), and published if asked."""
+    from ..build.builder import BuildSettings, build_stack
+    from ..build.plan import plan_build
+    from ..lock.locker import ensure_locked
+    from ..lock.state import check_stack_locks
+
+    spec = _load_spec(args.spec_path, out)
+    plan = plan_build(spec, _select(spec, args, out, args.include), build_derived=args.build_derived)
+    for layer in plan.skipped:
+        out.warning(f"skipping layer {layer.build_name!r}: it does not target this platform ({plan.host})")
+    steps = ["lock-if-needed"] * args.lock_if_needed + ["build" if args.clean else "build-if-needed"] + ["publish"] * args.publish
+    stop, shown = _show_plan(spec, args, out, {layer.build_name: steps for layer in plan.layers})
+    if stop:
+        return EXIT_OK
+    uv, bundle, layers = _uv_finder(args, out), _bundle_dir(args), list(plan.layers)
+    if args.lock_if_needed:
+        ensure_locked(spec, layers, _lock_settings(spec, args), uv=uv, offline=bundle is not None)
+    settings = BuildSettings(
+        build_dir=_spec_relative(spec, args.build_dir), host=plan.host, archive_dir=_archive_dir(args), clean=args.clean,
+        bundle=bundle, jobs=args.jobs,
+    )  # fmt: skip
+    checks = check_stack_locks(spec)
+    outcomes = build_stack(spec, layers, settings, checks, uv=uv)
+    document: BuildDocument = {
+        "command": "build", "spec_path": str(spec.spec_path),
+        "layers": [{"name": o.build_name, "path": str(o.path), "action": o.action} for o in outcomes],
+    }  # fmt: skip
+    if shown is not None:
+        document["plan"] = shown
+    if not outcomes:
+        _emit(out, "No environments found to build\n", document)
+        return EXIT_OK
+    sections = [("Built environments:", [(o.path, f"[{o.action}]") for o in outcomes])]
+    if args.publish:
+        from ..publish.publisher import publish_layers
+
+        publish_settings = _publish_settings(spec, args, plan.host)
+        published = publish_layers(spec, layers, checks, publish_settings)
+        document["published"] = _published_document(spec, "publish", publish_settings, published)
+        sections.append(("Published archives:", [(p.path, f"[{p.action}]") for p in published]))
+    _emit(out, _report(spec, *sections), document)
+    return EXIT_OK
+
+
+def _publish_settings(spec: StackSpec, args: Args, host: TargetPlatform) -> PublishSettings:
+    """Publish or local-export settings from the options (checked when made)."""
+    from ..publish.archive import ArchiveFormat
     from ..publish.publisher import PublishSettings
 
-    fmt = ArchiveFormat(getattr(args, "format", "tar.xz"))
-    if fmt not in available_formats():
-        raise VenvStacksError(f"--format {fmt}: this Python cannot write it (tar.zst needs Python 3.14 or newer)")
-    level = getattr(args, "compression_level", None)
-    if level is not None and level not in fmt.levels:
-        raise VenvStacksError(f"--compression-level {level}: {fmt} takes {fmt.levels.start} to {fmt.levels.stop - 1}")
     return PublishSettings(
         build_dir=_spec_relative(spec, args.build_dir),
         output_dir=_spec_relative(spec, args.output_dir),
         platform=host,
-        fmt=fmt,
+        fmt=ArchiveFormat(getattr(args, "format", "tar.xz")),
         tag_outputs=getattr(args, "tag_outputs", False),
         force=args.force,
         dry_run=args.dry_run,
         precompile=args.precompile,
         jobs=getattr(args, "jobs", None),
-        level=level,
+        level=getattr(args, "compression_level", None),
     )
 
 
-def _publish_selection(spec: StackSpec, args: Args, out: Output) -> tuple[list[Any], Any, Any]:
-    from ..errors import BuildError
-    from ..lock.state import check_stack_locks
-    from ..platforms import host_platform
+def _published_document(spec: StackSpec, command: str, settings: PublishSettings, results: Sequence[PublishedLayer]) -> PublishDocument:
+    """The JSON result of publish or local-export: each layer's path, action and metadata, and the stack's metadata file."""
+    from ..publish.publisher import stack_metadata_path
 
-    selection = _selection(spec, args, out, args.include, "--include")
-    chosen = {layer.build_name for layer in (selection.included if args.include else selection.layers)}
-    host = host_platform()
-    if host is None:
-        raise BuildError("this machine is not one of the platforms venvstacks builds for")
-    layers = [layer for layer in spec.layers() if layer.build_name in chosen and host in layer.platforms]
-    checks = check_stack_locks(spec)
-    stale = [f"{layer.build_name} ({'; '.join(checks[layer.build_name].problems)})" for layer in layers if not checks[layer.build_name].valid]
-    if stale:
-        raise BuildError("these layers have no valid lock (lock and build them first):\n  " + "\n  ".join(stale))
-    return layers, checks, host
-
-
-def _report(spec: StackSpec, title: str, entries: list[tuple[Path, str]]) -> str:
-    """Result lines: what happened to each path, relative to the spec's folder."""
-    import os
-
-    lines = [title, *(f"  {os.path.relpath(path, spec.spec_dir)} [{action}]" for path, action in entries)]
-    lines.append(f"All paths reported relative to {spec.spec_dir}")
-    return "\n".join(lines) + "\n"
-
-
-def _published_document(spec: StackSpec, command: str, settings: Any, results: list[Any]) -> dict[str, Any]:
-    """The JSON result of publish or local-export: each layer's path, action and metadata, and the manifest."""
-    from ..publish.metadata import METADATA_DIR, manifest_file_name
-
-    if command == "local-export":
-        manifest = settings.output_dir / METADATA_DIR / "venvstacks.json"
-    else:
-        manifest = settings.output_dir / METADATA_DIR / manifest_file_name(settings.platform, tagged=settings.tag_outputs)
     return {
         "command": command, "spec_path": str(spec.spec_path), "output_dir": str(settings.output_dir),
-        "dry_run": settings.dry_run, "manifest": None if settings.dry_run else str(manifest),
+        "dry_run": settings.dry_run,
+        "manifest": None if settings.dry_run else str(stack_metadata_path(settings, export=command == "local-export")),
         "layers": [{"name": p.build_name, "path": str(p.path), "action": p.action, "metadata": p.metadata} for p in results],
     }  # fmt: skip
 
 
 def _publish_or_export(args: Args, out: Output, *, export: bool) -> int:
     from ..fsutil import dump_json
+    from ..build.plan import plan_publish
+    from ..lock.state import require_valid_locks
     from ..publish.publisher import export_layers, publish_layers
 
     spec = _load_spec(args.spec_path, out)
-    layers, checks, host = _publish_selection(spec, args, out)
-    stop, plan = _show_plan(spec, args, out, {layer.build_name: ["export" if export else "publish"] for layer in layers})
+    plan: LayerPlan = plan_publish(spec, _select(spec, args, out, args.include))
+    layers = list(plan.layers)
+    checks = require_valid_locks(spec, layers, lead="these layers have no valid lock (lock and build them first)")
+    stop, shown = _show_plan(spec, args, out, {layer.build_name: ["export" if export else "publish"] for layer in layers})
     if stop:
         return EXIT_OK
-    run = export_layers if export else publish_layers
-    settings = _publish_settings(spec, args, host)
-    results = run(spec, layers, checks, settings)
+    settings = _publish_settings(spec, args, plan.host)
+    results = (export_layers if export else publish_layers)(spec, layers, checks, settings)
     document = _published_document(spec, "local-export" if export else "publish", settings, results)
+    if shown is not None:
+        document["plan"] = shown
     if args.dry_run:
         text = dump_json({"layers": {p.build_name: p.metadata for p in results}})
-        _emit(out, text + ("Environment export" if export else "Archive creation") + " skipped (dry run)\n", document, plan)
+        _emit(out, text + ("Environment export" if export else "Archive creation") + " skipped (dry run)\n", document)
         return EXIT_OK
     title = "Exported environments:" if export else "Published archives:"
-    _emit(out, _report(spec, title, [(p.path, p.action) for p in results]), document, plan)
+    _emit(out, _report(spec, (title, [(p.path, f"[{p.action}]") for p in results])), document)
     return EXIT_OK
 
 
@@ -309,92 +325,23 @@ def cmd_export(args: Args, out: Output) -> int:
 
 
 def cmd_fetch(args: Args, out: Output) -> int:
+    """`fetch`: everything the selected layers need, downloaded into a bundle."""
     import os
     from pathlib import Path
 
     from ..build.bundle import fetch_bundle
-    from ..errors import VenvStacksError
-    from ..lock.state import check_stack_locks
+    from ..lock.state import require_valid_locks
     from ..platforms import TargetPlatform, host_platform
 
     spec = _load_spec(args.spec_path, out)
-    selection = _selection(spec, args, out, args.include, "--include")
+    selection = _select(spec, args, out, args.include)
     platforms = [TargetPlatform(p) for p in args.platform or [str(host_platform())]]
     layers = [layer for layer in selection.layers if any(p in layer.platforms for p in platforms)]
-    checks = check_stack_locks(spec)
-    stale = [layer.build_name for layer in layers if not checks[layer.build_name].valid]
-    if stale:
-        raise VenvStacksError("these layers have no valid lock (run 'venvstacks lock' first): " + ", ".join(stale))
+    require_valid_locks(spec, layers)
     assert args.bundle is not None  # `fetch` requires --bundle
     bundle = Path(os.path.abspath(args.bundle))
     counts = fetch_bundle(spec, layers, bundle, platforms, archive_dir=_archive_dir(args, from_bundle=False))
     out.result(f"Bundle {bundle}: {counts['fetched']} files fetched, {counts['present']} already present\n")
-    return EXIT_OK
-
-
-def _bundle_dir(args: Args) -> Path | None:
-    import os
-    from pathlib import Path
-
-    from ..build.bundle import bundle_runtimes
-
-    value = getattr(args, "bundle", None)
-    if not value:
-        return None
-    bundle = Path(os.path.abspath(os.path.expanduser(value)))
-    bundle_runtimes(bundle)  # checks that it is one
-    return bundle
-
-
-def cmd_lock(args: Args, out: Output) -> int:
-    import os
-
-    from ..lock.locker import lock_stack
-    from ..spec.selection import lock_wants
-
-    spec = _load_spec(args.spec_path, out)
-    include = args.include
-    if args.reset_lock and not include:
-        include = ["*"]
-    selection = _selection(spec, args, out, include, "--include")
-    wants = lock_wants(spec, selection, if_needed=args.if_needed, lock_dependencies=args.lock_dependencies)
-    reset: frozenset[str] = frozenset()
-    if args.reset_lock:
-        resets = _selection(spec, args, out, args.reset_lock, "--reset-lock")
-        reset = frozenset(layer.build_name for layer in resets.included if layer.build_name in wants)
-    if _bundle_dir(args) is not None:
-        from ..errors import LockError
-        from ..lock.state import check_stack_locks
-
-        checks = check_stack_locks(spec)
-        stale = [name for name, want in wants.items() if want is not None or not checks[name].valid]
-        if stale or reset:
-            raise LockError(
-                "with --bundle, locking can only confirm valid locks (pass --if-needed); these layers "
-                "would need a package index: " + ", ".join(sorted(set(stale) | reset))
-            )
-    operations = {name: ["reset-lock"] * (name in reset) + ["lock-if-needed" if want is None else "lock"] for name, want in wants.items()}
-    stop, plan = _show_plan(spec, args, out, operations)
-    if stop:
-        return EXIT_OK
-    settings = _lock_settings(spec, args)
-    outcomes = lock_stack(spec, wants, settings, uv=_uv_finder(args, out), reset=reset)
-    document = {
-        "command": "lock", "spec_path": str(spec.spec_path),
-        "layers": [
-            {"name": o.build_name, "action": o.action, "lock_file": str(o.pylock), "locked_at": o.locked_at, "lock_version": o.lock_version}
-            for o in outcomes
-        ],
-    }  # fmt: skip
-    if not outcomes:
-        _emit(out, "No environments found to lock\n", document, plan)
-        return EXIT_OK
-    lines = ["Locked environments:"]
-    for outcome in outcomes:
-        where = os.path.relpath(outcome.pylock, spec.spec_dir)
-        lines.append(f"  {where} (locked at: {outcome.locked_at}) [{outcome.action}]")
-    lines.append(f"All paths reported relative to {spec.spec_dir}")
-    _emit(out, "\n".join(lines) + "\n", document, plan)
     return EXIT_OK
 
 
@@ -404,12 +351,12 @@ def cmd_deploy(args: Args, out: Output) -> int:
     from pathlib import Path
 
     from ..deploy.deployer import deploy
+    from .documents import DeployDocument
 
     target = Path(os.path.abspath(os.path.expanduser(args.target)))
     deployed = deploy(Path(args.artifacts_dir), target, include=args.include or (), platform_manifest=args.manifest, jobs=args.jobs)
-    lines = [f"Deployed layers in {target}:"]
-    lines += [f"  {layer.install_target} [{layer.action}]" for layer in deployed]
-    document = {
+    lines = [f"Deployed layers in {target}:", *(f"  {layer.install_target} [{layer.action}]" for layer in deployed)]
+    document: DeployDocument = {
         "command": "deploy", "artifacts_dir": os.path.abspath(args.artifacts_dir), "target": str(target),
         "layers": [
             {"name": layer.layer_name, "install_target": layer.install_target, "path": str(layer.path), "action": layer.action}
@@ -427,9 +374,9 @@ def cmd_verify(args: Args, out: Output) -> int:
     from ..deploy.verify import verify
 
     problems = verify(Path(args.deployment), metadata=None if args.metadata is None else Path(args.metadata), jobs=args.jobs)
+    for problem in problems:
+        out.error(problem)
     if problems:
-        for problem in problems:
-            out.error(problem)
         return EXIT_FAILURE
     out.result(f"{args.deployment}: every deployed layer matches what was deployed or shipped\n")
     return EXIT_OK

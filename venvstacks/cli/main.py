@@ -127,11 +127,8 @@ def _run(args: Args, out: Output) -> int:
 
     restore_logging = _setup_logging(out)
 
-    from . import handlers
-
     try:
-        handler = getattr(handlers, f"cmd_{args.handler}")
-        status: int = handler(args, out)
+        status = args.handler(args, out)
         out.finish()
         return status
     except VenvStacksError as exc:

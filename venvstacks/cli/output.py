@@ -6,9 +6,8 @@ from __future__ import annotations
 # `--help` and `--version` must meet, and only type checkers need it here.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from argparse import Namespace
     from typing import Any, TextIO
-
-    from .args import Args
 
 __all__ = ["Output", "PROG", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -28,7 +27,8 @@ class Output:
     lines. With --quiet only errors (and results) are shown.
     """
 
-    def __init__(self, args: Args, stdout: TextIO, stderr: TextIO, environ: Any = None) -> None:
+    def __init__(self, args: Namespace, stdout: TextIO, stderr: TextIO, environ: Any = None) -> None:
+        """Report as the parsed options (`verbose`, `quiet`, `json`) ask."""
         import os
 
         environ = os.environ if environ is None else environ

@@ -1,6 +1,8 @@
 """The command line's parser: one subparser per command, its options and their help.
 
-Parsing imports nothing else of the package, so that `--help` and `--version` start fast.
+Each subparser carries its command's handler (`handlers.py`), which `main`
+calls. Parsing imports nothing of the package outside `cli/` (the handlers
+import the library when they run), so that `--help` and `--version` start fast.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import argparse
 import sys
 
 from .. import __version__
+from . import handlers
 from .options import (
     add_jobs_option,
     add_lock_options,
@@ -106,7 +109,7 @@ def _add_show(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         help="print the stack as JSON instead of a tree",
     )
     add_output_options(show, suppress=True)
-    show.set_defaults(handler="show")
+    show.set_defaults(handler=handlers.cmd_show)
     return show
 
 
@@ -133,7 +136,7 @@ def _add_lock(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
     add_lock_options(lock)
     add_report_options(lock)
     add_output_options(lock, suppress=True)
-    lock.set_defaults(handler="lock")
+    lock.set_defaults(handler=handlers.cmd_lock)
     return lock
 
 
@@ -186,7 +189,7 @@ def _add_build(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
     add_publish_options(build, default_output="_artifacts", archives=True)
     add_jobs_option(build, "build or compress")
     add_report_options(build)
-    build.set_defaults(handler="build", if_needed=True, reset_lock=None, lock_dependencies=False, dry_run=False)
+    build.set_defaults(handler=handlers.cmd_build, if_needed=True, reset_lock=None, lock_dependencies=False, dry_run=False)
     return build
 
 
@@ -219,7 +222,7 @@ def _add_publish(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
     )
     add_report_options(publish)
     add_output_options(publish, suppress=True)
-    publish.set_defaults(handler="publish")
+    publish.set_defaults(handler=handlers.cmd_publish)
     return publish
 
 
@@ -246,7 +249,7 @@ def _add_export(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
     )
     add_report_options(export)
     add_output_options(export, suppress=True)
-    export.set_defaults(handler="export")
+    export.set_defaults(handler=handlers.cmd_export)
     return export
 
 
@@ -280,7 +283,7 @@ def _add_fetch(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         help="folder of runtime archives (default: $VENVSTACKS_PYTHON_ARCHIVE_DIR)",
     )
     add_output_options(fetch, suppress=True)
-    fetch.set_defaults(handler="fetch")
+    fetch.set_defaults(handler=handlers.cmd_fetch)
     return fetch
 
 
@@ -315,7 +318,7 @@ def _add_deploy(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
     add_jobs_option(deploy, "unpack and compile")
     add_report_options(deploy, show=False)
     add_output_options(deploy, suppress=True)
-    deploy.set_defaults(handler="deploy")
+    deploy.set_defaults(handler=handlers.cmd_deploy)
     return deploy
 
 
@@ -341,5 +344,5 @@ def _add_verify(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
     )
     add_jobs_option(verify, "hash")
     add_output_options(verify, suppress=True)
-    verify.set_defaults(handler="verify")
+    verify.set_defaults(handler=handlers.cmd_verify)
     return verify

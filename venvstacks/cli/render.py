@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..spec.model import LayerKind, LayerSpec, StackSpec
+
+if TYPE_CHECKING:
+    from .documents import LayerStatus, StackStatus
 
 __all__ = ["LockState", "stack_status", "render_tree", "no_locks"]
 
@@ -27,7 +30,7 @@ def no_locks(layer: LayerSpec) -> LockState:
 
 def _layer_status(
     layer: LayerSpec, lock_state: Callable[[LayerSpec], LockState], operations: list[str] | None
-) -> dict[str, Any]:
+) -> LayerStatus:
     state = lock_state(layer)
     return {
         "name": layer.build_name,
@@ -43,7 +46,7 @@ def stack_status(
     selected: Collection[str] | None = None,
     lock_state: Callable[[LayerSpec], LockState] = no_locks,
     operations: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, Any]:
+) -> StackStatus:
     """The JSON form of a stack: each category's layers and, for layered
     environments, their dependencies in sys.path order.
 
@@ -51,28 +54,33 @@ def stack_status(
     `operations` gives the operations a command will run on each layer
     (`selected_operations`, null for layers it leaves alone).
     """
-    status: dict[str, Any] = {"spec_name": str(spec.spec_path)}
 
     def ops(layer: LayerSpec) -> list[str] | None:
         found = (operations or {}).get(layer.build_name)
         return list(found) if found else None
 
-    for kind in LayerKind:
-        entries = []
+    def entries(kind: LayerKind) -> list[LayerStatus]:
+        found = []
         for layer in spec.layers():
             if layer.kind is not kind or (selected is not None and layer.build_name not in selected):
                 continue
             entry = _layer_status(layer, lock_state, ops(layer))
             if kind is not LayerKind.RUNTIME:
                 entry["dependencies"] = [_layer_status(dep, lock_state, ops(dep)) for dep in spec.dependencies(layer)]
-            entries.append(entry)
-        status[kind.category] = entries
-    return status
+            found.append(entry)
+        return found
+
+    return {
+        "spec_name": str(spec.spec_path),
+        "runtimes": entries(LayerKind.RUNTIME),
+        "frameworks": entries(LayerKind.FRAMEWORK),
+        "applications": entries(LayerKind.APPLICATION),
+    }
 
 
-def _label(entry: dict[str, Any]) -> str:
+def _label(entry: LayerStatus) -> str:
     marker = "" if entry["has_valid_lock"] else "*"
-    text: str = marker + entry["name"]
+    text = marker + entry["name"]
     if entry["install_target"] != entry["name"]:
         text += f" -> {entry['install_target']}"
     if entry["selected_operations"]:
@@ -80,17 +88,16 @@ def _label(entry: dict[str, Any]) -> str:
     return text
 
 
-def render_tree(status: dict[str, Any]) -> str:
+def render_tree(status: StackStatus) -> str:
     """The stack as an indented tree, one layer per line; `*` marks layers without a valid lock."""
     lines = [status["spec_name"]]
-    categories = [kind.category for kind in LayerKind]
-    for index, category in enumerate(categories):
+    categories = [("runtimes", status["runtimes"]), ("frameworks", status["frameworks"]), ("applications", status["applications"])]
+    for index, (category, layers) in enumerate(categories):
         last_category = index == len(categories) - 1
         lines.append(("└── " if last_category else "├── ") + category.capitalize())
         outer = "    " if last_category else "│   "
-        entries = status[category]
-        for position, entry in enumerate(entries):
-            last_entry = position == len(entries) - 1
+        for position, entry in enumerate(layers):
+            last_entry = position == len(layers) - 1
             lines.append(outer + ("└── " if last_entry else "├── ") + _label(entry))
             inner = outer + ("    " if last_entry else "│   ")
             deps = entry.get("dependencies", [])

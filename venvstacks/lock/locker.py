@@ -36,7 +36,7 @@ from ..lock.files import (
     requirements_in_text,
     version_inputs_hash,
 )
-from ..lock.state import LockCheck, check_layer_lock, read_pylock
+from ..lock.state import LockCheck, check_layer_lock, check_stack_locks, read_pylock, require_valid_locks
 from ..progress import progress
 from ..lock.pylock import LayerTarget, constraint_lines, edit_pylock, lower_pins, render_pylock, summary_text
 from ..standards.requirements import canonicalize_name
@@ -47,7 +47,7 @@ from ..uv import Uv, export_argv, lock_argv
 from ..spec.uvconfig import parse_exclude_newer
 from ..standards.wheels import describe_wheel_gaps
 
-__all__ = ["LockSettings", "LockOutcome", "lock_stack", "uv_config_text"]
+__all__ = ["LockSettings", "LockOutcome", "lock_stack", "ensure_locked", "uv_config_text"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -344,6 +344,20 @@ def lock_stack(
         if layer.build_name not in wants and any(dep.build_name in run.changed for dep in spec.dependencies(layer)):
             _LOG.warning("layer %r builds on a layer whose lock changed: lock it too", layer.build_name)
     return [outcomes[layer.build_name] for layer in layers]
+
+
+def ensure_locked(
+    spec: StackSpec, layers: list[LayerSpec], settings: LockSettings, *, uv: Callable[[], Uv], offline: bool
+) -> Mapping[str, LockCheck]:
+    """Lock those of `layers` that have no valid lock (`build --lock-if-needed`); every layer's lock check after.
+
+    `offline` (a bundle instead of an index) can only confirm the locks:
+    StaleLockError names the layers that would need locking.
+    """
+    if offline:
+        return require_valid_locks(spec, layers, lead="with --bundle these layers cannot be locked (that needs a package index)")
+    lock_stack(spec, {layer.build_name: None for layer in layers}, settings, uv=uv)
+    return check_stack_locks(spec)
 
 
 def _lock_waves(run: _Run, layers: list[LayerSpec], wants: Mapping[str, bool | None], reset: frozenset[str]) -> dict[str, LockOutcome]:

@@ -10,10 +10,11 @@ valid lock too.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import StaleLockError
 from ..lock.files import (
     LockMetadata,
     LockPaths,
@@ -24,7 +25,10 @@ from ..lock.files import (
 )
 from ..spec.model import LayerSpec, StackSpec
 
-__all__ = ["LockCheck", "check_layer_lock", "check_stack_locks", "read_pylock", "deployed_name"]
+__all__ = [
+    "LockCheck", "check_layer_lock", "check_stack_locks", "read_pylock", "deployed_name", "require_valid_locks",
+    "require_no_relocking",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -93,3 +97,37 @@ def check_stack_locks(spec: StackSpec) -> Mapping[str, LockCheck]:
             check = LockCheck(check.metadata, (*check.problems, f"layers underneath need locking: {', '.join(stale)}"))
         checks[layer.build_name] = check
     return checks
+
+
+NEEDS_LOCKING = "these layers have no valid lock (run 'venvstacks lock' first)"
+
+
+def require_valid_locks(
+    spec: StackSpec, layers: Iterable[LayerSpec], *, lead: str = NEEDS_LOCKING, checks: Mapping[str, LockCheck] | None = None
+) -> Mapping[str, LockCheck]:
+    """Every layer's lock check; StaleLockError (opening with `lead`) if one of `layers` has no valid lock."""
+    checks = check_stack_locks(spec) if checks is None else checks
+    stale = {layer.build_name: checks[layer.build_name].problems for layer in layers if not checks[layer.build_name].valid}
+    if stale:
+        raise StaleLockError(lead, stale)
+    return checks
+
+
+def require_no_relocking(spec: StackSpec, wants: Mapping[str, bool | None], reset: Iterable[str], *, lead: str) -> None:
+    """StaleLockError (opening with `lead`) if locking as `wants` and `reset` ask would need a package index.
+
+    Without an index a lock can only be confirmed: every wanted layer must
+    have a valid lock, and none may be relocked or reset.
+    """
+    checks = check_stack_locks(spec)
+    stale: dict[str, tuple[str, ...]] = {}
+    for name, want in wants.items():
+        reasons = list(checks[name].problems)
+        if want is not None:
+            reasons.append("relocking was asked for")
+        if name in reset:
+            reasons.append("--reset-lock was asked for")
+        if reasons:
+            stale[name] = tuple(reasons)
+    if stale:
+        raise StaleLockError(lead, dict(sorted(stale.items())))

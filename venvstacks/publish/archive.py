@@ -45,7 +45,7 @@ from .members import (
 )
 
 __all__ = [
-    "ArchiveFormat", "ArchiveResult", "FileEntry", "LinkEntry", "Override", "available_formats", "write_layer_archive",
+    "ArchiveFormat", "ArchiveResult", "FileEntry", "LinkEntry", "Override", "available_formats", "check_format", "write_layer_archive",
     "archived_entries", "excluded", "shipped_bytecode", "DEFAULT_FORMAT", "XZ_PRESET", "GZIP_LEVEL", "ZIP_LEVEL", "ZSTD_LEVEL", "CHUNK_SIZE",
 ]  # fmt: skip
 
@@ -105,6 +105,14 @@ DEFAULT_FORMAT = ArchiveFormat.TAR_XZ
 def available_formats() -> tuple[ArchiveFormat, ...]:
     """The formats this Python can write, in declaration order."""
     return tuple(fmt for fmt in ArchiveFormat if fmt.available)
+
+
+def check_format(fmt: ArchiveFormat, level: int | None) -> None:
+    """ArchiveError unless this Python can write `fmt` at compression `level` (None: the format's default)."""
+    if not fmt.available:
+        raise ArchiveError(f"--format {fmt}: this Python cannot write it (tar.zst needs Python 3.14 or newer)")
+    if level is not None and level not in fmt.levels:
+        raise ArchiveError(f"--compression-level {level}: {fmt} takes {fmt.levels.start} to {fmt.levels.stop - 1}")
 
 
 @dataclass(frozen=True)

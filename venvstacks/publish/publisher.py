@@ -37,6 +37,7 @@ from ..postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper
 from ..progress import progress
 from ..publish.archive import (
     ArchiveFormat,
+    check_format,
     FileEntry,
     LinkEntry,
     archived_entries,
@@ -64,7 +65,7 @@ from ..publish.metadata import (
 from ..runtimes.unpack import runtime_python
 from ..spec.model import LayerSpec, RuntimeSpec, StackSpec
 
-__all__ = ["PublishSettings", "PublishedLayer", "publish_layers", "export_layers", "postinstall_source"]
+__all__ = ["PublishSettings", "PublishedLayer", "publish_layers", "export_layers", "postinstall_source", "stack_metadata_path"]
 
 _LOG = logging.getLogger(__name__)
 _INPUTS_DIR = "archive_inputs"
@@ -93,6 +94,15 @@ class PublishSettings:
     """How many threads compress at once, over all layers (None: one per core)."""
     level: int | None = None
     """The compression level (None: the format's default)."""
+
+    def __post_init__(self) -> None:
+        check_format(self.fmt, self.level)
+
+
+def stack_metadata_path(settings: PublishSettings, *, export: bool) -> Path:
+    """Where a publish (or local export) writes the stack's metadata, `venvstacks.json` or its tagged name."""
+    name = "venvstacks.json" if export else manifest_file_name(settings.platform, tagged=settings.tag_outputs)
+    return settings.output_dir / METADATA_DIR / name
 
 
 @dataclass(frozen=True)
@@ -329,8 +339,7 @@ def publish_layers(
         published = [item.layer if isinstance(item, _Staged) else item for item in results]
         if not settings.dry_run:
             manifest = stack_manifest(spec, {p.build_name: p.metadata for p in published})
-            path = settings.output_dir / METADATA_DIR / manifest_file_name(settings.platform, tagged=settings.tag_outputs)
-            _commit(settings, [item for item in results if isinstance(item, _Staged)], path, manifest)
+            _commit(settings, [item for item in results if isinstance(item, _Staged)], stack_metadata_path(settings, export=False), manifest)
     return published
 
 
@@ -393,7 +402,7 @@ def _export_one(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockChec
     if settings.dry_run:
         return PublishedLayer(layer.build_name, target, base, "dry run")
     progress(_LOG, "exporting layer %r to %s", layer.build_name, target)
-    (meta_dir / "venvstacks.json").unlink(missing_ok=True)
+    stack_metadata_path(settings, export=True).unlink(missing_ok=True)
     inputs_path.unlink(missing_ok=True)
     meta_path.unlink(missing_ok=True)
     cache_tag = None
@@ -431,5 +440,5 @@ def export_layers(
         exported = [_export_one(spec, layer, checks, settings) for layer in layers]
         if not settings.dry_run:
             manifest = stack_manifest(spec, {p.build_name: p.metadata for p in exported})
-            write_text_atomic(settings.output_dir / METADATA_DIR / "venvstacks.json", dump_json(manifest))
+            write_text_atomic(stack_metadata_path(settings, export=True), dump_json(manifest))
     return exported

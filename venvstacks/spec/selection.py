@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from ..errors import SelectionError
 from ..spec.model import LayerSpec, StackSpec
 
-__all__ = ["Selection", "select_layers", "lock_wants"]
+__all__ = ["Selection", "select_layers", "choose_layers", "lock_wants"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,18 @@ def select_layers(spec: StackSpec, patterns: Sequence[str] | None) -> Selection:
         and any(dep.build_name in chosen for dep in spec.dependencies(layer))
     )
     return Selection(included, dependencies, derived, unmatched)
+
+
+def choose_layers(spec: StackSpec, patterns: Sequence[str] | None, *, option: str, allow_missing: bool) -> Selection:
+    """`select_layers`, refusing patterns that match nothing (SelectionError) unless `allow_missing`.
+
+    With `allow_missing` the selection's `unmatched_patterns` say which
+    patterns the caller should warn about.
+    """
+    selection = select_layers(spec, patterns)
+    if selection.unmatched_patterns and not allow_missing:
+        raise SelectionError(option, selection.unmatched_patterns)
+    return selection
 
 
 def lock_wants(
