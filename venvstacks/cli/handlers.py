@@ -79,11 +79,14 @@ def _show_plan(spec: StackSpec, args: Args, out: Output, operations: dict[str, l
     return args.show_only, status
 
 
-def _emit(out: Output, text: str, document: Mapping[str, object]) -> None:
-    """The result: `text` for people, or with --json the `document`."""
+def _emit(out: Output, text: str, document: Mapping[str, object], plan: StackStatus | None = None) -> None:
+    """The result: `text` for people, or with --json the `document` (with the --show plan as `plan`)."""
     from ..fsutil import dump_json
 
-    out.result(dump_json(document) if out.json else text)
+    if not out.json:
+        out.result(text)
+    else:
+        out.result(dump_json(document if plan is None else {**document, "plan": plan}))
 
 
 def _report(spec: StackSpec, *sections: tuple[str, Sequence[tuple[Path, str]]]) -> str:
@@ -201,13 +204,11 @@ def cmd_lock(args: Args, out: Output) -> int:
             for o in outcomes
         ],
     }  # fmt: skip
-    if plan is not None:
-        document["plan"] = plan
     if not outcomes:
-        _emit(out, "No environments found to lock\n", document)
+        _emit(out, "No environments found to lock\n", document, plan)
         return EXIT_OK
     entries = [(o.pylock, f"(locked at: {o.locked_at}) [{o.action}]") for o in outcomes]
-    _emit(out, _report(spec, ("Locked environments:", entries)), document)
+    _emit(out, _report(spec, ("Locked environments:", entries)), document, plan)
     return EXIT_OK
 
 
@@ -239,10 +240,8 @@ def cmd_build(args: Args, out: Output) -> int:
         "command": "build", "spec_path": str(spec.spec_path),
         "layers": [{"name": o.build_name, "path": str(o.path), "action": o.action} for o in outcomes],
     }  # fmt: skip
-    if shown is not None:
-        document["plan"] = shown
     if not outcomes:
-        _emit(out, "No environments found to build\n", document)
+        _emit(out, "No environments found to build\n", document, shown)
         return EXIT_OK
     sections = [("Built environments:", [(o.path, f"[{o.action}]") for o in outcomes])]
     if args.publish:
@@ -252,7 +251,7 @@ def cmd_build(args: Args, out: Output) -> int:
         published = publish_layers(spec, layers, checks, publish_settings)
         document["published"] = _published_document(spec, "publish", publish_settings, published)
         sections.append(("Published archives:", [(p.path, f"[{p.action}]") for p in published]))
-    _emit(out, _report(spec, *sections), document)
+    _emit(out, _report(spec, *sections), document, shown)
     return EXIT_OK
 
 
@@ -303,14 +302,12 @@ def _publish_or_export(args: Args, out: Output, *, export: bool) -> int:
     settings = _publish_settings(spec, args, plan.host)
     results = (export_layers if export else publish_layers)(spec, layers, checks, settings)
     document = _published_document(spec, "local-export" if export else "publish", settings, results)
-    if shown is not None:
-        document["plan"] = shown
     if args.dry_run:
         text = dump_json({"layers": {p.build_name: p.metadata for p in results}})
-        _emit(out, text + ("Environment export" if export else "Archive creation") + " skipped (dry run)\n", document)
+        _emit(out, text + ("Environment export" if export else "Archive creation") + " skipped (dry run)\n", document, shown)
         return EXIT_OK
     title = "Exported environments:" if export else "Published archives:"
-    _emit(out, _report(spec, (title, [(p.path, f"[{p.action}]") for p in results])), document)
+    _emit(out, _report(spec, (title, [(p.path, f"[{p.action}]") for p in results])), document, shown)
     return EXIT_OK
 
 
