@@ -37,11 +37,34 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Final, List, Optional, TypedDict, Union
 
 # Annotations are evaluated on Python 3.9 too: no `X | Y`, only what 3.9 can subscript.
-Config = Dict[str, Any]
-"""A layer config (`LAYER_CONFIG`) as read, or with its paths made absolute."""
+
+
+class _LayerPaths(TypedDict):
+    py_version: str
+    site_dir: str
+    python: str
+    base_python: str
+    pylib_dirs: List[str]
+    dynlib_dirs: List[str]
+
+
+class LayerConfig(_LayerPaths, total=False):
+    """A layer config (`LAYER_CONFIG`) as written and read, or with its paths made absolute.
+
+    Paths are relative to the layer's folder as written; `pylib_dirs` and
+    `dynlib_dirs` are the layers underneath. The other keys are optional.
+    """
+
+    launch_module: str
+    console_scripts: Dict[str, str]
+    """Launcher name -> entry point (`module:function`)."""
+    postinstall_hook: str
+    precompiled: bool
+    """The archive ships bytecode (`publish --precompile`): nothing to compile on the target."""
+
 StrPath = Union[str, "os.PathLike[str]"]
 
 LAYER_CONFIG = "share/venv/metadata/venvstacks_layer.json"
@@ -50,6 +73,15 @@ MANIFEST = "share/venv/metadata/venvstacks_manifest.json"
 MANIFEST_FORMAT = 1
 BYTECODE_RECORD = "share/venv/metadata/venvstacks_bytecode.json"
 """The sha256 of every `__pycache__/*.pyc` of the layer once this script has compiled and run the hook."""
+
+
+class BytecodeRecord(TypedDict):
+    """The document in `BYTECODE_RECORD`."""
+
+    format: int
+    bytecode: Dict[str, str]
+    """sha256 by `/`-separated path inside the layer."""
+
 LOCAL_DIR = "share/venv/local"
 """Where a layer's post-install hook keeps what it makes on the target; `verify_layer` does not look inside."""
 DYNLIB_DIR = "share/venv/dynlib"
@@ -143,17 +175,21 @@ def render_python_wrapper(dynlib_dirs: Sequence[str], *, macos: bool = False) ->
     return "\n".join(lines)
 
 
-_PATH_KEYS = ("python", "base_python", "site_dir")
-_PATH_LIST_KEYS = ("pylib_dirs", "dynlib_dirs")
+_PATH_KEYS: Final = ("python", "base_python", "site_dir")
+_PATH_LIST_KEYS: Final = ("pylib_dirs", "dynlib_dirs")
 
 
-def _resolve_config(layer_dir: str, config: Config) -> Config:
+def _resolve_config(layer_dir: str, config: LayerConfig) -> LayerConfig:
     """A layer's config with every path made absolute (symlinks not resolved)."""
-    resolved = dict(config)
-    for key in _PATH_KEYS:
-        resolved[key] = os.path.abspath(os.path.join(layer_dir, config[key]))
-    for key in _PATH_LIST_KEYS:
-        resolved[key] = [os.path.abspath(os.path.join(layer_dir, path)) for path in config[key]]
+    def absolute(path: str) -> str:
+        return os.path.abspath(os.path.join(layer_dir, path))
+
+    resolved = config.copy()
+    resolved["python"] = absolute(config["python"])
+    resolved["base_python"] = absolute(config["base_python"])
+    resolved["site_dir"] = absolute(config["site_dir"])
+    resolved["pylib_dirs"] = [absolute(path) for path in config["pylib_dirs"]]
+    resolved["dynlib_dirs"] = [absolute(path) for path in config["dynlib_dirs"]]
     return resolved
 
 
@@ -161,7 +197,7 @@ class PostinstallError(Exception):
     """The layer cannot be relinked where it is; the message says why, on one line."""
 
 
-def read_layer_config(layer_dir: StrPath) -> Config:
+def read_layer_config(layer_dir: StrPath) -> LayerConfig:
     """The config of the layer unpacked in `layer_dir`, checked against its surroundings.
 
     Paths come back absolute, symlinks not resolved.
@@ -196,7 +232,7 @@ def read_layer_config(layer_dir: StrPath) -> Config:
     return config
 
 
-def _read_raw_config(layer_dir: str) -> tuple[str, Config]:
+def _read_raw_config(layer_dir: str) -> tuple[str, LayerConfig]:
     """The path and well-formed content of a layer's config (paths as written); PostinstallError otherwise."""
     path = os.path.join(layer_dir, LAYER_CONFIG)
     try:
@@ -240,12 +276,16 @@ def _config_shape_problem(raw: object) -> Optional[str]:
     return None
 
 
-def _config_paths(raw: Config, config: Config) -> Iterator[tuple[str, str, str]]:
+def _config_paths(raw: LayerConfig, config: LayerConfig) -> Iterator[tuple[str, str, str]]:
     """(key, value as written, absolute path) for every path of a config."""
-    for key in _PATH_KEYS:
-        yield key, raw[key], config[key]
-    for key in _PATH_LIST_KEYS:
-        for value, resolved in zip(raw[key], config[key]):
+    yield "python", raw["python"], config["python"]
+    yield "base_python", raw["base_python"], config["base_python"]
+    yield "site_dir", raw["site_dir"], config["site_dir"]
+    for key, values, resolved_values in (
+        ("pylib_dirs", raw["pylib_dirs"], config["pylib_dirs"]),
+        ("dynlib_dirs", raw["dynlib_dirs"], config["dynlib_dirs"]),
+    ):
+        for value, resolved in zip(values, resolved_values):
             yield key, value, resolved
 
 
@@ -316,7 +356,7 @@ def link_if_changed(path: str, target: str) -> bool:
     return True
 
 
-def layered_environment_files(layer_dir: StrPath, config: Config) -> dict[str, str]:
+def layered_environment_files(layer_dir: StrPath, config: LayerConfig) -> dict[str, str]:
     """The files relinking writes into a layered environment where it is now: `{absolute path: text}`.
 
     `config` comes from `read_layer_config`. That is `pyvenv.cfg` (absolute
@@ -336,7 +376,7 @@ def layered_environment_files(layer_dir: StrPath, config: Config) -> dict[str, s
     return files
 
 
-def relink_layered_environment(layer_dir: str, config: Config) -> list[str]:
+def relink_layered_environment(layer_dir: str, config: LayerConfig) -> list[str]:
     """Regenerate the files of a layered environment that depend on where it is.
 
     `config` comes from `read_layer_config`. That is the files of
@@ -478,7 +518,7 @@ def _remove_bytecode(source_path: str) -> None:
             os.unlink(path)
 
 
-def relocate_runtime(layer_dir: str, config: Config) -> list[str]:
+def relocate_runtime(layer_dir: str, config: LayerConfig) -> list[str]:
     """Make the runtime's build-time configuration name the folder it is in now.
 
     `sysconfig` reads `lib/pythonX.Y/_sysconfigdata_*.py` for LIBDIR,
@@ -561,7 +601,7 @@ def render_launcher(name: str, entry_point: str, python_name: str) -> str:
     return "\n".join(lines)
 
 
-def console_script_files(layer_dir: str, config: Config) -> dict[str, str]:
+def console_script_files(layer_dir: str, config: LayerConfig) -> dict[str, str]:
     """The launchers a layer's config asks for: `{absolute path: text}` (see `render_launcher`)."""
     bin_dir = os.path.dirname(config["python"])
     python_name = os.path.basename(config["python"])
@@ -569,7 +609,7 @@ def console_script_files(layer_dir: str, config: Config) -> dict[str, str]:
     return {os.path.join(bin_dir, name): render_launcher(name, scripts[name], python_name) for name in sorted(scripts)}
 
 
-def write_console_scripts(layer_dir: str, config: Config) -> list[str]:
+def write_console_scripts(layer_dir: str, config: LayerConfig) -> list[str]:
     """Write the layer's console-script launchers (mode 0755); return the paths written."""
     changed = []
     for path, text in console_script_files(layer_dir, config).items():
@@ -579,7 +619,7 @@ def write_console_scripts(layer_dir: str, config: Config) -> list[str]:
     return changed
 
 
-def run_hook(layer_dir: str, config: Config) -> None:
+def run_hook(layer_dir: str, config: LayerConfig) -> None:
     """Run the layer's post-install hook, if it has one, with the layer's Python.
 
     The hook gets the layer's folder and the deployment folder (both
@@ -730,7 +770,8 @@ def render_bytecode_record(layer_dir: StrPath) -> str:
         path = os.path.join(layer_dir, rel)
         if os.path.isfile(path) and not os.path.islink(path):
             digests[rel] = file_sha256(path)
-    return json.dumps({"format": MANIFEST_FORMAT, "bytecode": digests}, sort_keys=True, indent=0) + "\n"
+    record: BytecodeRecord = {"format": MANIFEST_FORMAT, "bytecode": digests}
+    return json.dumps(record, sort_keys=True, indent=0) + "\n"
 
 
 def write_bytecode_record(layer_dir: StrPath) -> bool:
@@ -926,7 +967,7 @@ def compile_workers(lib: str, jobs: int) -> int:
     return max(1, min(wanted, jobs or os.cpu_count() or 1))
 
 
-def compile_layer(layer_dir: str, config: Config, jobs: int = 0) -> Optional[bool]:
+def compile_layer(layer_dir: str, config: LayerConfig, jobs: int = 0) -> Optional[bool]:
     """Compile the bytecode of everything under the layer's `lib` folder with the running interpreter.
 
     Files whose bytecode is up to date are left alone; a layer that ships its
@@ -951,7 +992,7 @@ def compile_layer(layer_dir: str, config: Config, jobs: int = 0) -> Optional[boo
     return bool(compileall.compile_dir(lib, quiet=1))
 
 
-def compile_rewritten(config: Config, paths: Sequence[str]) -> bool:
+def compile_rewritten(config: LayerConfig, paths: Sequence[str]) -> bool:
     """Compile the Python sources among `paths`, files relinking rewrote, with the running interpreter.
 
     A layer that ships its bytecode (`precompiled` in its config) gets
@@ -985,7 +1026,7 @@ def exit_when_orphaned(interval: float = 0.2) -> None:
     threading.Thread(target=watch, name="exit-when-orphaned", daemon=True).start()
 
 
-def _runs_layer_version(config: Config) -> bool:
+def _runs_layer_version(config: LayerConfig) -> bool:
     return _short_version(config["py_version"]) == "{}.{}".format(*sys.version_info[:2])
 
 

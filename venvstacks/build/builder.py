@@ -34,7 +34,7 @@ from ..lock.files import LockPaths, module_hash
 from ..lock.state import LockCheck, deployed_name, require_valid_locks
 from ..platforms import TargetPlatform, uv_python_platform
 from ..build.portability import prune_records, relativise_symlinks, remove_foreign_executables
-from ..postinstall import DYNLIB_DIR, LAYER_CONFIG, render_python_wrapper, render_pyvenv_cfg, render_sitecustomize
+from ..postinstall import DYNLIB_DIR, LAYER_CONFIG, LayerConfig, render_python_wrapper, render_pyvenv_cfg, render_sitecustomize
 from ..progress import progress
 from ..runtimes.unpack import ensure_runtime, runtime_python
 from ..spec.model import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
@@ -84,24 +84,27 @@ def site_dir(spec: StackSpec, layer: LayerSpec) -> str:
 
 def layer_config(
     spec: StackSpec, layer: LayerSpec, names: Callable[[LayerSpec], str], scripts: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+) -> LayerConfig:
     """The content of `share/venv/metadata/venvstacks_layer.json`; `names` gives peers' folder names.
 
     `scripts` maps the console scripts postinstall.py writes to their entry points.
     """
     runtime = spec.runtime_of(layer)
     own_site = site_dir(spec, layer)
-    config: dict[str, Any] = {"py_version": runtime.python_implementation.version, "site_dir": own_site}
+    version = runtime.python_implementation.version
     if isinstance(layer, RuntimeSpec):
-        config.update(python="bin/python3", base_python="bin/python3", pylib_dirs=[], dynlib_dirs=[])
+        config: LayerConfig = {
+            "py_version": version, "site_dir": own_site, "python": "bin/python3", "base_python": "bin/python3",
+            "pylib_dirs": [], "dynlib_dirs": [],
+        }  # fmt: skip
     else:
         deps = spec.dependencies(layer)
-        config.update(
-            python="bin/python",
-            base_python=f"../{names(runtime)}/bin/python3",
-            pylib_dirs=[f"../{names(dep)}/{site_dir(spec, dep)}" for dep in deps],
-            dynlib_dirs=[f"../{names(dep)}/{DYNLIB_DIR}" for dep in deps],
-        )
+        config = {
+            "py_version": version, "site_dir": own_site, "python": "bin/python",
+            "base_python": f"../{names(runtime)}/bin/python3",
+            "pylib_dirs": [f"../{names(dep)}/{site_dir(spec, dep)}" for dep in deps],
+            "dynlib_dirs": [f"../{names(dep)}/{DYNLIB_DIR}" for dep in deps],
+        }  # fmt: skip
     if isinstance(layer, ApplicationSpec):
         config["launch_module"] = layer.launch_module_name
     if scripts:

@@ -48,7 +48,7 @@ from ..postinstall import (
 from ..progress import progress
 from .stack import ManifestLayer, manifest_path, read_manifest, select_layers
 from .swap import Swap, locked, marked_folder, remove_marked, swap_in, undo, write_journal
-from .records import JOURNAL, RECORD_DIR, kind_of, read_record, regenerated, scan
+from .records import JOURNAL, RECORD_DIR, DeployRecord, RecordEntry, kind_of, read_record, regenerated, scan
 
 __all__ = ["DeployError", "DeployedLayer", "deploy", "RECORD_DIR"]
 
@@ -114,14 +114,14 @@ def _archive_problem(artifacts: Path, layer: ManifestLayer, stop: threading.Even
     return None if sha256 == layer.sha256 else f"{path}: sha256 is {sha256}, but the metadata says {layer.sha256} (modified?)"
 
 
-def _entries(folder: Path, digests: Mapping[str, tuple[int, str]], runtime: bool, stop: threading.Event) -> dict[str, list[Any]]:
+def _entries(folder: Path, digests: Mapping[str, tuple[int, str]], runtime: bool, stop: threading.Event) -> dict[str, RecordEntry]:
     """The record of every entry of a deployed, relinked layer: `[kind, mode, size, sha256]` for a file,
     `[kind, mode]` for a folder or special file, `[kind, target]` for a link.
 
     Files hashed while unpacking are not read again, unless the post-install step may have written them;
     nor is the bytecode whose digest the post-install step recorded a moment ago (`BYTECODE_RECORD`).
     """
-    entries: dict[str, list[Any]] = {}
+    entries: dict[str, RecordEntry] = {}
     bytecode = read_bytecode_record(folder) or {}
     for rel, info in sorted(scan(folder).items()):
         kind, mode = kind_of(info), stat.S_IMODE(info.st_mode)
@@ -148,12 +148,12 @@ def _write_records(
             futures.append(pool.submit(_entries, folder, digests, layer.category == "runtimes", stop))
         wait(futures)
     for layer, future in zip(layers, futures):
-        data = {**layer.entry, "category": layer.category, "archive_sha256": layer.sha256, "location": str(target), "entries": future.result()}
+        data: DeployRecord = {**layer.entry, "category": layer.category, "archive_sha256": layer.sha256, "location": str(target), "entries": future.result()}
         write_text_atomic(target / RECORD_DIR / f"{layer.install_target}.json", json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
 
 
 def _runtime_python(layer: ManifestLayer, target: Path) -> Path:
-    return target / str(layer.entry["runtime_layer"]) / "bin" / "python3"
+    return target / layer.entry["runtime_layer"] / "bin" / "python3"
 
 
 def _relink(layer: ManifestLayer, target: Path) -> None:
@@ -247,7 +247,8 @@ def _unpack(artifacts: Path, layer: ManifestLayer, target: Path, stop: threading
     return _Unpacked(folder, {} if config.get("postinstall_hook") else digests, config.get("precompiled") is True)
 
 
-def _layer_config(folder: Path) -> Mapping[str, Any]:
+def _layer_config(folder: Path) -> Mapping[str, object]:
+    """A layer's config as unpacked, unchecked ({} if unreadable): only hints are read from it."""
     try:
         config = json.loads((folder / LAYER_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError):

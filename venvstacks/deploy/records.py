@@ -11,14 +11,16 @@ import fnmatch
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Required
 
 from ..postinstall import entry_kind as kind_of
 from ..postinstall import relocation_for
+from ..publish.metadata import LayerMetadata
 
 __all__ = [
-    "CATEGORIES", "SHA256", "RECORD_DIR", "JOURNAL", "RECORD_TEMPORARY", "REGENERATED", "RELOCATED_BYTECODE",
+    "CATEGORIES", "DeployRecord", "RecordEntry", "SHA256", "RECORD_DIR", "JOURNAL", "RECORD_TEMPORARY", "REGENERATED", "RELOCATED_BYTECODE",
     "kind_of", "matches", "plain_name", "read_record", "records_folder_problem", "regenerated", "scan",
 ]  # fmt: skip
 
@@ -29,6 +31,22 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 
 RECORD_DIR = ".venvstacks-deployed"
 """The folder of the target holding one `<install target>.json` record per deployed layer."""
+
+RecordEntry = list[str | int]
+"""One entry of a deployed layer: `[kind, mode, size, sha256]` for a file, `[kind, mode]` for a folder
+or special file, `[kind, target]` for a link."""
+
+
+class DeployRecord(LayerMetadata, total=False):
+    """`<install target>.json`: the layer's entry in the stack metadata, and what deploy adds to it."""
+
+    category: Required[str]
+    """`runtimes`, `frameworks` or `applications`."""
+    archive_sha256: Required[str]
+    location: Required[str]
+    """The deployment folder, where the layer was relinked."""
+    entries: Required[dict[str, RecordEntry]]
+    """Every entry of the relinked layer, by `/`-separated relative path (`.` for the layer's folder)."""
 
 JOURNAL = "journal"
 """The file of the records folder naming the layers being swapped into place (see `_Swap`);
@@ -50,7 +68,8 @@ def plain_name(value: object) -> bool:
     return isinstance(value, str) and bool(value) and not value.startswith(".") and not any(c in value for c in "/\\\0")
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
+def read_record(path: Path) -> Mapping[str, object] | None:
+    """A deployment record as read, not yet checked (None if it cannot be read as a JSON object)."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

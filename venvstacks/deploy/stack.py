@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from ..errors import DeployError
-from ..publish.metadata import METADATA_DIR
+from ..publish.metadata import METADATA_DIR, LayerMetadata
 from .records import CATEGORIES, SHA256, plain_name
 
 __all__ = ["ManifestLayer", "manifest_path", "read_manifest", "select_layers"]
@@ -26,7 +26,8 @@ class ManifestLayer:
     sha256: str
     needs: tuple[str, ...]
     """The install targets of the layers it runs on: its runtime, then its frameworks."""
-    entry: Mapping[str, Any]
+    entry: LayerMetadata
+    """The entry as published (the fields deploying relies on are checked)."""
 
 
 def manifest_path(artifacts: Path, platform_manifest: str | None) -> Path:
@@ -65,7 +66,7 @@ def _parse_layer(category: str, entry: object, where: Path) -> ManifestLayer:
         raise DeployError(f"{where}: layer {label!r}: " + "; ".join(problems) + " (was this stack published?)")
     target = entry["install_target"]
     needs = tuple(name for name in dict.fromkeys([entry["runtime_layer"], *required]) if name != target)
-    return ManifestLayer(category, entry["layer_name"], target, str(sha256), needs, entry)
+    return ManifestLayer(category, entry["layer_name"], target, str(sha256), needs, cast("LayerMetadata", entry))
 
 
 def read_manifest(path: Path) -> list[ManifestLayer]:

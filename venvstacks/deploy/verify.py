@@ -7,10 +7,10 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from ..errors import DeployError
 from ..fsutil import file_sha256, is_within
@@ -29,6 +29,8 @@ from ..postinstall import (
 from .records import (
     CATEGORIES,
     JOURNAL,
+    DeployRecord,
+    RecordEntry,
     RECORD_DIR,
     RELOCATED_BYTECODE,
     SHA256,
@@ -65,8 +67,8 @@ class _Moved:
     """What relinking a layered environment writes here, by relative path (or why that cannot be known)."""
 
 
-def _moved(record: Mapping[str, Any], name: str, layer_dir: Path) -> _Moved | None:
-    location, runtime = str(record["location"]), record.get("category") == "runtimes"
+def _moved(record: DeployRecord, name: str, layer_dir: Path) -> _Moved | None:
+    location, runtime = record["location"], record["category"] == "runtimes"
     with contextlib.suppress(OSError):
         if os.path.samefile(location, layer_dir.parent):
             return None
@@ -113,15 +115,15 @@ def _relocated_problem(path: Path, rel: str, sha256: str, moved: _Moved) -> str 
     return None if here == text else "not relinked where the layer is now (run its postinstall.py)"
 
 
-def _content_problem(path: Path, rel: str, size: int, recorded: Sequence[Any], moved: _Moved | None) -> str | None:
+def _content_problem(path: Path, rel: str, size: int, recorded: RecordEntry, moved: _Moved | None) -> str | None:
     if moved is not None and _names_location(rel, moved):
-        return _relocated_problem(path, rel, recorded[3], moved)
+        return _relocated_problem(path, rel, str(recorded[3]), moved)
     if size != recorded[2]:
         return f"modified ({size} bytes, {recorded[2]} when deployed)"
     return "modified (sha256 differs)" if file_sha256(path) != recorded[3] else None
 
 
-def _entry_problems(path: Path, rel: str, recorded: Sequence[Any] | None, info: os.stat_result | None, moved: _Moved | None) -> Iterator[str]:
+def _entry_problems(path: Path, rel: str, recorded: RecordEntry | None, info: os.stat_result | None, moved: _Moved | None) -> Iterator[str]:
     """What changed in one entry of a layer since it was deployed."""
     if info is None:
         yield "missing"
@@ -135,7 +137,7 @@ def _entry_problems(path: Path, rel: str, recorded: Sequence[Any] | None, info: 
         if (link := os.readlink(path)) != recorded[1]:
             yield f"link to {link!r}, to {recorded[1]!r} when deployed"
     else:
-        if problem := _mode_problem(stat.S_IMODE(info.st_mode), recorded[1]):
+        if problem := _mode_problem(stat.S_IMODE(info.st_mode), int(recorded[1])):
             yield problem
         if kind == "file" and (problem := _content_problem(path, rel, info.st_size, recorded, moved)):
             yield problem
@@ -149,9 +151,9 @@ def _link_problem(path: Path, root: str) -> str | None:
     return None if real != root and is_within(real, root) else f"link to {link!r} leads outside the deployment folder"
 
 
-def _layer_problems(name: str, layer_dir: Path, record: Mapping[str, Any], root: str) -> Iterator[str]:
+def _layer_problems(name: str, layer_dir: Path, record: DeployRecord, root: str) -> Iterator[str]:
     """Entries added, missing or changed since the layer was deployed, and links that are broken or lead out of the target."""
-    recorded: Mapping[str, Sequence[Any]] = record["entries"]
+    recorded = record["entries"]
     found, moved = scan(layer_dir), _moved(record, name, layer_dir)
     for rel in sorted(recorded.keys() | found.keys()):
         if rel == LOCAL_DIR or rel.startswith(LOCAL_DIR + "/"):
@@ -176,7 +178,7 @@ def _entry_ok(entry: object) -> bool:
     return shape is not None and len(entry) == len(shape) and all(type(v) is t for v, t in zip(entry, shape))
 
 
-def _record_problem(record: Mapping[str, Any], path: Path) -> str | None:
+def _record_problem(record: Mapping[str, object], path: Path) -> str | None:
     """Why a record cannot be checked against (damaged, or from an older venvstacks), or None."""
     required = record.get("required_layers", [])
     needs = [record.get("runtime_layer"), *required] if isinstance(required, list) else [None]
@@ -195,9 +197,9 @@ def _recorded_layer_problems(target: Path, path: Path) -> list[str]:
     name = path.name.removesuffix(".json")
     if path.is_symlink():
         return [f"{name}: the deployment record {path} is a symbolic link: refusing to trust it"]
-    record = read_record(path) or {}
-    if problem := _record_problem(record, path):
+    if problem := _record_problem(found := read_record(path) or {}, path):
         return [f"{name}: {problem}"]
+    record = cast("DeployRecord", found)  # its shape was just checked
     if not (target / name).is_dir() or (target / name).is_symlink():
         return [f"{name}: the layer folder is missing"]
     needs = dict.fromkeys([record["runtime_layer"], *record.get("required_layers", [])])

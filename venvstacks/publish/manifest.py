@@ -21,6 +21,7 @@ from typing import TypedDict
 
 from ..postinstall import (
     MANIFEST,
+    LayerConfig,
     MANIFEST_FORMAT,
     console_script_files,
     file_sha256,
@@ -54,7 +55,7 @@ def _file_entry(data: bytes, mode: int) -> ManifestEntry:
     return ["file", mode, len(data), hashlib.sha256(data).hexdigest()]
 
 
-def written_on_target(config: Mapping[str, object], entries: Mapping[str, ManifestEntry], read: Callable[[str], bytes]) -> dict[str, ManifestEntry]:
+def written_on_target(config: LayerConfig, entries: Mapping[str, ManifestEntry], read: Callable[[str], bytes]) -> dict[str, ManifestEntry]:
     """What postinstall.py writes into a layer with this config (see `ManifestDocument.written_on_target`).
 
     `read` gives the shipped content of a layer file, for a runtime's
@@ -62,7 +63,8 @@ def written_on_target(config: Mapping[str, object], entries: Mapping[str, Manife
     """
     written: dict[str, ManifestEntry] = {}
     root = "/layer"
-    resolved = {**config, "python": posixpath.join(root, str(config["python"]))}
+    resolved = config.copy()
+    resolved["python"] = posixpath.join(root, config["python"])
     for path, text in console_script_files(root, resolved).items():
         written[posixpath.relpath(path, root)] = _file_entry(text.encode("utf-8"), 0o755)
     if config["python"] == config["base_python"]:
