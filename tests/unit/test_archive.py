@@ -400,6 +400,7 @@ def _peak_while_writing(tree: Path, destination: Path, fmt: ArchiveFormat, jobs:
         tracemalloc.stop()
 
 
+@pytest.mark.slow  # compresses almost 1 GiB per format, for seconds
 @pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_GZ, ArchiveFormat.TAR_XZ, ArchiveFormat.ZIP])
 def test_large_files_are_streamed_in_bounded_memory(tmp_path: Path, fmt: ArchiveFormat) -> None:
     peaks = []
@@ -475,6 +476,7 @@ def several_blocks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tree
 
 
+@pytest.mark.slow  # compresses a multi-block tree four times and runs xz, gzip and tar
 @pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_GZ])
 def test_block_archives_are_identical_whatever_the_jobs_and_read_by_every_tool(
     several_blocks: Path, tmp_path: Path, fmt: ArchiveFormat

@@ -30,6 +30,7 @@ def _bytecode(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.pyc"))}
 
 
+@pytest.mark.slow  # compiles in worker processes, and with compileall to compare
 def test_sources_are_compiled_as_compileall_compiles_them(tmp_path: Path) -> None:
     files = {f"lib/pkg/m{index:03}.py": f"X = {index}\n".encode() for index in range(2 * FILES_PER_WORKER + 5)}
     files |= {"lib/top.py": b"T = 1\n", "lib/notes.txt": b"not python\n", "bin/tool.py": b"outside lib\n", "postinstall.py": b""}

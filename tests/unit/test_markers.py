@@ -201,6 +201,7 @@ def packaging_marker(text: str) -> pmark.Marker | Exception:
 # ------------------------------------------------------------------- properties
 
 
+@pytest.mark.slow  # hundreds of generated markers, each also parsed by packaging
 @SETTINGS
 @given(MARKER_TEXT)
 def test_marker_agrees_with_packaging(text: str) -> None:
@@ -236,6 +237,7 @@ def test_marker_agrees_with_packaging(text: str) -> None:
         assert actual == expected, env
 
 
+@pytest.mark.slow  # hundreds of generated markers, each also parsed by packaging
 @settings(SETTINGS, max_examples=100)
 @given(st.lists(expression(1), min_size=2, max_size=2))
 def test_marker_equality_agrees_with_packaging(texts: list[str]) -> None:

@@ -376,6 +376,7 @@ def test_a_layer_shipping_bytecode_compiles_only_what_relinking_wrote(tmp_path: 
     assert sorted(p.name for p in cache.iterdir()) == [f"sitecustomize.{CACHE_TAG}.pyc"]
 
 
+@pytest.mark.slow  # compiles a big layer in several processes
 @posix_only
 def test_a_big_layer_compiles_in_several_processes_to_the_same_bytecode(tmp_path: Path) -> None:
     """Run as deploy runs it (a real process, `-I`), with worker processes; the bytecode is what one process makes."""
@@ -553,6 +554,7 @@ def _running(pid: int) -> bool:
     return result.returncode == 0 and not result.stdout.strip().startswith("Z")
 
 
+@pytest.mark.slow  # starts and kills real processes, and waits for them
 @posix_only
 def test_compiling_stops_when_the_process_that_started_it_dies(tmp_path: Path) -> None:
     """As run by deploy (`--compile-only`), the script watches its parent; here the watch alone, in a child that would sleep a minute."""

@@ -97,6 +97,7 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
     assert _wait_gone(child_pid), "the child outlived its SIGKILLed parent"
 
 
+@pytest.mark.slow  # starts and kills real processes, and waits for them
 def test_a_stop_request_kills_running_commands() -> None:
     import threading
 

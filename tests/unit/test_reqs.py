@@ -165,6 +165,7 @@ def packaging_requirement(text: str) -> preq.Requirement | Exception:
 # ------------------------------------------------------------------- properties
 
 
+@pytest.mark.slow  # hundreds of generated requirements, each also parsed by packaging
 @SETTINGS
 @given(REQUIREMENT_TEXT)
 def test_requirement_agrees_with_packaging(text: str) -> None:
@@ -187,6 +188,7 @@ def test_requirement_agrees_with_packaging(text: str) -> None:
     assert ours.marker is None or isinstance(ours.marker, Marker)
 
 
+@pytest.mark.slow  # hundreds of generated requirements, each also parsed by packaging
 @settings(SETTINGS, max_examples=150)
 @given(requirement_text(), requirement_text())
 def test_requirement_equality_agrees_with_packaging(first: str, second: str) -> None:
@@ -198,6 +200,7 @@ def test_requirement_equality_agrees_with_packaging(first: str, second: str) -> 
             assert hash(ours[0]) == hash(ours[1])
 
 
+@pytest.mark.slow  # hundreds of generated requirements, each also parsed by packaging
 @SETTINGS
 @given(weighted((2, NAME), (1, st.text(max_size=10)), (1, st.lists(NOISE, max_size=6).map("".join))))
 def test_names_agree_with_packaging(name: str) -> None:

@@ -385,6 +385,7 @@ def _is_section(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(item, Mapping) for item in value)
 
 
+@pytest.mark.slow  # hundreds of generated documents
 @PROPERTY
 @given(_DOCUMENTS)
 def test_round_trip(data: dict[str, Any]) -> None:
@@ -398,6 +399,7 @@ def test_round_trip(data: dict[str, Any]) -> None:
     assert list(loaded) == plain + [key for key in data if key not in plain]
 
 
+@pytest.mark.slow  # hundreds of generated documents
 @PROPERTY
 @given(st.data())
 def test_round_trip_with_inline_paths(draw: st.DataObject) -> None:

@@ -201,6 +201,7 @@ def unevaluable_in_packaging(spec: pspec.Specifier) -> bool:
 # ------------------------------------------------------------------ versions
 
 
+@pytest.mark.slow  # hundreds of generated versions or specifiers, each also parsed by packaging
 @SETTINGS
 @given(VERSION_TEXT)
 def test_version_parse_agrees_with_packaging(text: str) -> None:
@@ -223,6 +224,7 @@ def test_version_parse_agrees_with_packaging(text: str) -> None:
 COMPARISONS = [operator.lt, operator.le, operator.eq, operator.ne, operator.gt, operator.ge]
 
 
+@pytest.mark.slow  # hundreds of generated versions or specifiers, each also parsed by packaging
 @settings(SETTINGS, max_examples=100)
 @given(st.lists(VALID_VERSION, min_size=2, max_size=6), st.data())
 def test_version_ordering_agrees_with_packaging(texts: list[str], data: st.DataObject) -> None:
@@ -239,6 +241,7 @@ def test_version_ordering_agrees_with_packaging(texts: list[str], data: st.DataO
 # ---------------------------------------------------------------- specifiers
 
 
+@pytest.mark.slow  # hundreds of generated versions or specifiers, each also parsed by packaging
 @SETTINGS
 @given(SPEC_TEXT, st.data())
 def test_specifier_agrees_with_packaging(text: str, data: st.DataObject) -> None:
@@ -261,6 +264,7 @@ def test_specifier_agrees_with_packaging(text: str, data: st.DataObject) -> None
             assert ours.contains(ours_v, prereleases=prereleases) == expected, (candidate, prereleases)
 
 
+@pytest.mark.slow  # hundreds of generated versions or specifiers, each also parsed by packaging
 @settings(SETTINGS, max_examples=150)
 @given(CLEAN_SPEC_TEXT, CLEAN_SPEC_TEXT, st.data())
 def test_specifier_equality_agrees_with_packaging(first: str, second: str, data: st.DataObject) -> None:
@@ -275,6 +279,7 @@ def test_specifier_equality_agrees_with_packaging(first: str, second: str, data:
             assert hash(a) == hash(b)
 
 
+@pytest.mark.slow  # hundreds of generated versions or specifiers, each also parsed by packaging
 @SETTINGS
 @given(SET_TEXT, st.data())
 def test_specifier_set_agrees_with_packaging(text: str, data: st.DataObject) -> None:

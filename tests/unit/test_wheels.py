@@ -137,6 +137,7 @@ def _filenames(draw: st.DrawFn) -> str:
 _FILENAMES = _filenames()
 
 
+@pytest.mark.slow  # hundreds of generated wheel names, each also parsed by packaging
 @PROPERTY
 @given(_FILENAMES)
 def test_parse_agrees_with_packaging(filename: str) -> None:
@@ -251,6 +252,7 @@ _TAGS = st.one_of(
 _VERSIONS = st.tuples(st.integers(1, 16), st.integers(0, 40))
 
 
+@pytest.mark.slow  # hundreds of generated tag sets and targets
 @PROPERTY
 @given(st.lists(_TAGS, max_size=4), st.sampled_from(list(P)), _VERSIONS, _VERSIONS, _VERSIONS, _VERSIONS)
 def test_raising_a_target_never_loses_support(

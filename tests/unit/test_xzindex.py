@@ -45,12 +45,14 @@ def test_one_block_per_stream_as_publish_writes_them() -> None:
     assert parts is not None and len(parts) == -(-len(DATA) // size) > 1 and b"".join(parts) == DATA
 
 
+@pytest.mark.slow  # compresses or extracts megabytes
 def test_streams_with_padding_and_other_checks() -> None:
     blob = lzma.compress(DATA[:1000]) + bytes(8) + lzma.compress(DATA[1000:], check=lzma.CHECK_SHA256) + bytes(4)
     parts = _blocks_of(blob)
     assert parts is not None and len(parts) == 2 and b"".join(parts) == DATA
 
 
+@pytest.mark.slow  # compresses or extracts megabytes
 @pytest.mark.skipif(shutil.which("xz") is None, reason="needs the xz command")
 def test_blocks_of_one_stream_as_xz_threads_write_them(tmp_path: Path) -> None:
     (tmp_path / "data").write_bytes(DATA)
@@ -59,6 +61,7 @@ def test_blocks_of_one_stream_as_xz_threads_write_them(tmp_path: Path) -> None:
     assert parts is not None and len(parts) > 1 and b"".join(parts) == DATA
 
 
+@pytest.mark.slow  # compresses or extracts megabytes
 def test_a_single_block_and_an_empty_file() -> None:
     assert _blocks_of(lzma.compress(DATA)) == [DATA]
     assert _blocks_of(lzma.compress(b"")) == []
@@ -110,6 +113,7 @@ def _extract(archive: Path, folder: Path, pool: BlockPool | None, check=None) ->
     return digests
 
 
+@pytest.mark.slow  # compresses or extracts megabytes
 @pytest.mark.parametrize("jobs", [1, 2, 5])
 def test_extracting_in_blocks_gives_what_one_pass_gives(tmp_path: Path, jobs: int) -> None:
     archive = tmp_path / "layer.tar.xz"
@@ -123,6 +127,7 @@ def test_extracting_in_blocks_gives_what_one_pass_gives(tmp_path: Path, jobs: in
     assert all((tmp_path / "blocks" / name).read_bytes() == (tmp_path / "one" / name).read_bytes() for name in one_pass)
 
 
+@pytest.mark.slow  # compresses or extracts megabytes
 def test_two_readers_share_one_small_pool(tmp_path: Path) -> None:
     archive = tmp_path / "layer.tar.xz"
     archive.write_bytes(_multi_stream(_tar(tmp_path), 1 << 19))
@@ -136,6 +141,7 @@ def test_two_readers_share_one_small_pool(tmp_path: Path) -> None:
     assert len(results) == 3 and results[0] == results[1] == results[2] and len(results[0]) == 9
 
 
+@pytest.mark.slow  # compresses or extracts megabytes
 def test_a_damaged_block_fails_the_extraction(tmp_path: Path) -> None:
     blob = bytearray(_multi_stream(_tar(tmp_path), 1 << 20))
     blocks = find_blocks(io.BytesIO(bytes(blob)), len(blob))
@@ -147,6 +153,7 @@ def test_a_damaged_block_fails_the_extraction(tmp_path: Path) -> None:
         _extract(archive, tmp_path / "out", pool)
 
 
+@pytest.mark.slow  # compresses or extracts megabytes
 def test_a_stop_while_reading_ahead_ends_the_extraction(tmp_path: Path) -> None:
     archive = tmp_path / "layer.tar.xz"
     archive.write_bytes(_multi_stream(_tar(tmp_path), 1 << 20))
