@@ -42,6 +42,14 @@ def without_progress(stderr: str) -> str:
     return "".join(line for line in stderr.splitlines(keepends=True) if line.startswith(("error:", "warning:", "usage:")))
 
 
+def assert_nothing_left(destination: Path) -> None:
+    """After a refused or failed extraction: neither `destination` nor a partial folder beside it, nor `outside` next to its parent."""
+    assert not os.path.lexists(destination)
+    if destination.parent.exists():
+        assert sorted(p.name for p in destination.parent.iterdir()) == []
+    assert not (destination.parent.parent / "outside").exists()
+
+
 def documented_json_keys() -> dict[str, tuple[set[str], set[str]]]:
     """From docs/commands.md: each command's JSON result keys and the keys of each of its `layers` entries."""
     import re

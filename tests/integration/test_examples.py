@@ -50,13 +50,6 @@ def _vs(*args: str, pyz: Path, archive_dir: Path) -> str:
     return result.stdout
 
 
-def test_examples_are_documented() -> None:
-    listed = (EXAMPLES / "README.md").read_text(encoding="utf-8")
-    folders = sorted(p.name for p in EXAMPLES.iterdir() if (p / "venvstacks.toml").is_file())
-    assert folders == ["quick", "sklearn"]
-    assert all(f"`{name}/`" in listed for name in folders)
-
-
 def test_copies_leave_what_the_quick_start_wrote_behind(tmp_path: Path) -> None:
     # After the README's quick start, the example's folder also holds its locks, builds and archives.
     source = tmp_path / "checkout" / "quick"

@@ -1,5 +1,6 @@
 """The PBS-shaped runtime archives the integration tests use: their shape, reproducibility,
-and that an extracted runtime runs from a new location with the original prefix hidden."""
+that venvstacks' safe extraction unpacks them into a runtime that runs (or, truncated, into
+nothing), and that an extracted runtime runs from a new location with the original prefix hidden."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from support import assert_nothing_left
+from venvstacks.errors import RuntimeSourceError
+from venvstacks.extract import safe_extract_tar
+from venvstacks.runtimes.pbs import parse_runtime_archive_name
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +90,40 @@ def test_locally_built_archive_is_lean_and_normalised(
     header = archive.read_bytes()[:10]
     assert header[3] == 0, "gzip header flags: no file name"
     assert header[4:8] == b"\0\0\0\0", "gzip header mtime"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_runtime_archive_extracts_and_runs(runtime_archives: dict[str, Path], tmp_path: Path, version: str) -> None:
+    archive = _archive(runtime_archives, version)
+    name = parse_runtime_archive_name(archive.name)
+    assert name is not None
+    destination = tmp_path / "build" / f"cpython@{name.version}"
+    safe_extract_tar(archive, destination, strip_prefix="python")
+    assert sorted(p.name for p in destination.parent.iterdir()) == [destination.name]
+    python3 = destination / "bin" / "python3"
+    assert python3.is_symlink() and os.readlink(python3) == f"python{version}"
+    assert os.stat(python3).st_mode & 0o111 == 0o111
+    assert (destination / "lib" / f"python{version}" / "os.py").is_file()
+    result = subprocess.run(
+        [str(python3), "-c", "import platform, sys; print(platform.python_version()); print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [name.version, str(destination)]
+
+
+def test_truncated_runtime_archive_leaves_nothing(runtime_archives: dict[str, Path], tmp_path: Path) -> None:
+    original = runtime_archives["3.11"].read_bytes()
+    truncated = tmp_path / "sources" / runtime_archives["3.11"].name
+    truncated.parent.mkdir()
+    truncated.write_bytes(original[: len(original) * 3 // 5])
+    destination = tmp_path / "out" / "runtime"
+    with pytest.raises(RuntimeSourceError, match="the archive is damaged"):
+        safe_extract_tar(truncated, destination, strip_prefix="python")
+    assert_nothing_left(destination)
 
 
 def test_building_twice_gives_identical_bytes(

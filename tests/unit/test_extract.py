@@ -1,4 +1,7 @@
-"""Safe extraction: real runtime archives unpack and run; unsafe or damaged archives leave nothing behind."""
+"""Safe extraction of hand-made archives: unsafe or damaged ones leave nothing behind, good ones unpack as they are.
+
+The real runtime archives are extracted and run in tests/integration/test_runtime_archives.py.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from support import assert_nothing_left
 from venvstacks.errors import RuntimeSourceError, UnsafeArchiveError
 from venvstacks.extract import safe_extract_tar
-from venvstacks.runtimes.pbs import parse_runtime_archive_name
 
-pytestmark = pytest.mark.slow
-
-VERSIONS = ("3.11", "3.12", "3.13")
 MTIME = 1_700_000_000
 
 
@@ -72,52 +72,6 @@ def places(tmp_path: Path) -> tuple[Path, Path]:
     sources = tmp_path / "sources"
     sources.mkdir()
     return sources, tmp_path / "out" / "runtime"
-
-
-def _assert_nothing_left(destination: Path) -> None:
-    """Neither the destination nor a partial folder exists."""
-    assert not os.path.lexists(destination)
-    if destination.parent.exists():
-        assert sorted(p.name for p in destination.parent.iterdir()) == []
-    assert not (destination.parent.parent / "outside").exists()
-
-
-# --- real runtime archives --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("version", VERSIONS)
-def test_runtime_archive_extracts_and_runs(runtime_archives: dict[str, Path], tmp_path: Path, version: str) -> None:
-    if version not in runtime_archives:
-        pytest.skip(f"no CPython {version} runtime archive on this machine (optional)")
-    archive = runtime_archives[version]
-    name = parse_runtime_archive_name(archive.name)
-    assert name is not None
-    destination = tmp_path / "build" / f"cpython@{name.version}"
-    safe_extract_tar(archive, destination, strip_prefix="python")
-    assert sorted(p.name for p in destination.parent.iterdir()) == [destination.name]
-    python3 = destination / "bin" / "python3"
-    assert python3.is_symlink() and os.readlink(python3) == f"python{version}"
-    assert os.stat(python3).st_mode & 0o111 == 0o111
-    assert (destination / "lib" / f"python{version}" / "os.py").is_file()
-    result = subprocess.run(
-        [str(python3), "-c", "import platform, sys; print(platform.python_version()); print(sys.prefix)"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [name.version, str(destination)]
-
-
-def test_truncated_runtime_archive_leaves_nothing(runtime_archives: dict[str, Path], places: tuple[Path, Path]) -> None:
-    sources, destination = places
-    original = runtime_archives["3.11"].read_bytes()
-    truncated = sources / runtime_archives["3.11"].name
-    truncated.write_bytes(original[: len(original) * 3 // 5])
-    with pytest.raises(RuntimeSourceError, match="the archive is damaged"):
-        safe_extract_tar(truncated, destination, strip_prefix="python")
-    _assert_nothing_left(destination)
 
 
 # --- crafted archives that must be refused ----------------------------------------------------
@@ -180,7 +134,7 @@ def test_unsafe_member_is_refused(places: tuple[Path, Path], entries: list[Entry
     message = str(caught.value)
     assert message.startswith(f"{archive}: refusing to extract {member!r}: "), message
     assert reason in message
-    _assert_nothing_left(destination)
+    assert_nothing_left(destination)
 
 
 @pytest.mark.parametrize(
@@ -196,7 +150,7 @@ def test_unsafe_member_without_prefix(places: tuple[Path, Path], entry: Entry, r
     archive = _make_tar(sources / "evil.tar", [_file("ok"), entry], compression="")
     with pytest.raises(UnsafeArchiveError, match=reason):
         safe_extract_tar(archive, destination)
-    _assert_nothing_left(destination)
+    assert_nothing_left(destination)
 
 
 # --- damaged archives -------------------------------------------------------------------------
@@ -212,7 +166,7 @@ def test_truncated_gzip_leaves_nothing(places: tuple[Path, Path]) -> None:
     archive.write_bytes(archive.read_bytes()[:150_000])
     with pytest.raises(RuntimeSourceError, match=f"cannot extract {archive}: the archive is damaged"):
         safe_extract_tar(archive, destination, strip_prefix="python")
-    _assert_nothing_left(destination)
+    assert_nothing_left(destination)
 
 
 def test_corrupted_gzip_leaves_nothing(places: tuple[Path, Path]) -> None:
@@ -223,7 +177,7 @@ def test_corrupted_gzip_leaves_nothing(places: tuple[Path, Path]) -> None:
     archive.write_bytes(bytes(data))
     with pytest.raises(RuntimeSourceError, match="the archive is damaged"):
         safe_extract_tar(archive, destination, strip_prefix="python")
-    _assert_nothing_left(destination)
+    assert_nothing_left(destination)
 
 
 @pytest.mark.parametrize("cut", ["second-header", "end-marker", "mid-header"])
@@ -238,7 +192,7 @@ def test_plain_tar_truncated_between_members_leaves_nothing(places: tuple[Path, 
     archive.write_bytes(archive.read_bytes()[:offset])
     with pytest.raises(RuntimeSourceError, match="no end-of-archive marker"):
         safe_extract_tar(archive, destination, strip_prefix="python")
-    _assert_nothing_left(destination)
+    assert_nothing_left(destination)
 
 
 def test_not_an_archive(places: tuple[Path, Path]) -> None:
@@ -247,14 +201,14 @@ def test_not_an_archive(places: tuple[Path, Path]) -> None:
     archive.write_bytes(b"this is not a tar archive at all" * 40)
     with pytest.raises(RuntimeSourceError, match="the archive is damaged"):
         safe_extract_tar(archive, destination)
-    _assert_nothing_left(destination)
+    assert_nothing_left(destination)
 
 
 def test_missing_archive(places: tuple[Path, Path]) -> None:
     sources, destination = places
     with pytest.raises(RuntimeSourceError, match="cannot read the archive"):
         safe_extract_tar(sources / "missing.tar.gz", destination)
-    _assert_nothing_left(destination)
+    assert_nothing_left(destination)
 
 
 # --- what a good archive becomes --------------------------------------------------------------
