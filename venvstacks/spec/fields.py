@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..errors import InvalidRequirement
 from ..platforms import (
@@ -19,6 +20,8 @@ from ..platforms import (
 from ..standards.requirements import Requirement
 from ..spec.modules import check_hook
 from ..spec.issues import TableReader, describe_type, did_you_mean
+
+_Target = TypeVar("_Target")
 
 __all__ = ["CommonFields", "read_common_fields"]
 
@@ -172,7 +175,7 @@ def _read_platforms(reader: TableReader) -> tuple[tuple[TargetPlatform, ...] | N
     return tuple(platforms), valid
 
 
-def _read_target(reader: TableReader, key: str, default: str, parse: Any) -> Any:
+def _read_target(reader: TableReader, key: str, default: str, parse: Callable[[str], _Target]) -> _Target | None:
     raw = reader.string(key)
     if raw is None:
         return None if key in reader.table else parse(default)

@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from ..errors import SpecIssue
+from ..standards.tomlwriter import TomlTable
 
 __all__ = ["IssueLog", "TableReader", "describe_type", "closest"]
 
@@ -62,7 +63,7 @@ class TableReader:
     """Reads typed fields from one TOML table; a bad field is logged and read as None."""
 
     def __init__(
-        self, table: Mapping[str, Any], log: IssueLog, layer: str | None, *, prefix: str = "", path: str | None = None
+        self, table: TomlTable, log: IssueLog, layer: str | None, *, prefix: str = "", path: str | None = None
     ) -> None:
         self.table = table
         self.log = log

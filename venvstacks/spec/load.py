@@ -12,9 +12,9 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from ..errors import SpecError, SpecIssue
+from ..standards.tomlwriter import TomlTable
 from ..spec.layering import infer_platforms, merge_package_indexes
 from ..platforms import DEFAULT_MACOSX_TARGET, MacOSTarget, parse_macosx_target
 from ..spec.model import (
@@ -75,7 +75,7 @@ _NAME_MAX = 255
 _IMPLEMENTATION = re.compile(r"(cpython|pypy)@(([0-9]+)\.([0-9]+)\.[0-9]+(?:(?:a|b|rc)[0-9]+)?)")
 
 
-def read_toml(path: Path, label: str) -> dict[str, Any]:
+def read_toml(path: Path, label: str) -> TomlTable:
     """Read a TOML file; any problem becomes a one-line SpecError naming `label`."""
     def fail(message: str) -> SpecError:
         return SpecError([SpecIssue(label, None, None, message)])
@@ -123,11 +123,11 @@ def load_spec(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None
 
 
 def parse_spec(
-    data: Mapping[str, Any],
+    data: TomlTable,
     *,
     spec_path: Path,
     label: str | None = None,
-    uv_file_data: Mapping[str, Any] | None = None,
+    uv_file_data: TomlTable | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> StackSpec:
     """Check parsed TOML data and build the stack model; raise SpecError listing every problem.
@@ -165,7 +165,7 @@ class _SpecParser:
 
     # Top level
 
-    def parse(self, data: Mapping[str, Any], uv_file_data: Mapping[str, Any] | None) -> StackSpec:
+    def parse(self, data: TomlTable, uv_file_data: TomlTable | None) -> StackSpec:
         top = TableReader(data, self.log, None)
         for key in data:
             if key not in _TOP_LEVEL_KEYS:
@@ -191,7 +191,7 @@ class _SpecParser:
             warnings=tuple(self.warnings),
         )
 
-    def _layer_tables(self, data: Mapping[str, Any], kind: LayerKind) -> list[Mapping[str, Any]]:
+    def _layer_tables(self, data: TomlTable, kind: LayerKind) -> list[TomlTable]:
         value = data.get(kind.category, [])
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             self.log.add(
@@ -200,7 +200,7 @@ class _SpecParser:
             return []
         return value
 
-    def _parse_tool(self, tool: Any, uv_file_data: Mapping[str, Any] | None) -> None:
+    def _parse_tool(self, tool: object, uv_file_data: TomlTable | None) -> None:
         uv_file = self.spec_path.parent / "venvstacks.uv.toml"
         uv_label = os.path.join(os.path.dirname(self.log.path), "venvstacks.uv.toml")
         inline = None
@@ -230,7 +230,7 @@ class _SpecParser:
 
     # One layer
 
-    def _parse_layer(self, kind: LayerKind, position: int, table: Mapping[str, Any]) -> None:
+    def _parse_layer(self, kind: LayerKind, position: int, table: TomlTable) -> None:
         name = table.get("name")
         where = f"{kind.value} {name!r}" if isinstance(name, str) and name else f"{kind.category}[{position}]"
         reader = TableReader(table, self.log, where)

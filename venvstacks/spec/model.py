@@ -11,8 +11,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Never
 
+from ..standards.tomlwriter import TomlTable
 from ..platforms import LinuxTarget, MacOSTarget, TargetPlatform
 from ..standards.requirements import Requirement
 
@@ -33,7 +34,7 @@ __all__ = [
 UNKNOWN_VERSION = "???"
 """Shown in place of the lock version of a versioned layer that has no valid lock."""
 
-def _empty() -> Mapping[str, Any]:
+def _empty() -> Mapping[str, Never]:
     return MappingProxyType({})
 
 
@@ -84,7 +85,7 @@ class PackageIndex:
     url: str
     explicit: bool = False
     default: bool = False
-    settings: Mapping[str, Any] = field(default_factory=_empty)
+    settings: TomlTable = field(default_factory=_empty)
     """The whole table as written, for passing on to uv."""
 
     @property
@@ -99,7 +100,7 @@ class UvConfig:
 
     source: Path | None = None
     """Where the settings came from (the spec itself or the sibling file), if anywhere."""
-    settings: Mapping[str, Any] = field(default_factory=_empty)
+    settings: TomlTable = field(default_factory=_empty)
     """Every setting other than `index` and `sources`, deeply read-only."""
     indexes: tuple[PackageIndex, ...] = ()
     sources: Mapping[str, str] = field(default_factory=_empty)

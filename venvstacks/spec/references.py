@@ -8,8 +8,8 @@ or a cycle.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
+from ..standards.tomlwriter import TomlTable
 from ..spec.layering import LinearisationError, linearise
 from ..spec.model import ApplicationSpec, FrameworkSpec, LayerKind, LayerSpec, RuntimeSpec
 from ..spec.issues import TableReader, did_you_mean
@@ -29,7 +29,7 @@ class LayerRegistry:
         self.declared: dict[LayerKind, list[str]] = {kind: [] for kind in LayerKind}
         self.raw_frameworks: dict[str, list[str]] = {}
 
-    def prescan(self, tables: Mapping[LayerKind, list[Mapping[str, Any]]]) -> None:
+    def prescan(self, tables: Mapping[LayerKind, list[TomlTable]]) -> None:
         """Note every layer's name and raw framework list before checking any of them."""
         for kind, entries in tables.items():
             for table in entries:
@@ -40,15 +40,20 @@ class LayerRegistry:
                     if kind is LayerKind.FRAMEWORK and isinstance(deps, list):
                         self.raw_frameworks.setdefault(name, [d for d in deps if isinstance(d, str)])
 
-    def _registry(self, kind: LayerKind) -> dict[str, Any]:
-        registries: dict[LayerKind, dict[str, Any]] = {
+    def _registry(self, kind: LayerKind) -> Mapping[str, LayerSpec]:
+        registries: dict[LayerKind, Mapping[str, LayerSpec]] = {
             LayerKind.RUNTIME: self.runtimes, LayerKind.FRAMEWORK: self.frameworks, LayerKind.APPLICATION: self.applications,
         }  # fmt: skip
         return registries[kind]
 
     def add(self, layer: LayerSpec) -> None:
         """Record a layer that passed its checks."""
-        self._registry(layer.kind)[layer.name] = layer
+        if isinstance(layer, RuntimeSpec):
+            self.runtimes[layer.name] = layer
+        elif isinstance(layer, FrameworkSpec):
+            self.frameworks[layer.name] = layer
+        else:
+            self.applications[layer.name] = layer
 
     def add_broken(self, kind: LayerKind, name: str) -> None:
         """Record a layer that failed its checks."""

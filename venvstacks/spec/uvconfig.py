@@ -7,25 +7,29 @@ Only what the tool itself relies on is checked here (named indexes, sources and
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from ..standards.requirements import canonicalize_name
+from ..standards.tomlwriter import TomlTable
 from ..spec.model import PackageIndex, UvConfig
 from ..spec.issues import IssueLog, TableReader, describe_type
 
 __all__ = ["parse_uv_config", "freeze", "parse_exclude_newer"]
 
 
-def freeze(value: Any) -> Any:
+def freeze(value: object) -> object:
     """A deeply read-only copy of a TOML value (tables become mappings, arrays tuples)."""
     if isinstance(value, dict):
         return MappingProxyType({key: freeze(item) for key, item in value.items()})
     if isinstance(value, list):
         return tuple(freeze(item) for item in value)
     return value
+
+
+def freeze_table(table: TomlTable) -> TomlTable:
+    """A deeply read-only copy of a TOML table."""
+    return MappingProxyType({key: freeze(item) for key, item in table.items()})
 
 
 def parse_exclude_newer(text: str) -> datetime.datetime:
@@ -37,7 +41,7 @@ def parse_exclude_newer(text: str) -> datetime.datetime:
 
 
 def parse_uv_config(
-    table: Mapping[str, Any], log: IssueLog, *, prefix: str, source: Path, label: str
+    table: TomlTable, log: IssueLog, *, prefix: str, source: Path, label: str
 ) -> UvConfig | None:
     """Check and freeze one uv settings table; None if it has problems (all logged).
 
@@ -65,13 +69,13 @@ def parse_uv_config(
     settings = {key: value for key, value in table.items() if key not in ("index", "sources")}
     return UvConfig(
         source=source,
-        settings=freeze(settings),
+        settings=freeze_table(settings),
         indexes=tuple(indexes),
         sources=MappingProxyType(sources),
     )
 
 
-def _parse_indexes(reader: TableReader, value: Any) -> list[PackageIndex]:
+def _parse_indexes(reader: TableReader, value: object) -> list[PackageIndex]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -98,12 +102,12 @@ def _parse_indexes(reader: TableReader, value: Any) -> list[PackageIndex]:
         if url is None or explicit is None or default is None:
             continue
         indexes.append(
-            PackageIndex(name=name, url=url, explicit=explicit, default=default, settings=freeze(entry))
+            PackageIndex(name=name, url=url, explicit=explicit, default=default, settings=freeze_table(entry))
         )
     return indexes
 
 
-def _parse_sources(reader: TableReader, value: Any, index_names: set[str]) -> dict[str, str]:
+def _parse_sources(reader: TableReader, value: object, index_names: set[str]) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):

@@ -12,9 +12,12 @@ import datetime as dt
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TypeGuard
 
-__all__ = ["dumps"]
+__all__ = ["TomlTable", "dumps"]
+
+TomlTable = Mapping[str, object]
+"""TOML data as `tomllib` reads it (or as `dumps` writes it): keys to TOML values, unchecked."""
 
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _SHORT_ESCAPES = {
@@ -26,7 +29,7 @@ _INT_RANGE = range(-(2**63), 2**63)
 _ELEMENT_INDENT = "    "
 
 
-def dumps(data: Mapping[str, Any], *, inline_arrays: frozenset[str] = frozenset()) -> str:
+def dumps(data: TomlTable, *, inline_arrays: frozenset[str] = frozenset()) -> str:
     """Render a mapping as TOML text (empty, or ending in a newline).
 
     Values may be mappings, lists or tuples, ``str``, ``int`` (64-bit), ``bool``,
@@ -52,13 +55,13 @@ def dumps(data: Mapping[str, Any], *, inline_arrays: frozenset[str] = frozenset(
 def _write_table(
     lines: list[str],
     path: tuple[str, ...],
-    table: Mapping[str, Any],
+    table: TomlTable,
     header: str | None,
     inline_paths: frozenset[str],
 ) -> None:
     """Append a table's header (if any), its key/value lines, then its sub-sections."""
-    inline_items: list[tuple[str, Any]] = []
-    sections: list[tuple[str, Any]] = []
+    inline_items: list[tuple[str, object]] = []
+    sections: list[tuple[str, object]] = []
     for key, value in table.items():
         _check_key(key, path)
         if ".".join((*path, key)) not in inline_paths and _is_section(value):
@@ -71,8 +74,7 @@ def _write_table(
         lines.append(header)
     for key, value in inline_items:
         child = (*path, key)
-        multiline = ".".join(child) in inline_paths and _is_array(value) and len(value) > 1
-        if multiline:
+        if ".".join(child) in inline_paths and _is_array(value) and len(value) > 1:  # one element a line
             lines.append(f"{_key(key)} = [")
             lines.extend(f"{_ELEMENT_INDENT}{_value(item, child)}," for item in value)
             lines.append("]")
@@ -89,16 +91,17 @@ def _write_table(
                 if isinstance(name, str)
             )
             _write_table(lines, child, value, None if implicit else f"[{dotted}]", inline_paths)
-        else:
+        elif _is_array(value):  # of tables (see `_is_section`)
             for element in value:
+                assert isinstance(element, Mapping)
                 _write_table(lines, child, element, f"[[{dotted}]]", inline_paths)
 
 
-def _is_array(value: Any) -> bool:
+def _is_array(value: object) -> TypeGuard[list[object] | tuple[object, ...]]:
     return isinstance(value, (list, tuple))
 
 
-def _is_section(value: Any) -> bool:
+def _is_section(value: object) -> bool:
     """Whether a value is written as a ``[table]`` or as ``[[array of tables]]`` sections."""
     if isinstance(value, Mapping):
         return True
@@ -131,7 +134,7 @@ def _escape(match: re.Match[str]) -> str:
     return _SHORT_ESCAPES.get(char) or f"\\u{ord(char):04X}"
 
 
-def _value(value: Any, path: tuple[str, ...]) -> str:
+def _value(value: object, path: tuple[str, ...]) -> str:
     """A value written inline: a scalar, ``[a, b]`` or ``{ k = v, ... }``."""
     if isinstance(value, str):
         return _string(value, path)
