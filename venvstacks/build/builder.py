@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, NotRequired, TypedDict
 
 from .. import __version__, _hooks
 from ..build.bundle import bundle_pylock
@@ -114,11 +114,31 @@ def layer_config(
     return config
 
 
-def _state(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], archive: str | None) -> dict[str, Any]:
+class BuildRecord(TypedDict):
+    """The build record beside a built layer: everything it was built from (`_state`)."""
+
+    tool_version: str
+    requirements_hash: str
+    lock_version: int
+    platforms: list[str]
+    linux_target: str
+    macosx_target: str
+    dynlib_exclude: list[str]
+    layers_underneath: list[str]
+    runtime_archive: str | None
+    runtime: str
+    console_scripts: NotRequired[bool | tuple[str, ...]]
+    postinstall_hook: NotRequired[str]
+    modules: NotRequired[list[str]]
+    """Application layers: the hashes of the launch module and support modules, and their names."""
+    module_names: NotRequired[list[str]]
+
+
+def _state(spec: StackSpec, layer: LayerSpec, checks: Mapping[str, LockCheck], archive: str | None) -> BuildRecord:
     """Everything a built layer depends on; the layer is rebuilt when this changes."""
     metadata = checks[layer.build_name].metadata
     assert metadata is not None
-    state: dict[str, Any] = {
+    state: BuildRecord = {
         "tool_version": __version__,
         "requirements_hash": metadata.requirements_hash,
         "lock_version": metadata.lock_version,

@@ -17,15 +17,15 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TypedDict
 
 from ..errors import BundleError
 from ..folderlock import exclusive
 from ..fsutil import dump_json, file_sha256, write_text_atomic
-from ..lock.files import LockPaths, is_shared, wheel_filename
+from ..lock.files import LockPaths, is_shared, tables, text_field, wheel_filename
 from ..lock.state import read_pylock
 from ..runtimes.pbs import find_runtime_archive
 from ..platforms import TargetPlatform
@@ -64,6 +64,16 @@ class WheelNeed:
     """For wheels locked from a local folder: the file, resolved from the lock folder."""
 
 
+class BundleFile(TypedDict):
+    size: int
+    sha256: str
+
+
+class BundleManifest(TypedDict):
+    """The bundle's manifest: every file `fetch` stored, by path inside the bundle."""
+
+    files: dict[str, BundleFile]
+
 def _compatible(filename: str, platform: TargetPlatform, python: tuple[int, int], layer: LayerSpec) -> bool:
     wheel = parse_wheel_filename(filename)
     major, minor = python
@@ -84,16 +94,17 @@ def wheels_needed(spec: StackSpec, layers: Iterable[LayerSpec], platforms: Seque
         python = tuple(int(part) for part in runtime.python_implementation.short_version.split("."))
         paths = LockPaths.for_layer(spec, layer)
         pylock = read_pylock(paths) or {}
-        for package in pylock.get("packages", []):
+        for package in tables(pylock.get("packages")):
             if is_shared(package):
                 continue
-            for wheel in package.get("wheels", []):
+            for wheel in tables(package.get("wheels")):
                 filename = wheel_filename(wheel)
                 if not any(_compatible(filename, p, python, layer) for p in platforms if p in layer.platforms):  # type: ignore[arg-type]
                     continue
-                local = (paths.folder / wheel["path"]).resolve() if wheel.get("path") else None
-                sha256 = str(wheel.get("hashes", {}).get("sha256", ""))
-                needs.setdefault(filename, WheelNeed(layer.build_name, filename, sha256, wheel.get("url"), local))
+                path, hashes = text_field(wheel, "path"), wheel.get("hashes")
+                local = (paths.folder / path).resolve() if path else None
+                sha256 = str(hashes.get("sha256", "")) if isinstance(hashes, Mapping) else ""
+                needs.setdefault(filename, WheelNeed(layer.build_name, filename, sha256, text_field(wheel, "url"), local))
     return [needs[name] for name in sorted(needs)]
 
 
@@ -156,7 +167,7 @@ def _fill_bundle(
     download: Callable[[str, IO[bytes]], None],
 ) -> dict[str, int]:
     counts = {"fetched": 0, "present": 0}
-    manifest: dict[str, dict[str, Any]] = {}
+    manifest: dict[str, BundleFile] = {}
     runtimes = [layer for layer in layers if isinstance(layer, RuntimeSpec)]
     if runtimes and archive_dir is None:
         msg = "fetch needs the runtime archives: pass --python-archive-dir (or set VENVSTACKS_PYTHON_ARCHIVE_DIR)"
@@ -191,7 +202,8 @@ def _fill_bundle(
             _store(target, archive.sha256, functools.partial(_copy_from, archive.path), archive.path.name)
             counts["fetched"] += 1
         manifest[f"{RUNTIMES}/{archive.path.name}"] = {"size": archive.path.stat().st_size, "sha256": archive.sha256}
-    write_text_atomic(bundle / MANIFEST, dump_json({"files": manifest}))
+    document: BundleManifest = {"files": manifest}
+    write_text_atomic(bundle / MANIFEST, dump_json(document))
     return counts
 
 
@@ -213,11 +225,11 @@ def bundle_pylock(spec: StackSpec, layer: LayerSpec, bundle: Path, destination: 
     pylock = read_pylock(paths) or {}
     needed = {need.filename for need in wheels_needed(spec, [layer], [platform])}
     missing: list[str] = []
-    for package in pylock.get("packages", []):
+    for package in tables(pylock.get("packages")):
         if is_shared(package) or "wheels" not in package:
             continue
         kept = []
-        for wheel in package["wheels"]:
+        for wheel in tables(package["wheels"]):
             filename = wheel_filename(wheel)
             if filename not in needed:
                 continue

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..standards.tomlwriter import TomlTable
 from ..errors import BuildError, RequirementError
-from ..lock.files import is_shared
+from ..lock.files import is_shared, tables, text_field
 from ..standards.markers import Marker
 from ..standards.requirements import canonicalize_name
 from ..standards.versions import Version
@@ -59,19 +60,19 @@ def _holds(marker: str | None, environment: Mapping[str, str]) -> bool | None:
         return None
 
 
-def locked_for(pylock: Mapping[str, Any], environment: Mapping[str, str]) -> LockedSet:
+def locked_for(pylock: TomlTable, environment: Mapping[str, str]) -> LockedSet:
     """What a parsed pylock installs in a marker `environment`."""
     required: dict[str, set[str]] = {}
     optional: dict[str, set[str]] = {}
     own: set[str] = set()
     below: set[str] = set()
-    for package in pylock.get("packages", []):
+    for package in tables(pylock.get("packages")):
         name = canonicalize_name(str(package["name"]))
         if is_shared(package):
             below.add(name)
             continue
         own.add(name)
-        holds = _holds(package.get("marker"), environment)
+        holds = _holds(text_field(package, "marker"), environment)
         if holds is not False:
             versions = (required if holds else optional).setdefault(name, set())
             if package.get("version") is not None:

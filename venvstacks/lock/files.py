@@ -16,15 +16,17 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..standards.tomlwriter import TomlTable
 from ..fsutil import dump_json, file_sha256, write_beside
 from ..spec.model import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
 
 __all__ = [
     "LockPaths",
     "LockMetadata",
+    "tables",
+    "text_field",
     "hash_strings",
     "lock_input_hash",
     "other_inputs_hash",
@@ -89,15 +91,17 @@ class LockMetadata:
     """Runtimes only: the archive the runtime was unpacked from (`name`, `sha256`)."""
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LockMetadata | None:
+    def from_json(cls, data: TomlTable) -> LockMetadata | None:
         """Parse metadata; None if it is not in the current format (so it is invalid)."""
         if "_legacy_requirements_hash" in data:
             return None
         try:
-            archive = data.get("runtime_archive")
+            archive, version = data.get("runtime_archive"), data["lock_version"]
+            if not isinstance(version, (int, str)):
+                return None
             return cls(
                 lock_input_hash=str(data["lock_input_hash"]),
-                lock_version=int(data["lock_version"]),
+                lock_version=int(version),
                 locked_at=str(data["locked_at"]),
                 other_inputs_hash=str(data["other_inputs_hash"]),
                 requirements_hash=str(data["requirements_hash"]),
@@ -191,9 +195,9 @@ def module_hash(path: Path) -> str:
     return f"sha256/{digest.hexdigest()}"
 
 
-def own_marker(marker: str | None) -> str | None:
-    """A package's marker without the shared-package clause (None if nothing is left)."""
-    if marker is None:
+def own_marker(marker: object) -> str | None:
+    """A package's marker without the shared-package clause (None if nothing is left, or it is no string)."""
+    if not isinstance(marker, str):
         return None
     marker = marker.replace('"', "'")
     if marker == SHARED_MARKER:
@@ -206,13 +210,24 @@ def own_marker(marker: str | None) -> str | None:
     return marker
 
 
-def is_shared(package: Mapping[str, Any]) -> bool:
+def tables(value: object) -> list[dict[str, object]]:
+    """The tables of a TOML array of tables as `tomllib` reads it (a pylock's `packages`, a package's `wheels`); [] if it is none."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def text_field(table: TomlTable, key: str) -> str | None:
+    """A string field of a TOML table; None if it is absent or not a string."""
+    value = table.get(key)
+    return value if isinstance(value, str) else None
+
+
+def is_shared(package: TomlTable) -> bool:
     """True if a locked package is provided by a lower layer."""
     marker = package.get("marker")
     return isinstance(marker, str) and marker.replace('"', "'").endswith(SHARED_MARKER)
 
 
-def wheel_filename(wheel: Mapping[str, Any]) -> str:
+def wheel_filename(wheel: TomlTable) -> str:
     """A locked wheel's file name: its `name`, else the last part of its path or URL."""
     if wheel.get("name"):
         return str(wheel["name"])
@@ -221,18 +236,19 @@ def wheel_filename(wheel: Mapping[str, Any]) -> str:
     return unquote(os.path.basename(urlsplit(str(wheel.get("url", ""))).path))
 
 
-def pylock_hash(pylock: Mapping[str, Any]) -> str:
+def pylock_hash(pylock: TomlTable) -> str:
     """The `requirements_hash` of a pylock: its packages, versions, markers, indexes and wheel hashes."""
     items: list[str] = []
-    for package in pylock.get("packages", []):
+    for package in tables(pylock.get("packages")):
         marker = own_marker(package.get("marker"))
         text = f"{package['name']}=={package['version']}"
         if marker:
             text += f" ; {marker}"
         items.append(f"{text} from {package.get('index', 'unspecified index')}")
-        for wheel in package.get("wheels", []):
+        for wheel in tables(package.get("wheels")):
             filename = wheel_filename(wheel)
-            for algorithm, value in wheel.get("hashes", {}).items():
+            hashes = wheel.get("hashes")
+            for algorithm, value in hashes.items() if isinstance(hashes, Mapping) else ():
                 items.append(f"{filename}:{algorithm}:{value}")
     return hash_strings(sorted(items))
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from ..errors import LockError, UvError
 from ..folderlock import exclusive, remove_temporaries
@@ -42,7 +42,7 @@ from ..lock.pylock import LayerTarget, constraint_lines, edit_pylock, lower_pins
 from ..standards.requirements import canonicalize_name
 from ..runtimes.unpack import RuntimeInstall, ensure_runtime
 from ..spec.model import LayerSpec, RuntimeSpec, StackSpec
-from ..standards.tomlwriter import dumps
+from ..standards.tomlwriter import TomlTable, dumps
 from ..uv import Uv, export_argv, lock_argv
 from ..spec.uvconfig import parse_exclude_newer
 from ..standards.wheels import describe_wheel_gaps
@@ -100,20 +100,28 @@ class LockOutcome:
     lock_version: int
 
 
-def _thaw(value: Any) -> Any:
+def _thaw(value: object) -> object:
+    """A writable copy of a frozen TOML value (mappings become dicts, tuples lists)."""
     if isinstance(value, Mapping):
-        return {key: _thaw(item) for key, item in value.items()}
+        return _thaw_table(value)
     if isinstance(value, (list, tuple)):
         return [_thaw(item) for item in value]
     return value
 
 
-def _common_settings(spec: StackSpec, settings: LockSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+def _thaw_table(table: TomlTable) -> dict[str, object]:
+    return {key: _thaw(item) for key, item in table.items()}
+
+
+def _common_settings(spec: StackSpec, settings: LockSettings) -> tuple[dict[str, object], dict[str, object]]:
     """The shared uv settings, split into (uv.toml settings, project-only settings)."""
-    config = _thaw(spec.uv_config.settings)
+    config = _thaw_table(spec.uv_config.settings)
     project = {key: config.pop(key) for key in list(config) if key in _PROJECT_KEYS}
     base = (spec.uv_config.source or spec.spec_path).parent
-    find_links = [str(base / link) if "://" not in link else link for link in config.pop("find-links", [])]
+    given = config.pop("find-links", [])
+    if not isinstance(given, list) or not all(isinstance(link, str) for link in given):
+        raise LockError(f"{spec.uv_config.source or spec.spec_path}: tool.uv find-links must be an array of strings")
+    find_links = [str(base / link) if "://" not in link else link for link in given]
     find_links += [str(path) for path in settings.local_wheels]
     if find_links:
         config["find-links"] = find_links
@@ -141,21 +149,22 @@ def _lock_clamp(spec: StackSpec, settings: LockSettings) -> datetime.datetime | 
         raise LockError(msg) from None
 
 
-def _layer_indexes(spec: StackSpec, layer: LayerSpec) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _layer_indexes(spec: StackSpec, layer: LayerSpec) -> tuple[list[dict[str, object]], dict[str, object]]:
     named = spec.uv_config.named_indexes
-    indexes = [{**_thaw(named[n].settings), "explicit": False} for n in layer.priority_indexes]
+    indexes = [{**_thaw_table(named[n].settings), "explicit": False} for n in layer.priority_indexes]
     sources = {**spec.uv_config.sources, **layer.package_indexes}
     for name in dict.fromkeys(sources.values()):
         if name not in layer.priority_indexes and named[name].explicit:
-            indexes.append(_thaw(named[name].settings))
-    indexes += [_thaw(i.settings) for i in spec.uv_config.indexes if i.is_common and i.name not in layer.priority_indexes]
+            indexes.append(_thaw_table(named[name].settings))
+    indexes += [_thaw_table(i.settings) for i in spec.uv_config.indexes if i.is_common and i.name not in layer.priority_indexes]
     return indexes, {dist: {"index": index} for dist, index in sorted(sources.items())}
 
 
-def _project_text(spec: StackSpec, layer: LayerSpec, constraints: list[str], project_settings: dict[str, Any]) -> str:
+def _project_text(spec: StackSpec, layer: LayerSpec, constraints: list[str], project_settings: dict[str, object]) -> str:
     runtime = spec.runtime_of(layer)
     tool = dict(project_settings)
-    tool["constraint-dependencies"] = [*tool.get("constraint-dependencies", []), *constraints]
+    given = tool.get("constraint-dependencies")
+    tool["constraint-dependencies"] = [*(given if isinstance(given, list) else []), *constraints]
     indexes, sources = _layer_indexes(spec, layer)
     if indexes:
         tool["index"] = indexes
@@ -189,7 +198,7 @@ class _Run:
         with self.guard:
             self.staged[path] = text
 
-    def pylock(self, layer: LayerSpec) -> dict[str, Any] | None:
+    def pylock(self, layer: LayerSpec) -> dict[str, object] | None:
         """A layer's pylock: the one locked in this run, else the one on disk."""
         paths = LockPaths.for_layer(self.spec, layer)
         with self.guard:
@@ -219,7 +228,7 @@ class _Run:
         return (min(now, clamp) if clamp else now).isoformat()
 
 
-def _resolve(run: _Run, layer: LayerSpec, paths: LockPaths) -> dict[str, Any]:
+def _resolve(run: _Run, layer: LayerSpec, paths: LockPaths) -> dict[str, object]:
     """Run uv for one layer and return its edited pylock data."""
     spec, settings = run.spec, run.settings
     runtime = run.runtime(layer)
@@ -256,7 +265,7 @@ def _resolve(run: _Run, layer: LayerSpec, paths: LockPaths) -> dict[str, Any]:
     return data
 
 
-def _read_exported(path: Path) -> dict[str, Any]:
+def _read_exported(path: Path) -> dict[str, object]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -11,14 +11,14 @@ without wheels for some target platform.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..standards.tomlwriter import TomlTable
 from ..errors import RequirementError
-from ..lock.files import SHARED_MARKER, is_shared, own_marker, wheel_filename
+from ..lock.files import SHARED_MARKER, is_shared, own_marker, tables, text_field, wheel_filename
 from ..standards.markers import Marker
 from ..platforms import TargetPlatform, marker_environment
 from ..standards.requirements import canonicalize_name
@@ -40,13 +40,13 @@ class LowerPin:
     marker: str | None
 
 
-def lower_pins(pylocks: Iterable[Mapping[str, Any]]) -> list[LowerPin]:
+def lower_pins(pylocks: Iterable[TomlTable]) -> list[LowerPin]:
     """The packages lower layers install, from their pylocks (runtime first, then frameworks)."""
     pins: list[LowerPin] = []
     for pylock in pylocks:
-        for package in pylock.get("packages", []):
+        for package in tables(pylock.get("packages")):
             if not is_shared(package):
-                pins.append(LowerPin(canonicalize_name(package["name"]), str(package["version"]), own_marker(package.get("marker"))))
+                pins.append(LowerPin(canonicalize_name(str(package["name"])), str(package["version"]), own_marker(package.get("marker"))))
     return pins
 
 
@@ -115,10 +115,9 @@ def _provided_below(target: LayerTarget, version: str, marker: str | None, pins:
     return set(target.matching(marker)) <= covered
 
 
-def _relative_wheel_path(wheel: dict[str, Any], pylock_dir: Path) -> None:
-    location = wheel.get("path")
-    url = wheel.get("url")
-    if location is None and isinstance(url, str) and url.startswith("file:"):
+def _relative_wheel_path(wheel: dict[str, object], pylock_dir: Path) -> None:
+    location, url = text_field(wheel, "path"), text_field(wheel, "url")
+    if location is None and url is not None and url.startswith("file:"):
         location = unquote(urlsplit(url).path)
     if location is None:
         return
@@ -129,30 +128,30 @@ def _relative_wheel_path(wheel: dict[str, Any], pylock_dir: Path) -> None:
 
 
 def edit_pylock(
-    exported: Mapping[str, Any], target: LayerTarget, pins: Sequence[LowerPin], pylock_dir: Path
-) -> tuple[dict[str, Any], list[WheelGap]]:
+    exported: TomlTable, target: LayerTarget, pins: Sequence[LowerPin], pylock_dir: Path
+) -> tuple[dict[str, object], list[WheelGap]]:
     """Filter uv's export for one layer; returns the layer's pylock data and any wheel gaps."""
     by_name: dict[str, list[LowerPin]] = {}
     for pin in pins:
         by_name.setdefault(pin.name, []).append(pin)
     data = {key: value for key, value in exported.items() if key != "packages"}
-    packages: list[dict[str, Any]] = []
+    packages: list[dict[str, object]] = []
     availability: list[tuple[str, list[str], tuple[TargetPlatform, ...]]] = []
-    for original in exported.get("packages", []):
+    for original in tables(exported.get("packages")):
         package = {key: value for key, value in original.items() if key not in _SOURCE_KEYS}
-        marker = package.get("marker")
+        marker = text_field(package, "marker")
         applies = target.matching(marker)
         if not applies:
             continue
         if applies == target.platforms:
             package.pop("marker", None)
             marker = None
-        if _provided_below(target, str(package["version"]), marker, by_name.get(canonicalize_name(package["name"]), [])):
+        if _provided_below(target, str(package["version"]), marker, by_name.get(canonicalize_name(str(package["name"])), [])):
             package["marker"] = f"({marker}) and {SHARED_MARKER}" if marker else SHARED_MARKER
             package.pop("index", None)
             package.pop("wheels", None)
         else:
-            wheels = [dict(wheel) for wheel in package.get("wheels", [])]
+            wheels = [dict(wheel) for wheel in tables(package.get("wheels"))]
             for wheel in wheels:
                 _relative_wheel_path(wheel, pylock_dir)
             package["wheels"] = wheels
@@ -163,7 +162,7 @@ def edit_pylock(
     return data, gaps
 
 
-def _ordered(package: dict[str, Any]) -> dict[str, Any]:
+def _ordered(package: dict[str, object]) -> dict[str, object]:
     # Keep uv's key order, with the marker (which may have been added) after the version.
     order = ["name", "version", "marker", "requires-python", "index"]
     result = {key: package[key] for key in order if key in package}
@@ -171,7 +170,7 @@ def _ordered(package: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def render_pylock(build_name: str, data: Mapping[str, Any]) -> str:
+def render_pylock(build_name: str, data: TomlTable) -> str:
     """The text of `pylock.<N>.toml`: a fixed header, then the TOML."""
     header = (
         f"# Locked requirements for {build_name} (DO NOT EDIT)\n"
@@ -181,11 +180,11 @@ def render_pylock(build_name: str, data: Mapping[str, Any]) -> str:
     return header + dumps(data, inline_arrays=_INLINE)
 
 
-def summary_text(build_name: str, data: Mapping[str, Any]) -> str:
+def summary_text(build_name: str, data: TomlTable) -> str:
     """The text of `packages-<build name>.txt`: what the layer installs, then what it shares."""
     own: list[str] = []
     shared: list[str] = []
-    for package in data.get("packages", []):
+    for package in tables(data.get("packages")):
         marker = own_marker(package.get("marker"))
         line = f"{package['name']}=={package['version']}" + (f" ; {marker}" if marker else "")
         (shared if is_shared(package) else own).append(line)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import StaleLockError
 from ..lock.files import (
@@ -55,7 +54,7 @@ def deployed_name(layer: LayerSpec, checks: Mapping[str, LockCheck]) -> str:
     return layer.deployed_name(checks[layer.build_name].lock_version)
 
 
-def read_pylock(paths: LockPaths) -> dict[str, Any] | None:
+def read_pylock(paths: LockPaths) -> dict[str, object] | None:
     """A layer's pylock, parsed; None if it is missing or not valid TOML."""
     try:
         return tomllib.loads(paths.pylock.read_text(encoding="utf-8"))
