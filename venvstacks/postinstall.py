@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Dict, Final, List, Optional, TypedDict, Union
+from typing import Dict, Final, List, Optional, TypedDict, Union
 
 # Annotations are evaluated on Python 3.9 too: no `X | Y`, only what 3.9 can subscript.
 
@@ -71,6 +71,25 @@ LAYER_CONFIG = "share/venv/metadata/venvstacks_layer.json"
 MANIFEST = "share/venv/metadata/venvstacks_manifest.json"
 """Every entry a layer shipped with, and the files relinking writes (see `verify_layer`)."""
 MANIFEST_FORMAT = 1
+
+ManifestEntry = List[Union[str, int]]
+"""`["file", mode, size, sha256]`, `["folder", mode]` or `["link", target]`; for a file written
+on the target, `["relinked"]` (it names where the layer is) or `["relinked", digest]` (a
+runtime's file moved to `RELOCATION_PLACEHOLDER`) or `["recompiled"]` (shipped bytecode of
+such a file, which relinking compiles again)."""
+
+
+class ManifestDocument(TypedDict):
+    """The JSON document in `MANIFEST` (written by the tool's `publish/manifest.py`)."""
+
+    format: int
+    layer: str
+    """The layer's deployed folder name."""
+    entries: Dict[str, ManifestEntry]
+    """Every entry shipped, by `/`-separated path inside the layer (the manifest itself aside)."""
+    written_on_target: Dict[str, ManifestEntry]
+    """The files postinstall.py writes or rewrites (bytecode aside)."""
+
 BYTECODE_RECORD = "share/venv/metadata/venvstacks_bytecode.json"
 """The sha256 of every `__pycache__/*.pyc` of the layer once this script has compiled and run the hook."""
 
@@ -683,7 +702,7 @@ def file_sha256(path: str) -> str:
             digest.update(chunk)
 
 
-def read_manifest(layer_dir: str, expected_sha256: Optional[str] = None) -> Dict[str, Any]:
+def read_manifest(layer_dir: str, expected_sha256: Optional[str] = None) -> ManifestDocument:
     """The manifest of the layer in `layer_dir`; PostinstallError if it is missing, malformed or not the expected one."""
     path = os.path.join(os.path.abspath(layer_dir), MANIFEST)
     try:
@@ -703,7 +722,7 @@ def read_manifest(layer_dir: str, expected_sha256: Optional[str] = None) -> Dict
     ok = ok and all(isinstance(manifest.get(key), dict) for key in ("entries", "written_on_target"))
     if not ok:
         raise PostinstallError("{} is not a venvstacks layer manifest of format {}".format(path, MANIFEST_FORMAT))
-    checked: dict[str, Any] = manifest
+    checked: ManifestDocument = manifest
     return checked
 
 
@@ -797,7 +816,7 @@ def read_bytecode_record(layer_dir: StrPath) -> Optional[Dict[str, str]]:
 class _LayerCheck:
     """Checks one unpacked layer against its manifest; `problems` collects `(path, problem)`."""
 
-    def __init__(self, layer_dir: str, manifest: dict[str, Any]) -> None:
+    def __init__(self, layer_dir: str, manifest: ManifestDocument) -> None:
         self.layer_dir = layer_dir
         self.shipped = manifest["entries"]
         self.written = dict(manifest["written_on_target"])
@@ -842,9 +861,9 @@ class _LayerCheck:
             if os.readlink(os.path.join(self.layer_dir, rel)) != expected[1]:
                 self.problems.append((rel, "link to {!r}, to {!r} when shipped".format(os.readlink(os.path.join(self.layer_dir, rel)), expected[1])))
         else:
-            self._mode(rel, info, expected[1])
+            self._mode(rel, info, int(expected[1]))
             if kind == "file":
-                self.digests.append((rel, expected[2], expected[3]))
+                self.digests.append((rel, int(expected[2]), str(expected[3])))
 
     def _mode(self, rel: str, info: os.stat_result, shipped: int) -> None:
         added = stat.S_IMODE(info.st_mode) & ~shipped
@@ -873,7 +892,7 @@ class _LayerCheck:
         else:
             self.problems.append((rel, "bytecode added after postinstall.py compiled the layer"))
 
-    def _relinked(self, rel: str, kind: str, expected: Sequence[Any]) -> None:
+    def _relinked(self, rel: str, kind: str, expected: ManifestEntry) -> None:
         path = os.path.join(self.layer_dir, rel)
         if kind != "file":
             self.problems.append((rel, "a {} now, a file when relinked".format(kind)))

@@ -15,7 +15,6 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..standards.tomlwriter import TomlTable
 from ..errors import BuildError, RequirementError

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-# Importing `typing` costs a few milliseconds of the start-up budget that
-# `--help` and `--version` must meet, and only type checkers need it here.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
 __all__ = [
     "add_jobs_option", "add_lock_options", "add_output_options", "add_publish_options", "add_report_options", "add_source_options",
     "add_spec_options",
@@ -20,7 +14,7 @@ def add_output_options(parser: argparse.ArgumentParser, *, suppress: bool) -> No
     # The verbosity options work before or after the command name. Under the
     # command, their defaults are suppressed so they don't reset what was
     # given before it.
-    default: Any = argparse.SUPPRESS if suppress else None
+    default: object = argparse.SUPPRESS if suppress else None
     parser.add_argument(
         "-v",
         "--verbose",

@@ -7,7 +7,8 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from argparse import Namespace
-    from typing import Any, TextIO
+    from collections.abc import Mapping
+    from typing import TextIO
 
 __all__ = ["Output", "PROG", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -27,7 +28,7 @@ class Output:
     lines. With --quiet only errors (and results) are shown.
     """
 
-    def __init__(self, args: Namespace, stdout: TextIO, stderr: TextIO, environ: Any = None) -> None:
+    def __init__(self, args: Namespace, stdout: TextIO, stderr: TextIO, environ: Mapping[str, str] | None = None) -> None:
         """Report as the parsed options (`verbose`, `quiet`, `json`) ask."""
         import os
 

@@ -27,7 +27,7 @@ from .output import EXIT_USAGE, PROG
 # `--help` and `--version` must meet, and only type checkers need it here.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import NoReturn
 
 __all__ = ["build_parser"]
 
@@ -57,7 +57,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors name the tool and exit with status 2."""
 
-    def error(self, message: str) -> Any:
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 

@@ -33,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from .. import _hooks, _proc, cancel
 from ..blockpack import BlockPool
@@ -331,9 +331,10 @@ def _unpack_all(artifacts: Path, layers: Sequence[ManifestLayer], target: Path, 
                     continue
                 if (error := future.exception()) is not None:
                     errors.append((order[layer.install_target], error))
-                    others: list[Future[Any]] = [*unpacking, *compiling]
-                    for other in others:
-                        other.cancel()
+                    for unpacking_one in unpacking:
+                        unpacking_one.cancel()
+                    for compiling_one in compiling:
+                        compiling_one.cancel()
                     continue
                 unpacked[layer.install_target] = future.result()
                 if errors:

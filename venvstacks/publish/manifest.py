@@ -17,10 +17,11 @@ import stat
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypedDict
 
 from ..postinstall import (
     MANIFEST,
+    ManifestDocument,
+    ManifestEntry,
     LayerConfig,
     MANIFEST_FORMAT,
     console_script_files,
@@ -31,25 +32,6 @@ from ..postinstall import (
 )
 
 __all__ = ["ManifestDocument", "ManifestEntry", "render_manifest", "scan_tree", "written_on_target", "MANIFEST"]
-
-ManifestEntry = list[str | int]
-"""`["file", mode, size, sha256]`, `["folder", mode]` or `["link", target]`; for a file written
-on the target, `["relinked"]` (it names where the layer is) or `["relinked", digest]` (a
-runtime's file moved to `postinstall.RELOCATION_PLACEHOLDER`) or `["recompiled"]` (shipped
-bytecode of such a file, which relinking compiles again)."""
-
-
-class ManifestDocument(TypedDict):
-    """The JSON document of a layer manifest."""
-
-    format: int
-    layer: str
-    """The layer's deployed folder name."""
-    entries: dict[str, ManifestEntry]
-    """Every entry shipped, by `/`-separated path inside the layer (the manifest itself aside)."""
-    written_on_target: dict[str, ManifestEntry]
-    """The files postinstall.py writes or rewrites (bytecode aside)."""
-
 
 def _file_entry(data: bytes, mode: int) -> ManifestEntry:
     return ["file", mode, len(data), hashlib.sha256(data).hexdigest()]

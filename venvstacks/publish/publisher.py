@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 from .. import __version__, _hooks, _proc
 from ..blockpack import BlockPool
@@ -226,7 +226,7 @@ def _meta_paths(settings: PublishSettings, layer: LayerSpec) -> tuple[Path, Path
     return meta_dir / "env_metadata" / name, meta_dir / _INPUTS_DIR / name
 
 
-def _still_current(settings: PublishSettings, previous: Mapping[str, Any], base: LayerMetadata, inputs_path: Path, digest: str) -> bool:
+def _still_current(settings: PublishSettings, previous: Mapping[str, object], base: LayerMetadata, inputs_path: Path, digest: str) -> bool:
     """Whether the previous archive and metadata are still what this publish would write."""
     archive = settings.output_dir / str(previous.get("archive_name"))
     try:
@@ -246,16 +246,18 @@ def _publish_one(
     source = _require_built(settings, layer)
     base = layer_metadata(spec, layer, checks)
     meta_path, inputs_path = _meta_paths(settings, layer)
-    previous: dict[str, Any] = {}
+    previous: Mapping[str, object] = {}
     try:
-        previous = json.loads(meta_path.read_text(encoding="utf-8"))
+        found = json.loads(meta_path.read_text(encoding="utf-8"))
+        previous = found if isinstance(found, dict) else {}
     except (OSError, ValueError):
         pass
     digest = _inputs_digest(settings.build_dir, layer, base, settings.fmt.value, settings.precompile, settings.level)
     if not settings.force and previous and _still_current(settings, previous, base, inputs_path, digest):
         written = cast(LayerMetadata, previous)  # what the last publish wrote, still what this one would
         return PublishedLayer(layer.build_name, settings.output_dir / written["archive_name"], written, "unchanged")
-    build = 1 + (previous.get("archive_build", 0) if previous.get("lock_version") == base["lock_version"] else 0)
+    last_build = previous.get("archive_build", 0) if previous.get("lock_version") == base["lock_version"] else 0
+    build = 1 + (last_build if isinstance(last_build, int) else 0)
     name = archive_file_name(base["install_target"], settings.fmt.suffix, platform=settings.platform, build=build, tagged=settings.tag_outputs)
     if settings.dry_run:
         metadata = with_archive(base, archive_build=build, archive_name=name, platform=settings.platform)
