@@ -61,7 +61,7 @@ def test_help_imports_only_what_it_needs(pyz: Path) -> None:
         "print(sorted(m for m in sys.modules if m.startswith('venvstacks') or m in ('tomllib', 'json', 'logging')), file=sys.stderr)\n"
     )
     result = run([sys.executable, "-c", code])
-    expected = ["venvstacks", "venvstacks.cli", "venvstacks.cli.args", "venvstacks.cli.main", "venvstacks.cli.options", "venvstacks.cli.output", "venvstacks.cli.parser"]
+    expected = ["venvstacks", "venvstacks.cli", "venvstacks.cli.args", "venvstacks.cli.handlers", "venvstacks.cli.main", "venvstacks.cli.options", "venvstacks.cli.output", "venvstacks.cli.parser"]
     assert result.stderr.strip() == str(expected)
 
 

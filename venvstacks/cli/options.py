@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 __all__ = [
-    "add_jobs_option", "add_lock_options", "add_output_options", "add_publish_options", "add_report_options", "add_source_options",
+    "add_allow_missing_option", "add_jobs_option", "add_lock_options", "add_output_options", "add_publish_options", "add_report_options", "add_source_options",
     "add_spec_options",
 ]  # fmt: skip
 
@@ -118,6 +118,16 @@ def add_report_options(parser: argparse.ArgumentParser, *, show: bool = True) ->
     )
 
 
+def add_allow_missing_option(parser: argparse.ArgumentParser, *, reset_lock: bool = False) -> None:
+    """`--allow-missing`, which follows the spec options of every command that selects layers."""
+    parser.add_argument(
+        "--allow-missing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="only warn when an --include" + (" or --reset-lock" if reset_lock else "") + " pattern matches no layer",
+    )
+
+
 def add_spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec_path", metavar="SPEC_PATH", help="the stack specification (a TOML file)")
     parser.add_argument(
@@ -131,12 +141,6 @@ def add_spec_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="PATTERN",
         help="layers matching this build-name wildcard, and related (repeatable)",
-    )
-    parser.add_argument(
-        "--allow-missing",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="only warn when an --include" + (" or --reset-lock" if parser.prog.endswith(" lock") else "") + " pattern matches no layer",
     )
 
 

@@ -19,6 +19,7 @@ from .options import (
     add_publish_options,
     add_report_options,
     add_source_options,
+    add_allow_missing_option,
     add_spec_options,
 )
 from .output import EXIT_USAGE, PROG
@@ -75,10 +76,14 @@ def build_parser() -> _Parser:
     )
     add_output_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    _add_show(commands)
-    lock, build, publish = _add_lock(commands), _add_build(commands), _add_publish(commands)
-    for add in (_add_export, _add_fetch, _add_deploy, _add_verify):
-        add(commands)
+    spec_options = _Parser(add_help=False)  # the parent of every command that reads a spec
+    add_spec_options(spec_options)
+    _add_show(commands, spec_options)
+    lock, build, publish = _add_lock(commands, spec_options), _add_build(commands, spec_options), _add_publish(commands, spec_options)
+    _add_export(commands, spec_options)
+    _add_fetch(commands, spec_options)
+    _add_deploy(commands)
+    _add_verify(commands)
     for sub in (lock, build, publish):
         sub.add_argument(
             "--bundle",
@@ -88,10 +93,11 @@ def build_parser() -> _Parser:
     return parser
 
 
-def _add_show(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+def _add_show(commands: argparse._SubParsersAction[_Parser], spec_options: _Parser) -> _Parser:
     """The `show` command."""
     show = commands.add_parser(
         "show",
+        parents=[spec_options],
         help="show the layers of a stack and what each one builds on",
         description=(
             "Show the runtimes, frameworks and applications of a stack specification, each "
@@ -101,7 +107,7 @@ def _add_show(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         epilog="examples:\n  venvstacks show venvstacks.toml\n  venvstacks show --include 'app-*' --json venvstacks.toml",
         formatter_class=_HelpFormatter,
     )
-    add_spec_options(show)
+    add_allow_missing_option(show)
     show.add_argument(
         "--json",
         action=argparse.BooleanOptionalAction,
@@ -113,10 +119,11 @@ def _add_show(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
     return show
 
 
-def _add_lock(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+def _add_lock(commands: argparse._SubParsersAction[_Parser], spec_options: _Parser) -> _Parser:
     """The `lock` command."""
     lock = commands.add_parser(
         "lock",
+        parents=[spec_options],
         help="lock every layer's requirements for all its target platforms",
         description=(
             "Resolve each layer's requirements with uv for all of the layer's target platforms at "
@@ -132,7 +139,7 @@ def _add_lock(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         ),
         formatter_class=_HelpFormatter,
     )
-    add_spec_options(lock)
+    add_allow_missing_option(lock, reset_lock=True)
     add_lock_options(lock)
     add_report_options(lock)
     add_output_options(lock, suppress=True)
@@ -140,10 +147,11 @@ def _add_lock(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
     return lock
 
 
-def _add_build(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+def _add_build(commands: argparse._SubParsersAction[_Parser], spec_options: _Parser) -> _Parser:
     """The `build` command."""
     build = commands.add_parser(
         "build",
+        parents=[spec_options],
         help="build locked layers into working environments in the build folder",
         description=(
             "Build each selected layer for this machine: runtimes with their own packages, "
@@ -159,7 +167,7 @@ def _add_build(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         ),
         formatter_class=_HelpFormatter,
     )
-    add_spec_options(build)
+    add_allow_missing_option(build)
     build.add_argument(
         "--lock-if-needed",
         action=argparse.BooleanOptionalAction,
@@ -193,10 +201,11 @@ def _add_build(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
     return build
 
 
-def _add_publish(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+def _add_publish(commands: argparse._SubParsersAction[_Parser], spec_options: _Parser) -> _Parser:
     """The `publish` command."""
     publish = commands.add_parser(
         "publish",
+        parents=[spec_options],
         help="archive built layers, with metadata, for deployment elsewhere",
         description=(
             "Write one reproducible archive per built layer for this platform, each holding the "
@@ -211,7 +220,7 @@ def _add_publish(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         ),
         formatter_class=_HelpFormatter,
     )
-    add_spec_options(publish)
+    add_allow_missing_option(publish)
     add_publish_options(publish, default_output="_artifacts", archives=True)
     add_jobs_option(publish, "compress")
     publish.add_argument(
@@ -226,10 +235,11 @@ def _add_publish(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
     return publish
 
 
-def _add_export(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+def _add_export(commands: argparse._SubParsersAction[_Parser], spec_options: _Parser) -> _Parser:
     """The `local-export` command."""
     export = commands.add_parser(
         "local-export",
+        parents=[spec_options],
         help="export built layers to a folder as if published and unpacked",
         description=(
             "Copy each built layer to <output dir>/<deployed name> (hard links where possible), "
@@ -239,7 +249,7 @@ def _add_export(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         epilog="example:\n  venvstacks local-export --output-dir demo_export venvstacks.toml",
         formatter_class=_HelpFormatter,
     )
-    add_spec_options(export)
+    add_allow_missing_option(export)
     add_publish_options(export, default_output="_export", archives=False)
     export.add_argument(
         "--dry-run",
@@ -253,10 +263,11 @@ def _add_export(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
     return export
 
 
-def _add_fetch(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
+def _add_fetch(commands: argparse._SubParsersAction[_Parser], spec_options: _Parser) -> _Parser:
     """The `fetch` command."""
     fetch = commands.add_parser(
         "fetch",
+        parents=[spec_options],
         help="put everything building the locked stack needs into a bundle folder",
         description=(
             "Download every wheel named in the layers' locks for the chosen platforms, and copy "
@@ -268,7 +279,7 @@ def _add_fetch(commands: argparse._SubParsersAction[_Parser]) -> _Parser:
         epilog="example:\n  venvstacks fetch --bundle stack-bundle --python-archive-dir ~/pbs venvstacks.toml",
         formatter_class=_HelpFormatter,
     )
-    add_spec_options(fetch)
+    add_allow_missing_option(fetch)
     fetch.add_argument("--bundle", required=True, metavar="DIR", help="the bundle folder to fill")
     fetch.add_argument(
         "--platform",
