@@ -1,4 +1,4 @@
-"""Shared fixtures: the built zipapp, and the runtime archives from `runtimes.py`."""
+"""Shared fixtures: the built zipapp, a writer of stack folders, and the runtime archives from `runtimes.py`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT
+from support import ROOT, StackFactory
 
 sys.path.insert(0, str(ROOT))
 
@@ -31,3 +31,10 @@ def pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import build_zipapp
 
     return build_zipapp.build(tmp_path_factory.mktemp("pyz") / "venvstacks.pyz")
+
+
+@pytest.fixture(scope="session")
+def make_stack(tmp_path_factory: pytest.TempPathFactory, runtime_versions: dict[str, str]) -> StackFactory:  # noqa: F811  (the fixture)
+    """Writes a stack folder (a spec for the runtime versions in use, and its launch modules and other files); see `StackFactory`."""
+    return StackFactory(tmp_path_factory, runtime_versions)
+

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -65,14 +66,41 @@ def documented_json_keys() -> dict[str, tuple[set[str], set[str]]]:
     return found
 
 
-def publish_stack(folder: Path, spec_text: str, pyz: Path, archive_dir: Path) -> Path:
-    """Write `folder/venvstacks.toml`, then lock, build and publish it with the zipapp; the artifacts folder."""
-    spec = folder / "venvstacks.toml"
-    spec.write_text(spec_text, encoding="utf-8")
+class StackFactory:
+    """Writes a stack folder for a test: the `make_stack` fixture (tests/conftest.py).
+
+    `make_stack(spec_text, files, folder=...)` writes `venvstacks.toml` from `spec_text`, with each
+    `{py311}`-style field replaced by the full version of that runtime archive in use (nothing else
+    in the text is touched, so TOML's own braces need no escaping), and each of `files` (launch
+    modules, hooks, ...) by its path relative to the folder. The folder is a fresh one unless
+    `folder` names one; returns the spec file's path.
+    """
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory, runtime_versions: Mapping[str, str]) -> None:
+        self._tmp_path_factory = tmp_path_factory
+        self._runtime_versions = dict(runtime_versions)
+
+    def __call__(self, spec_text: str, files: Mapping[str, str] | None = None, *, folder: Path | None = None) -> Path:
+        if folder is None:
+            folder = self._tmp_path_factory.mktemp("stack")
+        for name, text in (files or {}).items():
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        for field, version in self._runtime_versions.items():
+            spec_text = spec_text.replace("{" + field + "}", version)
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = folder / "venvstacks.toml"
+        spec.write_text(spec_text, encoding="utf-8")
+        return spec
+
+
+def publish_stack(spec: Path, pyz: Path, archive_dir: Path) -> Path:
+    """Lock, build and publish the stack `spec` with the zipapp; the artifacts folder."""
     command = [sys.executable, str(pyz), "build", "--lock-if-needed", "--publish", str(spec)]
     result = run(command, env={"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(archive_dir)})
     assert result.returncode == 0, result.stderr
-    return folder / "_artifacts"
+    return spec.parent / "_artifacts"
 
 
 def relink_all(deployment: Path, names: list[str]) -> None:

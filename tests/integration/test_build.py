@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support import run, without_progress
+from support import StackFactory, run, without_progress
 
 pytestmark = pytest.mark.slow
 
@@ -75,20 +75,18 @@ def _venvstacks(*args: str, pyz: Path, archive_dir: Path) -> tuple[int, str, str
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> Path:
-    folder = tmp_path_factory.mktemp("stack")
-    (folder / "launch" / "pkgapp").mkdir(parents=True)
-    (folder / "launch" / "pkgapp" / "__init__.py").write_text("", encoding="utf-8")
-    (folder / "launch" / "pkgapp" / "__main__.py").write_text(PKGAPP_MAIN, encoding="utf-8")
-    (folder / "launch" / "direct.py").write_text("import attrs, packaging\nprint('direct', attrs.__name__)\n", encoding="utf-8")
-    (folder / "support").mkdir()
-    (folder / "support" / "helpers.py").write_text("VALUE = 42\n", encoding="utf-8")
-    spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
+def built(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> Path:
+    files = {
+        "launch/pkgapp/__init__.py": "",
+        "launch/pkgapp/__main__.py": PKGAPP_MAIN,
+        "launch/direct.py": "import attrs, packaging\nprint('direct', attrs.__name__)\n",
+        "support/helpers.py": "VALUE = 42\n",
+    }
+    spec = make_stack(STACK, files)
     status, out, err = _venvstacks("build", "--lock-if-needed", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     assert out.count("[built]") == 6
-    return folder / "_build"
+    return spec.parent / "_build"
 
 
 def _where(python: Path, *modules: str) -> dict:
@@ -285,7 +283,9 @@ def test_clean_rebuilds_from_scratch(built: Path, pyz: Path, runtime_archive_dir
     assert result.stdout == "direct attrs\n"
 
 
-def test_a_new_runtime_version_rebuilds_the_layers_above(tmp_path: Path, pyz: Path, runtime_archives: dict[str, Path], runtime_versions: dict[str, str]) -> None:
+def test_a_new_runtime_version_rebuilds_the_layers_above(
+    tmp_path: Path, make_stack: StackFactory, pyz: Path, runtime_archives: dict[str, Path], runtime_versions: dict[str, str]
+) -> None:
     import shutil
 
     # One archive under two patch versions: enough to tell whether a changed version reaches every layer.
@@ -295,11 +295,9 @@ def test_a_new_runtime_version_rebuilds_the_layers_above(tmp_path: Path, pyz: Pa
     old, new = runtime_versions["py311"], runtime_versions["py311"] + "0"
     shutil.copy(original, archives / original.name)
     shutil.copy(original, archives / original.name.replace(f"cpython-{old}+", f"cpython-{new}+"))
-    stack = tmp_path / "stack"
-    stack.mkdir()
-    spec = stack / "venvstacks.toml"
     text = '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@{}"\nrequirements = []\n[[frameworks]]\nname = "fw"\nruntime = "rt"\nrequirements = []\n'
-    spec.write_text(text.format(old), encoding="utf-8")
+    spec = make_stack(text.format(old))
+    stack = spec.parent
     status, out, err = _venvstacks("build", "--lock-if-needed", str(spec), pyz=pyz, archive_dir=archives)
     assert status == 0 and out.count("[built]") == 2, err
     spec.write_text(text.format(new), encoding="utf-8")

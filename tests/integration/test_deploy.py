@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support import publish_stack, relink_all, run
+from support import StackFactory, publish_stack, relink_all, run
 from venvstacks.deploy.deployer import RECORD_DIR, DeployError, deploy
 from venvstacks.deploy.verify import verify
 
@@ -46,14 +46,12 @@ LAYERS = ["cpython-3.11", "framework-web", "app-hello", "app-counter@1"]
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> Path:
-    folder = tmp_path_factory.mktemp("stack")
-    (folder / "launch").mkdir()
-    (folder / "launch" / "hello.py").write_text(
-        "import idna, six\nprint('hello', idna.encode('b\\u00fccher.example').decode(), six.PY3)\n", encoding="utf-8"
-    )
-    (folder / "launch" / "counter.py").write_text("import packaging\nprint('counter', packaging.__name__)\n", encoding="utf-8")
-    return publish_stack(folder, STACK.format(**runtime_versions), pyz, runtime_archive_dir)
+def published(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> Path:
+    files = {
+        "launch/hello.py": "import idna, six\nprint('hello', idna.encode('b\\u00fccher.example').decode(), six.PY3)\n",
+        "launch/counter.py": "import packaging\nprint('counter', packaging.__name__)\n",
+    }
+    return publish_stack(make_stack(STACK, files), pyz, runtime_archive_dir)
 
 
 @pytest.fixture(scope="module")

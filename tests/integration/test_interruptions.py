@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from support import run
+from support import StackFactory, publish_stack, run
 
 pytestmark = pytest.mark.slow
 
@@ -45,15 +45,11 @@ STAGING = ".venvstacks-staging"
 
 
 @pytest.fixture(scope="module")
-def built_stack(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> Path:
+def built_stack(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> Path:
     """A locked, built and published two-layer stack, to copy for each test."""
-    folder = tmp_path_factory.mktemp("interrupted")
-    (folder / "hello.py").write_text("import six\nprint('hello', six.PY3)\n", encoding="utf-8")
-    spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.format(py311=runtime_versions["py311"]), encoding="utf-8")
-    result = _vs(pyz, runtime_archive_dir, "build", "--lock-if-needed", "--publish", str(spec))
-    assert result.returncode == 0, result.stderr
-    return folder
+    spec = make_stack(STACK, {"hello.py": "import six\nprint('hello', six.PY3)\n"})
+    publish_stack(spec, pyz, runtime_archive_dir)
+    return spec.parent
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support import find_uv, run, without_progress
+from support import StackFactory, find_uv, run, without_progress
 
 pytestmark = pytest.mark.slow
 
@@ -55,15 +55,7 @@ requirements = ["attrs"]
 exclude-newer = "2025-08-27T00:00:00Z"
 """
 LAYERS = ["cpython-3.11", "cpython-3.12", "framework-web", "framework-web-extra", "app-dates", "app-records"]
-
-
-def _write_stack(folder: Path, text: str) -> Path:
-    (folder / "launch").mkdir(parents=True, exist_ok=True)
-    (folder / "launch" / "dates.py").write_text("import dateutil\nprint('dates')\n", encoding="utf-8")
-    (folder / "launch" / "records.py").write_text("import attrs\nprint('records')\n", encoding="utf-8")
-    spec = folder / "venvstacks.toml"
-    spec.write_text(text, encoding="utf-8")
-    return spec
+LAUNCH = {"launch/dates.py": "import dateutil\nprint('dates')\n", "launch/records.py": "import attrs\nprint('records')\n"}
 
 
 @pytest.fixture(scope="module")
@@ -86,19 +78,19 @@ def _venvstacks(*args: str, pyz: Path, archive_dir: Path, uv: Path | None = None
 
 
 @pytest.fixture(scope="module")
-def stack(runtime_versions: dict[str, str]) -> str:
-    """The six-layer stack, for the runtime versions in use."""
-    return STACK.format(**runtime_versions)
-
-
-@pytest.fixture(scope="module")
-def locked(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path], stack: str) -> Path:
+def locked(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path]) -> Path:
     """A six-layer stack on two runtimes, locked once for the tests of this module."""
-    spec = _write_stack(tmp_path_factory.mktemp("stack"), stack)
+    spec = make_stack(STACK, LAUNCH)
     status, out, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=runtime_archive_dir, uv=uv_log[0])
     assert status == 0, err
     assert out.startswith("Locked environments:\n")
     return spec
+
+
+def _add_to_framework_web(spec: Path, requirement: str) -> None:
+    """Change the stack `spec`: framework-web also requires `requirement`."""
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(text.replace('requirements = ["idna", "certifi"]', f'requirements = ["idna", "certifi", "{requirement}"]'), encoding="utf-8")
 
 
 def _actions(out: str) -> dict[str, str]:
@@ -167,7 +159,7 @@ def test_show_after_locking(locked: Path, pyz: Path, runtime_archive_dir: Path) 
     assert "    └── app-records -> app-records@1\n" in out
 
 
-def test_relock_is_byte_identical_and_keeps_times(locked: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path, stack: str) -> None:
+def test_relock_is_byte_identical_and_keeps_times(locked: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path, make_stack: StackFactory) -> None:
     before = {p: p.read_bytes() for p in (locked.parent / "requirements").rglob("*") if p.is_file()}
     mtimes = {p: p.stat().st_mtime_ns for p in before}
     status, out, err = _venvstacks("lock", str(locked), pyz=pyz, archive_dir=runtime_archive_dir)
@@ -177,7 +169,7 @@ def test_relock_is_byte_identical_and_keeps_times(locked: Path, pyz: Path, runti
     assert after == before
     assert {p: p.stat().st_mtime_ns for p in after} == mtimes  # not even rewritten
     # A fresh copy of the stack in another folder locks to the same bytes.
-    copy = _write_stack(tmp_path / "again", stack)
+    copy = make_stack(STACK, LAUNCH, folder=tmp_path / "again")
     status, _, err = _venvstacks("lock", str(copy), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     again = {p.relative_to(copy.parent): p.read_bytes() for p in (copy.parent / "requirements").rglob("*") if p.is_file()}
@@ -193,13 +185,11 @@ def test_lock_if_needed_runs_no_uv(locked: Path, pyz: Path, runtime_archive_dir:
     assert log.read_text(encoding="utf-8") == ""
 
 
-def test_if_needed_relocks_what_changed_and_what_is_above(
-    tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path], stack: str
-) -> None:
+def test_if_needed_relocks_what_changed_and_what_is_above(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path]) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
     spec = folder / "venvstacks.toml"
-    spec.write_text(stack.replace('requirements = ["idna", "certifi"]', 'requirements = ["idna", "certifi", "charset-normalizer"]'), encoding="utf-8")
+    _add_to_framework_web(spec, "charset-normalizer")
     old_dates = _meta(spec, "app-dates")
     wrapper, log = uv_log
     log.write_text("", encoding="utf-8")
@@ -248,36 +238,34 @@ def test_reset_lock_and_include(tmp_path: Path, locked: Path, pyz: Path, runtime
     assert err == "error: no layers match --include 'nothing-*' (pass --allow-missing to continue without them)\n"
 
 
-def _lock_error(tmp_path: Path, pyz: Path, archive_dir: Path, text: str) -> str:
-    spec = _write_stack(tmp_path / "bad", text)
+def _lock_error(make_stack: StackFactory, pyz: Path, archive_dir: Path, text: str) -> str:
+    spec = make_stack(text)
     status, out, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=archive_dir)
     assert status == 1 and out == ""
     assert "Traceback" not in err
     return without_progress(err)
 
 
-def _runtime(runtime_versions: dict[str, str]) -> str:
-    version = runtime_versions["py311"]
-    return f'[[runtimes]]\nname = "rt"\npython_implementation = "cpython@{version}"\n'
+RUNTIME = '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@{py311}"\n'
 CLAMP = '[tool.uv]\nexclude-newer = "2025-08-27T00:00:00Z"\n'
 
 
-def test_unresolvable_requirements_name_the_layer(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
-    err = _lock_error(tmp_path, pyz, runtime_archive_dir, _runtime(runtime_versions) + 'requirements = ["numpy<2.0", "numpy>=2.0"]\n' + CLAMP)
+def test_unresolvable_requirements_name_the_layer(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
+    err = _lock_error(make_stack, pyz, runtime_archive_dir, RUNTIME + 'requirements = ["numpy<2.0", "numpy>=2.0"]\n' + CLAMP)
     assert err.startswith("error: failed to lock layer 'rt':\n")
     assert "numpy" in err and "unsatisfiable" in err
 
 
-def test_conflict_between_layers(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
-    text = (_runtime(runtime_versions) + 'requirements = ["six==1.16.0"]\n'
+def test_conflict_between_layers(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
+    text = (RUNTIME + 'requirements = ["six==1.16.0"]\n'
             '[[frameworks]]\nname = "x"\nruntime = "rt"\nrequirements = ["six>=1.17"]\n' + CLAMP)  # fmt: skip
-    err = _lock_error(tmp_path, pyz, runtime_archive_dir, text)
+    err = _lock_error(make_stack, pyz, runtime_archive_dir, text)
     assert err.startswith("error: failed to lock layer 'framework-x':\n")
 
 
-def test_missing_wheels_are_reported_together(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
+def test_missing_wheels_are_reported_together(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     # pywin32 has only Windows wheels; windows-curses too.
-    err = _lock_error(tmp_path, pyz, runtime_archive_dir, _runtime(runtime_versions) + 'requirements = ["pywin32", "windows-curses", "six"]\n' + CLAMP)
+    err = _lock_error(make_stack, pyz, runtime_archive_dir, RUNTIME + 'requirements = ["pywin32", "windows-curses", "six"]\n' + CLAMP)
     lines = err.splitlines()
     assert lines[0] == "error: rt: some packages have no wheels for all target platforms:"
     assert any(line.startswith("error:   pywin32: no wheels for linux_x86_64, linux_aarch64, macosx_arm64, macosx_x86_64") for line in lines)
@@ -285,24 +273,24 @@ def test_missing_wheels_are_reported_together(tmp_path: Path, pyz: Path, runtime
     assert lines[-1].startswith("error: Set platforms = [")
 
 
-def test_runtime_not_available(tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
+def test_runtime_not_available(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     text = '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@3.11.99"\nrequirements = []\n'
-    err = _lock_error(tmp_path, pyz, runtime_archive_dir, text)
+    err = _lock_error(make_stack, pyz, runtime_archive_dir, text)
     assert "no CPython 3.11.99 archive for" in err and "(it has: " in err
 
 
-def test_uv_not_found(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
-    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + "requirements = []\n")
+def test_uv_not_found(tmp_path: Path, make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
+    spec = make_stack(RUNTIME + "requirements = []\n")
     status, _, err = _venvstacks("lock", "--uv", str(tmp_path / "no-uv"), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 1
     assert without_progress(err).startswith("error: --uv names ") and "not a working uv binary" in err
 
 
-def test_local_wheels_without_index(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
+def test_local_wheels_without_index(tmp_path: Path, make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     wheels = tmp_path / "wheels"
     downloaded = run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), "six==1.17.0"])
     assert downloaded.returncode == 0, downloaded.stderr
-    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + 'requirements = ["six"]\n')
+    spec = make_stack(RUNTIME + 'requirements = ["six"]\n')
     status, _, err = _venvstacks("lock", "--no-index", "--local-wheels", str(wheels), str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     (six,) = _pylock(spec, "rt")["packages"]
@@ -311,17 +299,16 @@ def test_local_wheels_without_index(tmp_path: Path, pyz: Path, runtime_archive_d
     assert "url" not in six["wheels"][0]
 
 
-def test_seed_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
-    version = runtime_versions["py311"]
+def test_seed_example(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     text = (
-        f'[[runtimes]]\nname = "cpython@3.11"\nfully_versioned_name = "cpython@{version}"\nrequirements = ["numpy"]\n'
+        '[[runtimes]]\nname = "cpython@3.11"\nfully_versioned_name = "cpython@{py311}"\nrequirements = ["numpy"]\n'
         '[[frameworks]]\nname = "sklearn"\nruntime = "cpython@3.11"\nrequirements = ["scikit-learn"]\n'
         '[[applications]]\nname = "classification-demo"\nlaunch_module = "launch/dates.py"\nframeworks = ["sklearn"]\nrequirements = ["scikit-learn"]\n'
         '[[applications]]\nname = "clustering-demo"\nlaunch_module = "launch/records.py"\nframeworks = ["sklearn"]\nrequirements = ["scikit-learn"]\n'
         # By this date scikit-learn and scipy have wheels for all six platforms (win_arm64 included).
         '[tool.uv]\nexclude-newer = "2026-11-01T00:00:00Z"\n'
     )
-    spec = _write_stack(tmp_path / "seed", text)
+    spec = make_stack(text, LAUNCH)
     status, out, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     assert "fully_versioned_name" in err  # the deprecation warning
@@ -338,7 +325,9 @@ def test_seed_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runt
     assert len(_pylock(spec, "cpython@3.11")["packages"][0]["wheels"]) > 6
 
 
-def test_runtime_from_uv_managed_downloads(tmp_path: Path, pyz: Path, runtime_archives: dict[str, Path], runtime_versions: dict[str, str]) -> None:
+def test_runtime_from_uv_managed_downloads(
+    tmp_path: Path, make_stack: StackFactory, pyz: Path, runtime_archives: dict[str, Path], runtime_versions: dict[str, str]
+) -> None:
     # Without an archive folder the runtime comes from `uv python install`. No
     # download site is reachable here, so uv is pointed at a download list that
     # offers one of our archives (uv verifies its sha256 like a real download).
@@ -353,7 +342,7 @@ def test_runtime_from_uv_managed_downloads(tmp_path: Path, pyz: Path, runtime_ar
         "url": archive.as_uri(), "sha256": file_sha256(archive), "variant": None, "build": "local",
     }}  # fmt: skip
     (tmp_path / "downloads.json").write_text(json.dumps(listing), encoding="utf-8")
-    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + 'requirements = ["six"]\n' + CLAMP)
+    spec = make_stack(RUNTIME + 'requirements = ["six"]\n' + CLAMP)
     env = {"UV_PYTHON_DOWNLOADS_JSON_URL": str(tmp_path / "downloads.json"), "VENVSTACKS_PYTHON_ARCHIVE_DIR": ""}
     result = run([sys.executable, str(pyz), "lock", str(spec)], env=env)
     assert result.returncode == 0, result.stderr
@@ -363,8 +352,8 @@ def test_runtime_from_uv_managed_downloads(tmp_path: Path, pyz: Path, runtime_ar
     assert not (Path.home() / ".local" / "bin" / f"python{major}.{minor}").exists()
 
 
-def test_runtime_download_failure_says_where_it_looked(tmp_path: Path, pyz: Path, runtime_versions: dict[str, str]) -> None:
-    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + "requirements = []\n")
+def test_runtime_download_failure_says_where_it_looked(tmp_path: Path, make_stack: StackFactory, pyz: Path, runtime_versions: dict[str, str]) -> None:
+    spec = make_stack(RUNTIME + "requirements = []\n")
     env = {"UV_PYTHON_INSTALL_MIRROR": (tmp_path / "no-mirror").as_uri(), "VENVSTACKS_PYTHON_ARCHIVE_DIR": "", "UV_OFFLINE": "1"}
     result = run([sys.executable, str(pyz), "lock", str(spec)], env=env)
     assert result.returncode == 1
@@ -392,7 +381,7 @@ def test_ambient_uv_configuration_is_ignored(tmp_path: Path, locked: Path, pyz: 
     assert {p: p.read_bytes() for p in (folder / "requirements").rglob("*") if p.is_file()} == before
 
 
-def test_changed_runtime_archive_is_reported(tmp_path: Path, pyz: Path, runtime_archives: dict[str, Path], runtime_versions: dict[str, str]) -> None:
+def test_changed_runtime_archive_is_reported(tmp_path: Path, make_stack: StackFactory, pyz: Path, runtime_archives: dict[str, Path]) -> None:
     import gzip
 
     first, second = tmp_path / "first", tmp_path / "second"
@@ -402,7 +391,7 @@ def test_changed_runtime_archive_is_reported(tmp_path: Path, pyz: Path, runtime_
     shutil.copy(archive, first / archive.name)
     # The same runtime, compressed differently: other bytes, another sha256.
     (second / archive.name).write_bytes(gzip.compress(gzip.decompress(archive.read_bytes()), compresslevel=1, mtime=0))
-    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + "requirements = []\n" + CLAMP)
+    spec = make_stack(RUNTIME + "requirements = []\n" + CLAMP)
     for folder in (first, second):
         result = run([sys.executable, str(pyz), "lock", "--python-archive-dir", str(folder), str(spec)])
         assert result.returncode == 0, result.stderr
@@ -416,15 +405,15 @@ def test_changed_runtime_archive_is_reported(tmp_path: Path, pyz: Path, runtime_
     assert _meta(spec, "rt")["lock_version"] == 1
 
 
-def test_package_pinned_to_a_named_index(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
+def test_package_pinned_to_a_named_index(tmp_path: Path, make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     wheels = tmp_path / "wheels"
     downloaded = run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), "six==1.16.0"])
     assert downloaded.returncode == 0, downloaded.stderr
     text = (
-        _runtime(runtime_versions) + 'requirements = ["six", "idna"]\npackage_indexes = { six = "local" }\n' + CLAMP
+        RUNTIME + 'requirements = ["six", "idna"]\npackage_indexes = { six = "local" }\n' + CLAMP
         + f'[[tool.uv.index]]\nname = "local"\nurl = "{wheels.as_posix()}"\nformat = "flat"\nexplicit = true\n'
     )
-    spec = _write_stack(tmp_path / "s", text)
+    spec = make_stack(text)
     status, _, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     packages = _packages(spec, "rt")
@@ -457,14 +446,12 @@ def test_failed_relock_keeps_every_lock(tmp_path: Path, locked: Path, pyz: Path,
     assert result.stdout.count("[built]") == len(LAYERS)
 
 
-def test_a_layer_failing_late_keeps_the_locks_of_those_that_locked(
-    tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, stack: str
-) -> None:
+def test_a_layer_failing_late_keeps_the_locks_of_those_that_locked(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
     spec = folder / "venvstacks.toml"
     # framework-web would lock to new content; then app-dates, two waves later, fails.
-    spec.write_text(stack.replace('requirements = ["idna", "certifi"]', 'requirements = ["idna", "certifi", "charset-normalizer"]'), encoding="utf-8")
+    _add_to_framework_web(spec, "charset-normalizer")
     failing = tmp_path / "uv"
     failing.write_text(
         f'#!/bin/sh\ncase "$*" in\n  "lock "*app-dates_resolve*) echo "error: no route to the index" >&2; exit 2 ;;\nesac\nexec {find_uv()} "$@"\n',
@@ -480,11 +467,11 @@ def test_a_layer_failing_late_keeps_the_locks_of_those_that_locked(
     assert not list((folder / "requirements").rglob("*.partial"))
 
 
-def test_upper_layers_lock_against_the_new_locks_underneath(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, stack: str) -> None:
+def test_upper_layers_lock_against_the_new_locks_underneath(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
     spec = folder / "venvstacks.toml"
-    spec.write_text(stack.replace('requirements = ["idna", "certifi"]', 'requirements = ["idna==3.7", "certifi"]'), encoding="utf-8")
+    spec.write_text(spec.read_text(encoding="utf-8").replace('requirements = ["idna", "certifi"]', 'requirements = ["idna==3.7", "certifi"]'), encoding="utf-8")
     status, out, err = _venvstacks("lock", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     assert _packages(spec, "framework-web")["idna"]["version"] == "3.7"
@@ -492,10 +479,10 @@ def test_upper_layers_lock_against_the_new_locks_underneath(tmp_path: Path, lock
     assert _packages(spec, "app-dates")["idna"] == {"name": "idna", "version": "3.7", "marker": "sys_platform == 'from_lower_layer'"}
 
 
-def test_failed_runtime_download_shows_why_and_writes_no_lock(tmp_path: Path, pyz: Path, runtime_versions: dict[str, str]) -> None:
+def test_failed_runtime_download_shows_why_and_writes_no_lock(make_stack: StackFactory, pyz: Path, runtime_versions: dict[str, str]) -> None:
     # No --python-archive-dir: uv must download the runtime, and nothing beyond the
     # package registries is reachable here.
-    spec = _write_stack(tmp_path / "s", _runtime(runtime_versions) + 'requirements = ["six"]\n' + CLAMP)
+    spec = make_stack(RUNTIME + 'requirements = ["six"]\n' + CLAMP)
     result = run([sys.executable, str(pyz), "lock", str(spec)], env={"VENVSTACKS_PYTHON_ARCHIVE_DIR": ""})
     assert result.returncode == 1 and result.stdout == ""
     err = without_progress(result.stderr)
@@ -507,7 +494,7 @@ def test_failed_runtime_download_shows_why_and_writes_no_lock(tmp_path: Path, py
     assert not (spec.parent / "requirements").exists()
 
 
-def test_interrupted_relock_keeps_every_lock(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, stack: str) -> None:
+def test_interrupted_relock_keeps_every_lock(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     import signal
     import subprocess
     import time
@@ -515,7 +502,7 @@ def test_interrupted_relock_keeps_every_lock(tmp_path: Path, locked: Path, pyz: 
     folder = tmp_path / "copy"
     shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
     spec = folder / "venvstacks.toml"
-    spec.write_text(stack.replace('requirements = ["idna", "certifi"]', 'requirements = ["idna", "certifi", "charset-normalizer"]'), encoding="utf-8")
+    _add_to_framework_web(spec, "charset-normalizer")
     flag = tmp_path / "locking-app-dates"
     slow = tmp_path / "uv"  # stops at app-dates, when the framework layers have new locks in hand
     slow.write_text(f'#!/bin/sh\ncase "$*" in\n  "lock "*app-dates_resolve*) touch {flag}; exec sleep 120 ;;\nesac\nexec {find_uv()} "$@"\n', encoding="utf-8")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT
+from support import ROOT, StackFactory
 
 pytestmark = pytest.mark.slow
 
@@ -62,12 +62,8 @@ def _run(command: list, *, cwd: Path | None = None) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def build_dir(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> Path:
-    folder = tmp_path_factory.mktemp("stack")
-    (folder / "launch").mkdir()
-    (folder / "launch" / "dates.py").write_text(DATES, encoding="utf-8")
-    spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
+def build_dir(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> Path:
+    spec = make_stack(STACK, {"launch/dates.py": DATES})
     result = subprocess.run(
         [sys.executable, str(pyz), "build", "--lock-if-needed", str(spec)],
         env={**os.environ, "VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir)},
@@ -75,7 +71,7 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archi
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("[built]") == 3
-    return folder / "_build"
+    return spec.parent / "_build"
 
 
 def _deployed_names(build_dir: Path) -> dict[str, str]:

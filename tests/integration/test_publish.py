@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support import COMPAT, run
+from support import COMPAT, StackFactory, run
 
 pytestmark = pytest.mark.slow
 
@@ -45,20 +45,12 @@ requirements = []
 exclude-newer = "2025-08-27T00:00:00Z"
 """
 LAYERS = ["cpython-3.11", "framework-web", "app-hello", "app-counter@1"]
-
-
-def _make_stack(folder: Path, py311: str) -> Path:
-    (folder / "launch" / "hello").mkdir(parents=True)
-    (folder / "launch" / "hello" / "__init__.py").write_text("", encoding="utf-8")
-    (folder / "launch" / "hello" / "__main__.py").write_text(
-        "import idna, six, helpers\nprint('hello', idna.encode('b\\u00fccher.example').decode(), six.PY3, helpers.VALUE)\n",
-        encoding="utf-8",
-    )
-    (folder / "launch" / "helpers.py").write_text("VALUE = 7\n", encoding="utf-8")
-    (folder / "launch" / "counter.py").write_text("import packaging\nprint('counter', packaging.__name__)\n", encoding="utf-8")
-    spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.format(py311=py311), encoding="utf-8")
-    return spec
+LAUNCH = {
+    "launch/hello/__init__.py": "",
+    "launch/hello/__main__.py": "import idna, six, helpers\nprint('hello', idna.encode('b\\u00fccher.example').decode(), six.PY3, helpers.VALUE)\n",
+    "launch/helpers.py": "VALUE = 7\n",
+    "launch/counter.py": "import packaging\nprint('counter', packaging.__name__)\n",
+}
 
 
 def _vs(*args: str, pyz: Path, archive_dir: Path) -> tuple[int, str, str]:
@@ -67,8 +59,8 @@ def _vs(*args: str, pyz: Path, archive_dir: Path) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> Path:
-    spec = _make_stack(tmp_path_factory.mktemp("stack"), runtime_versions["py311"])
+def published(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> Path:
+    spec = make_stack(STACK, LAUNCH)
     status, out, err = _vs("build", "--lock-if-needed", "--publish", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err
     assert out.count("[archived]") == 4
@@ -137,9 +129,9 @@ def test_unpacked_archives_run_after_post_install(published: Path, tmp_path: Pat
     assert (result.returncode, result.stdout) == (0, "counter packaging\n")
 
 
-def test_publishing_is_byte_reproducible(published: Path, tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
+def test_publishing_is_byte_reproducible(published: Path, tmp_path: Path, make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     # The same stack built and published in another folder, later, gives the same bytes.
-    spec = _make_stack(tmp_path / "elsewhere" / "other stack", runtime_versions["py311"])
+    spec = make_stack(STACK, LAUNCH, folder=tmp_path / "elsewhere" / "other stack")
     shutil.copytree(published.parent / "requirements", spec.parent / "requirements")
     status, _, err = _vs("build", "--publish", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0, err

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import publish_stack, relink_all, run
+from support import StackFactory, publish_stack, relink_all, run
 from venvstacks.deploy.deployer import DeployError, deploy
 from venvstacks.deploy.verify import verify
 
@@ -61,13 +61,9 @@ print("hook: configured", layer)
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> Path:
-    folder = tmp_path_factory.mktemp("stack")
-    (folder / "launch").mkdir()
-    (folder / "launch" / "tools.py").write_text("import rich, idna\nprint('tools', idna.encode('b\\u00fccher.example').decode())\n", encoding="utf-8")
-    (folder / "hooks").mkdir()
-    (folder / "hooks" / "configure.py").write_text(HOOK, encoding="utf-8")
-    return publish_stack(folder, STACK.format(**runtime_versions), pyz, runtime_archive_dir)
+def published(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> Path:
+    files = {"launch/tools.py": "import rich, idna\nprint('tools', idna.encode('b\\u00fccher.example').decode())\n", "hooks/configure.py": HOOK}
+    return publish_stack(make_stack(STACK, files), pyz, runtime_archive_dir)
 
 
 @pytest.fixture(scope="module")

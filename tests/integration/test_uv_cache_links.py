@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import run
+from support import StackFactory, run
 
 pytestmark = pytest.mark.slow
 
@@ -57,12 +57,9 @@ def _inodes(tree: Path) -> dict[tuple[int, int], Path]:
 
 
 def test_installed_files_are_linked_from_the_cache_and_the_cache_never_changes(
-    tmp_path: Path, runtime_versions: dict[str, str], runtime_archive_dir: Path, pyz: Path
+    tmp_path: Path, make_stack: StackFactory, runtime_versions: dict[str, str], runtime_archive_dir: Path, pyz: Path
 ) -> None:
-    (tmp_path / "launch").mkdir()
-    (tmp_path / "launch" / "sum.py").write_text("import idna, numpy\nprint('sum', numpy.arange(5).sum())\n", encoding="utf-8")
-    spec = tmp_path / "venvstacks.toml"
-    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
+    spec = make_stack(STACK, {"launch/sum.py": "import idna, numpy\nprint('sum', numpy.arange(5).sum())\n"}, folder=tmp_path)
     cache = tmp_path / "uv-cache"
     env = {"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir), "UV_CACHE_DIR": str(cache)}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support import find_uv, run, without_progress
+from support import StackFactory, find_uv, run, without_progress
 
 pytestmark = pytest.mark.slow
 
@@ -43,11 +43,9 @@ def _venvstacks(*args: str, pyz: Path, archive_dir: Path, uv: Path | str) -> tup
 
 
 @pytest.fixture
-def stack(tmp_path: Path, runtime_versions: dict[str, str]) -> Path:
-    spec = tmp_path / "stack" / "venvstacks.toml"
-    spec.parent.mkdir()
-    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
-    return spec
+def stack(make_stack: StackFactory) -> Path:
+    """A fresh two-layer stack, unlocked."""
+    return make_stack(STACK)
 
 
 def test_a_uv_that_installs_nothing_builds_nothing(stack: Path, tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
