@@ -1,4 +1,9 @@
-"""Air-gapped builds: fetch a bundle online, then lock, build and publish with no network at all."""
+"""Air-gapped builds: fetch a bundle online, then lock, build and publish with no network at all.
+
+The stack locked online and its bundle are shared by the module's tests, which only read them:
+a test that changes a bundle or a stack folder works on its own copy, so that each test passes
+alone and in any order.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import run
+from support import StackFactory, run
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +41,17 @@ exclude-newer = "2025-08-27T00:00:00Z"
 """
 
 
+def _copy_stack(spec: Path, folder: Path) -> Path:
+    """A copy of the stack folder of `spec` (its locks, not its builds) at `folder`; the copy's spec."""
+    shutil.copytree(spec.parent, folder, symlinks=True, ignore=shutil.ignore_patterns("_build", "_artifacts"))
+    return folder / spec.name
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    """Every file below `folder`, by its path relative to it: its bytes."""
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def _offline(command: list[str], tmp_path: Path) -> list[str]:
     """The command in a private network namespace with no route anywhere, and an empty uv cache."""
     unshare = shutil.which("unshare")
@@ -47,21 +63,39 @@ def _offline(command: list[str], tmp_path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, runtime_versions: dict[str, str], runtime_archive_dir: Path, pyz: Path) -> tuple[Path, Path]:
-    """A stack locked online and a bundle fetched for it."""
-    folder = tmp_path_factory.mktemp("stack")
-    (folder / "launch").mkdir()
-    (folder / "launch" / "dates.py").write_text("import dateutil.parser, numpy\nprint('dates', numpy.arange(4).sum())\n", encoding="utf-8")
-    spec = folder / "venvstacks.toml"
-    spec.write_text(STACK.format(**runtime_versions), encoding="utf-8")
+def stack(tmp_path_factory: pytest.TempPathFactory, make_stack: StackFactory, runtime_archive_dir: Path, pyz: Path) -> tuple[Path, Path]:
+    """A stack locked online and a bundle fetched for it (shared: tests only read them)."""
+    spec = make_stack(STACK, {"launch/dates.py": "import dateutil.parser, numpy\nprint('dates', numpy.arange(4).sum())\n"})
     env = {"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir)}
     locked = run([sys.executable, str(pyz), "lock", str(spec)], env=env)
     assert locked.returncode == 0, locked.stderr
-    bundle = folder.parent / "bundle"
+    bundle = tmp_path_factory.mktemp("bundle") / "bundle"
     fetched = run([sys.executable, str(pyz), "fetch", "--bundle", str(bundle), str(spec)], env=env)
     assert fetched.returncode == 0, fetched.stderr
     assert fetched.stdout.endswith("files fetched, 0 already present\n")
     return spec, bundle
+
+
+@pytest.fixture(scope="module")
+def built_offline(stack: tuple[Path, Path], pyz: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[list[str], int, str]]]:
+    """A copy of the stack, then locked (if needed), built and published from the bundle with no network.
+
+    Its spec, and each command with its exit status and stderr (the tests check them).
+    """
+    spec, bundle = stack
+    folder = tmp_path_factory.mktemp("offline")
+    copy = _copy_stack(spec, folder / "stack")
+    results = []
+    for command in (
+        ["lock", "--if-needed", "--bundle", str(bundle), str(copy)],
+        ["build", "--lock-if-needed", "--bundle", str(bundle), str(copy)],
+        ["publish", "--bundle", str(bundle), str(copy)],
+    ):
+        result = run(_offline([sys.executable, str(pyz), *command], folder))
+        results.append((command, result.returncode, result.stderr))
+        if result.returncode != 0:
+            break
+    return copy, results
 
 
 def test_bundle_contents_and_manifest(stack: tuple[Path, Path]) -> None:
@@ -75,8 +109,10 @@ def test_bundle_contents_and_manifest(stack: tuple[Path, Path]) -> None:
         assert (bundle / name).stat().st_size == entry["size"]
 
 
-def test_fetch_again_fetches_only_what_is_missing(stack: tuple[Path, Path], pyz: Path, runtime_archive_dir: Path) -> None:
-    spec, bundle = stack
+def test_fetch_again_fetches_only_what_is_missing(stack: tuple[Path, Path], pyz: Path, runtime_archive_dir: Path, tmp_path: Path) -> None:
+    spec, shared = stack
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shared, bundle)
     victim = next((bundle / "wheels").glob("six-*.whl"))
     victim.unlink()
     env = {"VENVSTACKS_PYTHON_ARCHIVE_DIR": str(runtime_archive_dir)}
@@ -87,18 +123,14 @@ def test_fetch_again_fetches_only_what_is_missing(stack: tuple[Path, Path], pyz:
     assert not list(bundle.rglob("*.partial"))
 
 
-def test_build_and_publish_without_network(stack: tuple[Path, Path], pyz: Path, tmp_path: Path) -> None:
-    spec, bundle = stack
-    locks = {p: p.read_bytes() for p in (spec.parent / "requirements").rglob("*") if p.is_file()}
-    for command in (
-        ["lock", "--if-needed", "--bundle", str(bundle), str(spec)],
-        ["build", "--lock-if-needed", "--bundle", str(bundle), str(spec)],
-        ["publish", "--bundle", str(bundle), str(spec)],
-    ):
-        result = run(_offline([sys.executable, str(pyz), *command], tmp_path))
-        assert result.returncode == 0, (command, result.stderr)
+def test_build_and_publish_without_network(stack: tuple[Path, Path], built_offline: tuple[Path, list[tuple[list[str], int, str]]]) -> None:
+    online, _ = stack
+    spec, results = built_offline
+    for command, returncode, stderr in results:
+        assert returncode == 0, (command, stderr)
+    assert len(results) == 3
     # The locks are byte-identical to the ones made online.
-    assert {p: p.read_bytes() for p in (spec.parent / "requirements").rglob("*") if p.is_file()} == locks
+    assert _files(spec.parent / "requirements") == _files(online.parent / "requirements")
     app = run([str(spec.parent / "_build" / "app-dates" / "bin" / "python"), "-m", "dates"])
     assert (app.returncode, app.stdout) == (0, "dates 6\n")
     assert sorted(p.name for p in (spec.parent / "_artifacts").glob("*.tar.xz")) == [
@@ -111,9 +143,8 @@ def test_incomplete_bundle_names_the_missing_file(stack: tuple[Path, Path], pyz:
     partial = tmp_path / "partial-bundle"
     shutil.copytree(bundle, partial)
     next((partial / "wheels").glob("idna-*.whl")).unlink()
-    copy = tmp_path / "stack"
-    shutil.copytree(spec.parent, copy, symlinks=True, ignore=shutil.ignore_patterns("_build", "_artifacts"))
-    result = run(_offline([sys.executable, str(pyz), "build", "--bundle", str(partial), str(copy / "venvstacks.toml")], tmp_path))
+    copy = _copy_stack(spec, tmp_path / "stack")
+    result = run(_offline([sys.executable, str(pyz), "build", "--bundle", str(partial), str(copy)], tmp_path))
     assert result.returncode == 1
     assert "error: layer 'framework-web': the bundle " in result.stderr
     assert "is missing idna-3.10-py3-none-any.whl; run 'venvstacks fetch'" in result.stderr
@@ -122,17 +153,17 @@ def test_incomplete_bundle_names_the_missing_file(stack: tuple[Path, Path], pyz:
 
 def test_lock_with_bundle_refuses_to_relock(stack: tuple[Path, Path], pyz: Path, tmp_path: Path) -> None:
     spec, bundle = stack
-    result = run(_offline([sys.executable, str(pyz), "lock", "--bundle", str(bundle), str(spec)], tmp_path))
+    copy = _copy_stack(spec, tmp_path / "stack")  # should it relock after all, the shared locks stay as they are
+    result = run(_offline([sys.executable, str(pyz), "lock", "--bundle", str(bundle), str(copy)], tmp_path))
     assert result.returncode == 1
     assert result.stderr.startswith("error: with --bundle, locking can only confirm valid locks (pass --if-needed)")
 
 
-def test_round_trip_deploy_and_verify_without_network(stack: tuple[Path, Path], pyz: Path, tmp_path: Path) -> None:
-    # Runs after the offline build and publish above: deploy with the tool, run, then tamper.
-    spec, _ = stack
+def test_round_trip_deploy_and_verify_without_network(built_offline: tuple[Path, list[tuple[list[str], int, str]]], pyz: Path, tmp_path: Path) -> None:
+    # What the offline build published: deploy it with the tool, run, then tamper (with a copy of the archives).
+    spec, results = built_offline
+    assert [returncode for _, returncode, _ in results] == [0, 0, 0], results
     artifacts = spec.parent / "_artifacts"
-    if not (artifacts / "__venvstacks__" / "venvstacks.json").exists():
-        pytest.fail("the offline publish step did not run first")
     target = tmp_path / "déployé ici"
     result = run(_offline([sys.executable, str(pyz), "deploy", str(artifacts), "--target", str(target)], tmp_path))
     assert result.returncode == 0, result.stderr
