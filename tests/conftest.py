@@ -38,3 +38,9 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory, runtime_versions: dict[
     """Writes a stack folder (a spec for the runtime versions in use, and its launch modules and other files); see `StackFactory`."""
     return StackFactory(tmp_path_factory, runtime_versions)
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the package index is slow too, so that `-m "not slow"` never goes online."""
+    for item in items:
+        if item.get_closest_marker("network") is not None and item.get_closest_marker("slow") is None:
+            raise pytest.UsageError(f"{item.nodeid} is marked network but not slow")

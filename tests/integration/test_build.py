@@ -108,6 +108,7 @@ EXPECTED = {
 }  # fmt: skip
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("layer", sorted(EXPECTED))
 def test_imports_come_from_the_right_layer(built: Path, layer: str) -> None:
     python = built / layer / ("bin/python3" if layer.startswith("cpython") else "bin/python")
@@ -121,6 +122,7 @@ def test_imports_come_from_the_right_layer(built: Path, layer: str) -> None:
     assert Path(report["prefix"]) == built / layer
 
 
+@pytest.mark.network
 def test_sys_path_order_is_the_layer_then_frameworks_then_runtime(built: Path) -> None:
     path = _where(built / "app-pkgapp" / "bin" / "python")["path"]
     sites = [p for p in path if p.endswith("site-packages")]
@@ -136,6 +138,7 @@ def _dists(site: Path) -> set[str]:
     return {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
 
 
+@pytest.mark.network
 def test_nothing_a_lower_layer_provides_is_installed_again(built: Path) -> None:
     runtime = _dists(built / "cpython-3.11/lib/python3.11/site-packages")
     numeric = _dists(built / "framework-numeric/lib/python3.11/site-packages")
@@ -148,6 +151,7 @@ def test_nothing_a_lower_layer_provides_is_installed_again(built: Path) -> None:
     assert not ({"pip", "setuptools", "wheel"} & runtime)
 
 
+@pytest.mark.network
 def test_apps_run(built: Path) -> None:
     result = run([str(built / "app-pkgapp" / "bin" / "python"), "-m", "pkgapp"])
     assert (result.returncode, result.stdout, result.stderr) == (0, "pkgapp 3 2025 42\n", "")
@@ -155,6 +159,7 @@ def test_apps_run(built: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "direct attrs\n", "")
 
 
+@pytest.mark.network
 def test_shared_libraries_are_linked_and_on_the_loader_path(built: Path) -> None:
     dynlib = built / "framework-numeric" / "share/venv/dynlib"
     links = sorted(dynlib.iterdir())
@@ -167,6 +172,7 @@ def test_shared_libraries_are_linked_and_on_the_loader_path(built: Path) -> None
     ]
 
 
+@pytest.mark.network
 def test_layers_are_relocatable_except_the_regenerated_files(built: Path) -> None:
     from venvstacks.build.portability import find_absolute_references
 
@@ -179,6 +185,7 @@ def test_layers_are_relocatable_except_the_regenerated_files(built: Path) -> Non
             assert "/bin/" not in record.read_text(encoding="utf-8")
 
 
+@pytest.mark.network
 def test_layer_config(built: Path) -> None:
     config = json.loads((built / "app-pkgapp" / "share/venv/metadata/venvstacks_layer.json").read_text(encoding="utf-8"))
     assert config == {
@@ -200,6 +207,7 @@ def test_layer_config(built: Path) -> None:
     assert direct["launch_module"] == "direct" and direct["base_python"] == "../cpython-3.12/bin/python3"
 
 
+@pytest.mark.network
 def test_rebuild_is_incremental(built: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     spec = built.parent / "venvstacks.toml"
     status, out, err = _venvstacks("build", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
@@ -217,6 +225,7 @@ def test_rebuild_is_incremental(built: Path, pyz: Path, runtime_archive_dir: Pat
     assert result.stdout == "pkgapp v2 3 2025 42\n"
 
 
+@pytest.mark.network
 def test_build_refuses_invalid_locks(built: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -231,6 +240,7 @@ def test_build_refuses_invalid_locks(built: Path, pyz: Path, runtime_archive_dir
     assert "app-pkgapp (layers underneath need locking: framework-extra)" in err
 
 
+@pytest.mark.network
 def test_include_builds_the_layers_underneath_and_derived_ones_on_request(built: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     spec = built.parent / "venvstacks.toml"
     status, out, err = _venvstacks("build", "--include", "app-direct", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
@@ -244,6 +254,7 @@ def test_include_builds_the_layers_underneath_and_derived_ones_on_request(built:
     ]  # fmt: skip
 
 
+@pytest.mark.network
 def test_failed_install_names_the_layer_and_leaves_it_unbuilt(built: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path) -> None:
     import re
     import shutil
@@ -271,6 +282,7 @@ def test_failed_install_names_the_layer_and_leaves_it_unbuilt(built: Path, pyz: 
     assert not (copy / "_build" / "app-direct.last-build.json").exists()
 
 
+@pytest.mark.network
 def test_clean_rebuilds_from_scratch(built: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     spec = built.parent / "venvstacks.toml"
     stray = built / "app-direct" / "lib" / "python3.12" / "site-packages" / "stray.py"

@@ -13,7 +13,7 @@ from support import StackFactory, publish_stack, relink_all, run
 from venvstacks.deploy.deployer import RECORD_DIR, DeployError, deploy
 from venvstacks.deploy.verify import verify
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 STACK = """\
 [[runtimes]]

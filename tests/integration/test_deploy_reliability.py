@@ -23,7 +23,7 @@ from test_deploy import _snapshot, published  # noqa: F401  (the module's fixtur
 from venvstacks.deploy.deployer import RECORD_DIR, deploy
 from venvstacks.deploy.verify import verify
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 RUNTIME = "cpython-3.11"
 UPPER = ["framework-web", "app-hello", "app-counter@1"]

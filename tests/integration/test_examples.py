@@ -70,6 +70,7 @@ def test_copies_leave_what_the_quick_start_wrote_behind(tmp_path: Path) -> None:
     assert 'python_implementation = "cpython@3.12.99"' in spec.read_text(encoding="utf-8")
 
 
+@pytest.mark.network
 def test_quick_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
     spec = _copy(EXAMPLES / "quick", tmp_path, runtime_versions)
     out = _vs("build", "--lock-if-needed", "--publish", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)
@@ -91,6 +92,7 @@ def test_quick_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, run
     assert size[1] == "%.1f" % (1000 * total / 1000 ** {"MB": 3, "GB": 4}[size[2]])
 
 
+@pytest.mark.network
 def test_sklearn_example(tmp_path: Path, pyz: Path, runtime_archive_dir: Path, runtime_versions: dict[str, str]) -> None:
     spec = _copy(EXAMPLES / "sklearn", tmp_path, runtime_versions)
     out = _vs("build", "--lock-if-needed", str(spec), pyz=pyz, archive_dir=runtime_archive_dir)

@@ -24,7 +24,7 @@ import pytest
 
 from support import StackFactory, publish_stack, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 STACK = """\
 [[runtimes]]

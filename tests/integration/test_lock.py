@@ -116,6 +116,7 @@ def _meta(spec: Path, layer: str) -> dict:
     return json.loads(next(folder.glob("pylock.*.meta.json")).read_text(encoding="utf-8"))
 
 
+@pytest.mark.network
 def test_lock_files_and_contents(locked: Path) -> None:
     for layer in LAYERS:
         folder = locked.parent / "requirements" / layer
@@ -152,6 +153,7 @@ def test_lock_files_and_contents(locked: Path) -> None:
     assert len(meta["runtime_archive"]["sha256"]) == 64
 
 
+@pytest.mark.network
 def test_show_after_locking(locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     status, out, _ = _venvstacks("show", str(locked), pyz=pyz, archive_dir=runtime_archive_dir)
     assert status == 0
@@ -159,6 +161,7 @@ def test_show_after_locking(locked: Path, pyz: Path, runtime_archive_dir: Path) 
     assert "    └── app-records -> app-records@1\n" in out
 
 
+@pytest.mark.network
 def test_relock_is_byte_identical_and_keeps_times(locked: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path, make_stack: StackFactory) -> None:
     before = {p: p.read_bytes() for p in (locked.parent / "requirements").rglob("*") if p.is_file()}
     mtimes = {p: p.stat().st_mtime_ns for p in before}
@@ -176,6 +179,7 @@ def test_relock_is_byte_identical_and_keeps_times(locked: Path, pyz: Path, runti
     assert again == {p.relative_to(locked.parent): b for p, b in before.items()}
 
 
+@pytest.mark.network
 def test_lock_if_needed_runs_no_uv(locked: Path, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path]) -> None:
     wrapper, log = uv_log
     log.write_text("", encoding="utf-8")
@@ -185,6 +189,7 @@ def test_lock_if_needed_runs_no_uv(locked: Path, pyz: Path, runtime_archive_dir:
     assert log.read_text(encoding="utf-8") == ""
 
 
+@pytest.mark.network
 def test_if_needed_relocks_what_changed_and_what_is_above(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path]) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
@@ -205,6 +210,7 @@ def test_if_needed_relocks_what_changed_and_what_is_above(tmp_path: Path, locked
     assert [line.split()[0] for line in log.read_text(encoding="utf-8").splitlines()].count("lock") == 3
 
 
+@pytest.mark.network
 def test_versioned_layer_bumps_without_uv(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path, uv_log: tuple[Path, Path]) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
@@ -221,6 +227,7 @@ def test_versioned_layer_bumps_without_uv(tmp_path: Path, locked: Path, pyz: Pat
     assert "app-records -> app-records@2" in out
 
 
+@pytest.mark.network
 def test_reset_lock_and_include(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
@@ -250,12 +257,14 @@ RUNTIME = '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@{py311}"\
 CLAMP = '[tool.uv]\nexclude-newer = "2025-08-27T00:00:00Z"\n'
 
 
+@pytest.mark.network
 def test_unresolvable_requirements_name_the_layer(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     err = _lock_error(make_stack, pyz, runtime_archive_dir, RUNTIME + 'requirements = ["numpy<2.0", "numpy>=2.0"]\n' + CLAMP)
     assert err.startswith("error: failed to lock layer 'rt':\n")
     assert "numpy" in err and "unsatisfiable" in err
 
 
+@pytest.mark.network
 def test_conflict_between_layers(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     text = (RUNTIME + 'requirements = ["six==1.16.0"]\n'
             '[[frameworks]]\nname = "x"\nruntime = "rt"\nrequirements = ["six>=1.17"]\n' + CLAMP)  # fmt: skip
@@ -263,6 +272,7 @@ def test_conflict_between_layers(make_stack: StackFactory, pyz: Path, runtime_ar
     assert err.startswith("error: failed to lock layer 'framework-x':\n")
 
 
+@pytest.mark.network
 def test_missing_wheels_are_reported_together(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     # pywin32 has only Windows wheels; windows-curses too.
     err = _lock_error(make_stack, pyz, runtime_archive_dir, RUNTIME + 'requirements = ["pywin32", "windows-curses", "six"]\n' + CLAMP)
@@ -286,6 +296,7 @@ def test_uv_not_found(tmp_path: Path, make_stack: StackFactory, pyz: Path, runti
     assert without_progress(err).startswith("error: --uv names ") and "not a working uv binary" in err
 
 
+@pytest.mark.network
 def test_local_wheels_without_index(tmp_path: Path, make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     wheels = tmp_path / "wheels"
     downloaded = run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), "six==1.17.0"])
@@ -299,6 +310,7 @@ def test_local_wheels_without_index(tmp_path: Path, make_stack: StackFactory, py
     assert "url" not in six["wheels"][0]
 
 
+@pytest.mark.network
 def test_seed_example(make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     text = (
         '[[runtimes]]\nname = "cpython@3.11"\nfully_versioned_name = "cpython@{py311}"\nrequirements = ["numpy"]\n'
@@ -325,6 +337,7 @@ def test_seed_example(make_stack: StackFactory, pyz: Path, runtime_archive_dir: 
     assert len(_pylock(spec, "cpython@3.11")["packages"][0]["wheels"]) > 6
 
 
+@pytest.mark.network
 def test_runtime_from_uv_managed_downloads(
     tmp_path: Path, make_stack: StackFactory, pyz: Path, runtime_archives: dict[str, Path], runtime_versions: dict[str, str]
 ) -> None:
@@ -364,6 +377,7 @@ def test_runtime_download_failure_says_where_it_looked(tmp_path: Path, make_stac
     )
 
 
+@pytest.mark.network
 def test_ambient_uv_configuration_is_ignored(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     # A user-level uv.toml and UV_* settings that would change the result (or break it).
     config_home = tmp_path / "config"
@@ -405,6 +419,7 @@ def test_changed_runtime_archive_is_reported(tmp_path: Path, make_stack: StackFa
     assert _meta(spec, "rt")["lock_version"] == 1
 
 
+@pytest.mark.network
 def test_package_pinned_to_a_named_index(tmp_path: Path, make_stack: StackFactory, pyz: Path, runtime_archive_dir: Path) -> None:
     wheels = tmp_path / "wheels"
     downloaded = run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), "six==1.16.0"])
@@ -428,6 +443,7 @@ def _files(folder: Path) -> dict[Path, tuple[bytes, int]]:
     return {p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.network
 def test_failed_relock_keeps_every_lock(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
@@ -446,6 +462,7 @@ def test_failed_relock_keeps_every_lock(tmp_path: Path, locked: Path, pyz: Path,
     assert result.stdout.count("[built]") == len(LAYERS)
 
 
+@pytest.mark.network
 def test_a_layer_failing_late_keeps_the_locks_of_those_that_locked(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
@@ -467,6 +484,7 @@ def test_a_layer_failing_late_keeps_the_locks_of_those_that_locked(tmp_path: Pat
     assert not list((folder / "requirements").rglob("*.partial"))
 
 
+@pytest.mark.network
 def test_upper_layers_lock_against_the_new_locks_underneath(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(locked.parent, folder, ignore=shutil.ignore_patterns("_build"))
@@ -494,6 +512,7 @@ def test_failed_runtime_download_shows_why_and_writes_no_lock(make_stack: StackF
     assert not (spec.parent / "requirements").exists()
 
 
+@pytest.mark.network
 def test_interrupted_relock_keeps_every_lock(tmp_path: Path, locked: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     import signal
     import subprocess

@@ -13,7 +13,7 @@ import pytest
 
 from support import ROOT, StackFactory
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 STACK = """\
 [[runtimes]]

@@ -14,7 +14,7 @@ import pytest
 
 from support import COMPAT, StackFactory, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 STACK = """\
 [[runtimes]]

@@ -12,7 +12,7 @@ import pytest
 
 from support import StackFactory, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 STACK = """\
 [[runtimes]]

@@ -48,6 +48,7 @@ def stack(make_stack: StackFactory) -> Path:
     return make_stack(STACK)
 
 
+@pytest.mark.network
 def test_a_uv_that_installs_nothing_builds_nothing(stack: Path, tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     real, liar = find_uv(), _fake_uv(tmp_path / "liar", "0.13.9")
     build = stack.parent / "_build"
@@ -77,6 +78,7 @@ def test_a_uv_that_installs_nothing_builds_nothing(stack: Path, tmp_path: Path, 
     assert status == 0 and "_build/rt [up to date]" in out and "_build/framework-fw [built]" in out, err
 
 
+@pytest.mark.network
 def test_a_wrong_version_is_not_built(stack: Path, tmp_path: Path, pyz: Path, runtime_archive_dir: Path) -> None:
     real = find_uv()
     # A uv whose `pip install --python PY ...` installs packaging 24.2, whatever the lock says.

@@ -101,6 +101,7 @@ CASES = [
 ]
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("argv", CASES)
 def test_three_ways_to_run_behave_identically(pyz: Path, console_script: Path, argv: list[str]) -> None:
     results = {
