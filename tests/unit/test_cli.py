@@ -279,3 +279,20 @@ def test_publish_accepts_bundle_and_ignores_it(capsys: pytest.CaptureFixture[str
     plain = _run(capsys, "publish", "--show-only", spec)
     assert plain[0] == 0
     assert _run(capsys, "publish", "--bundle", str(tmp_path / "absent"), "--show-only", spec) == plain
+
+
+def test_build_checks_the_publish_options_before_building(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # A level the format does not take fails at once: nothing is locked or built first.
+    spec = tmp_path / "venvstacks.toml"
+    spec.write_text('[[runtimes]]\nname = "rt"\npython_implementation = "cpython@3.11.7"\nrequirements = []\n', encoding="utf-8")
+    status, out, err = _run(capsys, "build", "--lock-if-needed", "--publish", "--compression-level", "12", str(spec))
+    assert (status, out, err) == (1, "", "error: --compression-level 12: tar.xz takes 0 to 9\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["venvstacks.toml"]
+
+
+def test_a_stale_lock_names_each_layer_and_why(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = tmp_path / "venvstacks.toml"
+    spec.write_text('[[runtimes]]\nname = "rt"\npython_implementation = "cpython@3.11.7"\nrequirements = []\n', encoding="utf-8")
+    status, out, err = _run(capsys, "publish", str(spec))
+    assert (status, out) == (1, "")
+    assert err == "error: these layers have no valid lock (lock and build them first):\nerror:   rt (no lock metadata)\n"

@@ -228,6 +228,7 @@ def cmd_build(args: Args, out: Output) -> int:
     if stop:
         return EXIT_OK
     uv, bundle, layers = _uv_finder(args, out), _bundle_dir(args), list(plan.layers)
+    publish_settings = _publish_settings(spec, args, plan.host) if args.publish else None  # checked before building
     if args.lock_if_needed:
         ensure_locked(spec, layers, _lock_settings(spec, args), uv=uv, offline=bundle is not None)
     settings = BuildSettings(
@@ -244,10 +245,9 @@ def cmd_build(args: Args, out: Output) -> int:
         _emit(out, "No environments found to build\n", document, shown)
         return EXIT_OK
     sections = [("Built environments:", [(o.path, f"[{o.action}]") for o in outcomes])]
-    if args.publish:
+    if publish_settings is not None:
         from ..publish.publisher import publish_layers
 
-        publish_settings = _publish_settings(spec, args, plan.host)
         published = publish_layers(spec, layers, checks, publish_settings)
         document["published"] = _published_document(spec, "publish", publish_settings, published)
         sections.append(("Published archives:", [(p.path, f"[{p.action}]") for p in published]))
