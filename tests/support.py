@@ -16,6 +16,11 @@ DATA = ROOT / "tests" / "data"
 SPECS = DATA / "specs"
 COMPAT = DATA / "compat"
 
+PY311_RUNTIME = '[[runtimes]]\nname = "cpython-3.11"\npython_implementation = "cpython@{py311}"\nrequirements = ["packaging"]\n\n'
+"""The runtime most test stacks start with (`make_stack` fills in `{py311}`)."""
+EXCLUDE_NEWER = '\n[tool.uv]\nexclude-newer = "2025-08-27T00:00:00Z"\n'
+"""The uv setting most test stacks end with: it pins what PyPI offers, so that locks are the same on every run."""
+
 
 def find_uv() -> str:
     """The uv binary the tests use: the dev dependency next to this Python, else PATH.

@@ -8,16 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from support import StackFactory, run, without_progress
+from support import EXCLUDE_NEWER, PY311_RUNTIME, StackFactory, run, without_progress
 
 pytestmark = pytest.mark.slow
 
-STACK = """\
-[[runtimes]]
-name = "cpython-3.11"
-python_implementation = "cpython@{py311}"
-requirements = ["packaging"]
-
+STACK = PY311_RUNTIME + """\
 [[runtimes]]
 name = "cpython-3.12"
 python_implementation = "cpython@{py312}"
@@ -47,10 +42,7 @@ launch_module = "launch/direct.py"
 runtime = "cpython-3.12"
 versioned = true
 requirements = ["attrs"]
-
-[tool.uv]
-exclude-newer = "2025-08-27T00:00:00Z"
-"""
+""" + EXCLUDE_NEWER
 
 PKGAPP_MAIN = """\
 import dateutil.parser, numpy, six, helpers

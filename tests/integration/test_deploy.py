@@ -9,18 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from support import StackFactory, publish_stack, relink_all, run
+from support import EXCLUDE_NEWER, PY311_RUNTIME, StackFactory, publish_stack, relink_all, run
 from venvstacks.deploy.deployer import RECORD_DIR, DeployError, deploy
 from venvstacks.deploy.verify import verify
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
-STACK = """\
-[[runtimes]]
-name = "cpython-3.11"
-python_implementation = "cpython@{py311}"
-requirements = ["packaging"]
-
+STACK = PY311_RUNTIME + """\
 [[frameworks]]
 name = "web"
 runtime = "cpython-3.11"
@@ -38,10 +33,7 @@ launch_module = "launch/counter.py"
 runtime = "cpython-3.11"
 versioned = true
 requirements = []
-
-[tool.uv]
-exclude-newer = "2025-08-27T00:00:00Z"
-"""
+""" + EXCLUDE_NEWER
 LAYERS = ["cpython-3.11", "framework-web", "app-hello", "app-counter@1"]
 
 

@@ -12,17 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from support import StackFactory, find_uv, run, without_progress
+from support import EXCLUDE_NEWER, PY311_RUNTIME, StackFactory, find_uv, run, without_progress
 
 pytestmark = pytest.mark.slow
 
 # exclude-newer pins what PyPI offers, so the locks are the same on every run.
-STACK = """\
-[[runtimes]]
-name = "cpython-3.11"
-python_implementation = "cpython@{py311}"
-requirements = ["packaging"]
-
+STACK = PY311_RUNTIME + """\
 [[runtimes]]
 name = "cpython-3.12"
 python_implementation = "cpython@{py312}"
@@ -50,10 +45,7 @@ launch_module = "launch/records.py"
 runtime = "cpython-3.12"
 versioned = true
 requirements = ["attrs"]
-
-[tool.uv]
-exclude-newer = "2025-08-27T00:00:00Z"
-"""
+""" + EXCLUDE_NEWER
 LAYERS = ["cpython-3.11", "cpython-3.12", "framework-web", "framework-web-extra", "app-dates", "app-records"]
 LAUNCH = {"launch/dates.py": "import dateutil\nprint('dates')\n", "launch/records.py": "import attrs\nprint('records')\n"}
 

@@ -15,16 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from support import StackFactory, run
+from support import EXCLUDE_NEWER, PY311_RUNTIME, StackFactory, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
-STACK = """\
-[[runtimes]]
-name = "cpython-3.11"
-python_implementation = "cpython@{py311}"
-requirements = ["packaging"]
-
+STACK = PY311_RUNTIME + """\
 [[frameworks]]
 name = "web"
 runtime = "cpython-3.11"
@@ -35,10 +30,7 @@ name = "dates"
 launch_module = "launch/dates.py"
 frameworks = ["web"]
 requirements = ["python-dateutil"]
-
-[tool.uv]
-exclude-newer = "2025-08-27T00:00:00Z"
-"""
+""" + EXCLUDE_NEWER
 
 
 def _copy_stack(spec: Path, folder: Path) -> Path:

@@ -11,16 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, StackFactory
+from support import EXCLUDE_NEWER, PY311_RUNTIME, ROOT, StackFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
-STACK = """\
-[[runtimes]]
-name = "cpython-3.11"
-python_implementation = "cpython@{py311}"
-requirements = ["packaging"]
-
+STACK = PY311_RUNTIME + """\
 [[frameworks]]
 name = "web"
 runtime = "cpython-3.11"
@@ -32,10 +27,7 @@ name = "dates"
 launch_module = "launch/dates.py"
 frameworks = ["web"]
 requirements = ["python-dateutil"]
-
-[tool.uv]
-exclude-newer = "2025-08-27T00:00:00Z"
-"""
+""" + EXCLUDE_NEWER
 
 DATES = """\
 import dateutil.parser, idna, packaging.version

@@ -12,16 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from support import COMPAT, StackFactory, run
+from support import COMPAT, EXCLUDE_NEWER, PY311_RUNTIME, StackFactory, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
-STACK = """\
-[[runtimes]]
-name = "cpython-3.11"
-python_implementation = "cpython@{py311}"
-requirements = ["packaging"]
-
+STACK = PY311_RUNTIME + """\
 [[frameworks]]
 name = "web"
 runtime = "cpython-3.11"
@@ -40,10 +35,7 @@ launch_module = "launch/counter.py"
 runtime = "cpython-3.11"
 versioned = true
 requirements = []
-
-[tool.uv]
-exclude-newer = "2025-08-27T00:00:00Z"
-"""
+""" + EXCLUDE_NEWER
 LAYERS = ["cpython-3.11", "framework-web", "app-hello", "app-counter@1"]
 LAUNCH = {
     "launch/hello/__init__.py": "",

@@ -10,16 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from support import StackFactory, run
+from support import EXCLUDE_NEWER, PY311_RUNTIME, StackFactory, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
-STACK = """\
-[[runtimes]]
-name = "cpython-3.11"
-python_implementation = "cpython@{py311}"
-requirements = ["packaging"]
-
+STACK = PY311_RUNTIME + """\
 [[frameworks]]
 name = "numeric"
 runtime = "cpython-3.11"
@@ -30,10 +25,7 @@ name = "sum"
 launch_module = "launch/sum.py"
 frameworks = ["numeric"]
 requirements = ["idna"]
-
-[tool.uv]
-exclude-newer = "2025-08-27T00:00:00Z"
-"""
+""" + EXCLUDE_NEWER
 
 
 def _cache_state(cache: Path) -> dict[str, tuple[int, str]]:
