@@ -44,12 +44,12 @@ class RuntimeSourceError(VenvStacksError):
     """No usable runtime archive was found, or one failed verification."""
 
 
-class UnsafeArchiveError(VenvStacksError):
-    """An archive holds an entry that would land outside its destination."""
-
-
 class ArchiveError(VenvStacksError):
-    """A layer archive could not be written: a bad tree or override, a full disk, an unreadable file."""
+    """An archive could not be written (a bad tree or override, an unreadable file) or read (missing, damaged)."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """An archive holds an entry that would land outside its destination."""
 
 
 class PublishError(VenvStacksError):

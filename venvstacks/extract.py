@@ -14,7 +14,7 @@ outside the destination, hard links to anything but a regular file extracted
 before them, devices, FIFOs and other special members, a member that would
 replace one extracted before it (a directory may be repeated), and a member
 whose path goes through a symbolic link or a file. A damaged archive (bad
-compressed data, truncated, no end-of-archive marker) raises RuntimeSourceError.
+compressed data, truncated, no end-of-archive marker) raises ArchiveError.
 
 File modes keep their permission bits, less setuid/setgid/sticky and group/other
 write; the owner can always read and write. Directories get default modes.
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from .blockpack import BlockPool, BlockReader
-from .errors import RuntimeSourceError, UnsafeArchiveError
+from .errors import ArchiveError, UnsafeArchiveError
 from .xzindex import XzBlock, find_blocks, standalone_stream
 
 __all__ = ["safe_extract_tar", "extract_into"]
@@ -195,7 +195,7 @@ class _Extractor:
             raw = self.archive.open("rb")
         except OSError as exc:
             msg = f"cannot read the archive {self.archive}: {exc.strerror or exc}"
-            raise RuntimeSourceError(msg) from exc
+            raise ArchiveError(msg) from exc
         with raw:
             try:
                 with _open_decompressed(raw, self.pool, self.check) as stream:
@@ -210,7 +210,7 @@ class _Extractor:
                     reader.drain()
             except (tarfile.TarError, _ReadFailure) as exc:
                 msg = f"cannot extract {self.archive}: the archive is damaged ({exc})"
-                raise RuntimeSourceError(msg) from exc
+                raise ArchiveError(msg) from exc
         self.check_symlinks()
 
     def parts_of(self, name: str, member_name: str, what: str) -> tuple[str, ...]:

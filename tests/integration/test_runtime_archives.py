@@ -18,7 +18,7 @@ from types import ModuleType
 import pytest
 
 from support import assert_nothing_left
-from venvstacks.errors import RuntimeSourceError
+from venvstacks.errors import ArchiveError
 from venvstacks.extract import safe_extract_tar
 from venvstacks.runtimes.pbs import parse_runtime_archive_name
 
@@ -121,7 +121,7 @@ def test_truncated_runtime_archive_leaves_nothing(runtime_archives: dict[str, Pa
     truncated.parent.mkdir()
     truncated.write_bytes(original[: len(original) * 3 // 5])
     destination = tmp_path / "out" / "runtime"
-    with pytest.raises(RuntimeSourceError, match="the archive is damaged"):
+    with pytest.raises(ArchiveError, match="the archive is damaged"):
         safe_extract_tar(truncated, destination, strip_prefix="python")
     assert_nothing_left(destination)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from support import assert_nothing_left
-from venvstacks.errors import RuntimeSourceError, UnsafeArchiveError
+from venvstacks.errors import ArchiveError, UnsafeArchiveError
 from venvstacks.extract import safe_extract_tar
 
 MTIME = 1_700_000_000
@@ -164,7 +164,7 @@ def test_truncated_gzip_leaves_nothing(places: tuple[Path, Path]) -> None:
     sources, destination = places
     archive = _make_tar(sources / "sample.tar.gz", _sample_entries())
     archive.write_bytes(archive.read_bytes()[:150_000])
-    with pytest.raises(RuntimeSourceError, match=f"cannot extract {archive}: the archive is damaged"):
+    with pytest.raises(ArchiveError, match=f"cannot extract {archive}: the archive is damaged"):
         safe_extract_tar(archive, destination, strip_prefix="python")
     assert_nothing_left(destination)
 
@@ -175,7 +175,7 @@ def test_corrupted_gzip_leaves_nothing(places: tuple[Path, Path]) -> None:
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0xFF
     archive.write_bytes(bytes(data))
-    with pytest.raises(RuntimeSourceError, match="the archive is damaged"):
+    with pytest.raises(ArchiveError, match="the archive is damaged"):
         safe_extract_tar(archive, destination, strip_prefix="python")
     assert_nothing_left(destination)
 
@@ -190,7 +190,7 @@ def test_plain_tar_truncated_between_members_leaves_nothing(places: tuple[Path, 
         end_of_data = tar.offset
     offset = {"second-header": members[2].offset, "end-marker": end_of_data, "mid-header": members[2].offset + 100}[cut]
     archive.write_bytes(archive.read_bytes()[:offset])
-    with pytest.raises(RuntimeSourceError, match="no end-of-archive marker"):
+    with pytest.raises(ArchiveError, match="no end-of-archive marker"):
         safe_extract_tar(archive, destination, strip_prefix="python")
     assert_nothing_left(destination)
 
@@ -199,14 +199,14 @@ def test_not_an_archive(places: tuple[Path, Path]) -> None:
     sources, destination = places
     archive = sources / "junk.tar.gz"
     archive.write_bytes(b"this is not a tar archive at all" * 40)
-    with pytest.raises(RuntimeSourceError, match="the archive is damaged"):
+    with pytest.raises(ArchiveError, match="the archive is damaged"):
         safe_extract_tar(archive, destination)
     assert_nothing_left(destination)
 
 
 def test_missing_archive(places: tuple[Path, Path]) -> None:
     sources, destination = places
-    with pytest.raises(RuntimeSourceError, match="cannot read the archive"):
+    with pytest.raises(ArchiveError, match="cannot read the archive"):
         safe_extract_tar(sources / "missing.tar.gz", destination)
     assert_nothing_left(destination)
 

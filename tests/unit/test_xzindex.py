@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from venvstacks.blockpack import BlockPool, write_blocks, xz_block
-from venvstacks.errors import RuntimeSourceError
+from venvstacks.errors import ArchiveError
 from venvstacks.extract import extract_into
 from venvstacks.xzindex import find_blocks, standalone_stream
 
@@ -149,7 +149,7 @@ def test_a_damaged_block_fails_the_extraction(tmp_path: Path) -> None:
     blob[blocks[4].offset + 100] ^= 0xFF  # inside the compressed data: the index still adds up
     archive = tmp_path / "layer.tar.xz"
     archive.write_bytes(bytes(blob))
-    with BlockPool(2, "unpack") as pool, pytest.raises(RuntimeSourceError, match="the archive is damaged"):
+    with BlockPool(2, "unpack") as pool, pytest.raises(ArchiveError, match="the archive is damaged"):
         _extract(archive, tmp_path / "out", pool)
 
 

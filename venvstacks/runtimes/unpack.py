@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import RuntimeSourceError, UvError
+from ..errors import ArchiveError, RuntimeSourceError, UvError
 from ..extract import safe_extract_tar
 from ..fsutil import dump_json, remove_path, write_text_atomic
 from ..progress import progress
@@ -103,7 +103,10 @@ def ensure_runtime(
         _remove(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
         progress(_LOG, "unpacking %s for runtime %r", archive.path.name, layer.name)
-        safe_extract_tar(archive.path, destination, strip_prefix="python")
+        try:
+            safe_extract_tar(archive.path, destination, strip_prefix="python")
+        except ArchiveError as exc:
+            raise RuntimeSourceError(f"runtime {layer.name!r}: {exc}") from exc
         install = RuntimeInstall(destination, archive.name.filename, archive.sha256, fresh=True)
     else:
         if record is not None:
