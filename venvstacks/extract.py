@@ -335,8 +335,8 @@ class _Extractor:
         source = self.root.joinpath(*source_parts)
         try:
             mode = os.lstat(source).st_mode
-        except FileNotFoundError:
-            raise self.refuse(member.name, not_earlier) from None
+        except FileNotFoundError as exc:
+            raise self.refuse(member.name, not_earlier) from exc
         if not stat.S_ISREG(mode):
             raise self.refuse(member.name, f"hard link to the {_kind(mode)} {member.linkname!r}")
         os.link(source, target)

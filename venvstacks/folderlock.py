@@ -70,9 +70,9 @@ def exclusive(folder: Path, *, command: str, nested: tuple[str, ...] = ()) -> It
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as exc:
             msg = f"{folder} is in use by {_owner(folder)}: wait for it to finish, then run this again"
-            raise FolderBusy(msg) from None
+            raise FolderBusy(msg) from exc
         for where in (folder, *(folder / sub for sub in nested)):
             remove_temporaries(where)
         try:

@@ -182,8 +182,8 @@ def locked(target: Path) -> Iterator[None]:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DeployError(f"another deployment into {target} is running") from None
+        except BlockingIOError as exc:
+            raise DeployError(f"another deployment into {target} is running") from exc
         if problem := records_folder_problem(target):
             raise DeployError(problem)
         clear_leftovers(target)

@@ -144,9 +144,9 @@ def _lock_clamp(spec: StackSpec, settings: LockSettings) -> datetime.datetime | 
         return None
     try:
         return parse_exclude_newer(str(text))
-    except ValueError:
+    except ValueError as exc:
         msg = f"UV_EXCLUDE_NEWER={text!r} is not a timestamp such as 2025-08-27T00:00:00Z"
-        raise LockError(msg) from None
+        raise LockError(msg) from exc
 
 
 def _layer_indexes(spec: StackSpec, layer: LayerSpec) -> tuple[list[dict[str, object]], dict[str, object]]:

@@ -82,12 +82,12 @@ def read_toml(path: Path, label: str) -> TomlTable:
 
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise fail("no such file") from None
-    except IsADirectoryError:
-        raise fail("is a folder, not a TOML file") from None
-    except PermissionError:
-        raise fail("cannot be read (permission denied)") from None
+    except FileNotFoundError as exc:
+        raise fail("no such file") from exc
+    except IsADirectoryError as exc:
+        raise fail("is a folder, not a TOML file") from exc
+    except PermissionError as exc:
+        raise fail("cannot be read (permission denied)") from exc
     except OSError as exc:
         raise fail(f"cannot be read ({exc.strerror or exc})") from exc
     try:

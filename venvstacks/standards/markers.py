@@ -378,10 +378,10 @@ class Marker:
         """``env[key]``, or UndefinedEnvironmentName."""
         try:
             return env[key]
-        except KeyError:
+        except KeyError as exc:
             raise UndefinedEnvironmentName(
                 f"cannot evaluate marker {str(self)!r}: the environment does not define {key!r}"
-            ) from None
+            ) from exc
 
 
 def default_environment() -> dict[str, str]:

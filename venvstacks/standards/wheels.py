@@ -93,8 +93,8 @@ def parse_wheel_filename(filename: str) -> WheelName:
         )
     try:
         Version.parse(version)
-    except InvalidVersion:
-        raise _invalid(filename, f"{version!r} is not a valid PEP 440 version") from None
+    except InvalidVersion as exc:
+        raise _invalid(filename, f"{version!r} is not a valid PEP 440 version") from exc
     if build is not None and _BUILD_RE.match(build) is None:
         raise _invalid(filename, f"the build tag {build!r} must start with a digit")
     python_tags = _tag_set(filename, "python", parts[-3])
