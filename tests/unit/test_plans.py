@@ -10,7 +10,8 @@ import pytest
 
 from support import COMPAT
 from venvstacks.build.plan import plan_build, plan_publish, this_platform
-from venvstacks.errors import ArchiveError, SelectionError, StaleLockError
+from venvstacks.errors import ArchiveError, LockError, SelectionError, StaleLockError
+from venvstacks.lock.locker import LockSettings, uv_config_text
 from venvstacks.lock.state import require_no_relocking, require_valid_locks
 from venvstacks.platforms import TargetPlatform
 from venvstacks.publish.archive import ArchiveFormat
@@ -120,3 +121,22 @@ def test_publish_settings_refuse_levels_the_format_does_not_take(tmp_path: Path)
     settings = PublishSettings(tmp_path, tmp_path, host, fmt=ArchiveFormat.ZIP, level=9, tag_outputs=True)
     assert stack_metadata_path(settings, export=True) == tmp_path / "__venvstacks__" / "venvstacks.json"
     assert stack_metadata_path(settings, export=False).name == f"venvstacks-{host}.json"
+
+
+@pytest.mark.parametrize("value", ['"wheels"', '["wheels", 3]'])
+def test_find_links_must_be_an_array_of_strings(tmp_path: Path, value: str) -> None:
+    (tmp_path / "venvstacks.toml").write_text(
+        '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@3.11.7"\nrequirements = []\n\n'
+        f"[tool.uv]\nfind-links = {value}\n",
+        encoding="utf-8",
+    )
+    spec = load_spec(tmp_path / "venvstacks.toml", environ={})
+    with pytest.raises(LockError, match=r"venvstacks.toml: tool.uv find-links must be an array of strings$"):
+        uv_config_text(spec, LockSettings(build_dir=tmp_path / "_build"))
+    (tmp_path / "venvstacks.toml").write_text(
+        '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@3.11.7"\nrequirements = []\n\n'
+        '[tool.uv]\nfind-links = ["wheels", "https://example.org/w/"]\n',
+        encoding="utf-8",
+    )
+    text = uv_config_text(load_spec(tmp_path / "venvstacks.toml", environ={}), LockSettings(build_dir=tmp_path / "_build"))
+    assert f'find-links = ["{tmp_path / "wheels"}", "https://example.org/w/"]' in text
