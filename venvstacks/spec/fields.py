@@ -96,10 +96,10 @@ def read_common_fields(reader: TableReader, default_macosx: MacOSTarget, spec_di
         versioned=reader.boolean("versioned"),
         linux_target=_read_target(reader, "linux_target", DEFAULT_LINUX_TARGET, parse_linux_target),
         macosx_target=_read_target(reader, "macosx_target", default_macosx.raw, parse_macosx_target),
-        dynlib_exclude=_or_empty(reader, "dynlib_exclude", reader.string_list("dynlib_exclude")),
-        package_indexes=_or_empty(reader, "package_indexes", reader.string_table("package_indexes")),
-        priority_indexes=_or_empty(reader, "priority_indexes", reader.string_list("priority_indexes")),
-        index_overrides=_or_empty(reader, "index_overrides", reader.string_table("index_overrides")),
+        dynlib_exclude=_or_empty(reader, "dynlib_exclude", reader.string_list("dynlib_exclude"), ()),
+        package_indexes=_or_empty(reader, "package_indexes", reader.string_table("package_indexes"), {}),
+        priority_indexes=_or_empty(reader, "priority_indexes", reader.string_list("priority_indexes"), ()),
+        index_overrides=_or_empty(reader, "index_overrides", reader.string_table("index_overrides"), {}),
         console_scripts=_read_console_scripts(reader, scripts_default),
         postinstall_hook=hook,
         hook_valid=hook_valid,
@@ -129,11 +129,9 @@ def _read_console_scripts(reader: TableReader, default: bool) -> bool | tuple[st
     return tuple(names) if valid else None
 
 
-def _or_empty(reader: TableReader, key: str, value: Any) -> Any:
-    # An absent optional field reads as empty; a present but invalid one stays None.
-    if value is None and key not in reader.table:
-        return {} if key in ("package_indexes", "index_overrides") else ()
-    return value
+def _or_empty(reader: TableReader, key: str, value: _Target | None, empty: _Target) -> _Target | None:
+    """An absent optional field reads as `empty`; a present but invalid one stays None."""
+    return empty if value is None and key not in reader.table else value
 
 
 def _read_requirements(reader: TableReader) -> tuple[Requirement, ...] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import difflib
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TypeVar
 
 from ..errors import SpecIssue
 from ..standards.tomlwriter import TomlTable
@@ -42,6 +42,9 @@ def did_you_mean(word: str, choices: Collection[str]) -> str:
     """` (did you mean 'x'?)` or the empty string."""
     match = closest(word, choices)
     return f" (did you mean {match!r}?)" if match else ""
+
+_Value = TypeVar("_Value")
+
 
 
 class IssueLog:
@@ -88,28 +91,27 @@ class TableReader:
             else:
                 self.error(key, "unknown field" + did_you_mean(key, allowed))
 
-    def _get(self, key: str, expected: type | tuple[type, ...], what: str, required: bool) -> Any:
+    def _get(self, key: str, expected: type[_Value], what: str, required: bool) -> _Value | None:
+        """The field if it is an `expected` (a bool is no int here); None, with the problem logged, if not."""
         if key not in self.table:
             if required:
                 self.error(None, f"missing required field {self.prefix + key!r}")
             return None
         value = self.table[key]
-        if isinstance(value, expected) and not (isinstance(value, bool) and bool not in _as_tuple(expected)):
+        if isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool):
             return value
         self.error(key, f"expected {what}, got {describe_type(value)} ({_short_repr(value)})")
         return None
 
     def string(self, key: str, *, required: bool = False) -> str | None:
         """A string field."""
-        value: str | None = self._get(key, str, "a string", required)
-        return value
+        return self._get(key, str, "a string", required)
 
     def boolean(self, key: str, *, default: bool = False) -> bool | None:
         """A boolean field; its default when absent, None when mistyped."""
         if key not in self.table:
             return default
-        value: bool | None = self._get(key, bool, "a boolean (true or false)", False)
-        return value
+        return self._get(key, bool, "a boolean (true or false)", False)
 
     def string_list(self, key: str, *, required: bool = False) -> tuple[str, ...] | None:
         """An array of strings; None if absent or if any element is not a string."""
@@ -134,10 +136,6 @@ class TableReader:
                 self.error(f"{key}.{name}", f"expected a string, got {describe_type(item)} ({_short_repr(item)})")
                 good = False
         return dict(value) if good else None
-
-
-def _as_tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:
-    return expected if isinstance(expected, tuple) else (expected,)
 
 
 def _short_repr(value: object) -> str:
