@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from ..build.plan import LayerPlan
     from ..lock.locker import LockSettings
+    from ..lock.state import LockCheck
     from ..platforms import TargetPlatform
     from ..publish.publisher import PublishedLayer, PublishSettings
     from ..spec.model import LayerSpec, StackSpec
@@ -52,15 +53,18 @@ def _select(spec: StackSpec, args: Args, out: Output, patterns: Sequence[str] | 
     return selection
 
 
-def _lock_states(spec: StackSpec) -> Callable[[LayerSpec], LockState]:
+def _lock_states(spec: StackSpec, checks: Mapping[str, LockCheck] | None = None) -> Callable[[LayerSpec], LockState]:
+    """Each layer's lock state for `show`, from `checks` if the command has them already."""
     from ..lock.state import check_stack_locks
     from .render import LockState
 
-    checks = check_stack_locks(spec)
+    checks = check_stack_locks(spec) if checks is None else checks
     return lambda layer: LockState(checks[layer.build_name].valid, checks[layer.build_name].lock_version)
 
 
-def _show_plan(spec: StackSpec, args: Args, out: Output, operations: dict[str, list[str]]) -> tuple[bool, StackStatus | None]:
+def _show_plan(
+    spec: StackSpec, args: Args, out: Output, operations: dict[str, list[str]], checks: Mapping[str, LockCheck] | None = None
+) -> tuple[bool, StackStatus | None]:
     """With --show or --show-only, show the selected layers and their operations.
 
     Returns whether the command stops here (--show-only), and the plan to put
@@ -71,7 +75,7 @@ def _show_plan(spec: StackSpec, args: Args, out: Output, operations: dict[str, l
 
     if not (args.show or args.show_only):
         return False, None
-    status = stack_status(spec, selected=set(operations), lock_state=_lock_states(spec), operations=operations)
+    status = stack_status(spec, selected=set(operations), lock_state=_lock_states(spec, checks), operations=operations)
     if not args.json:
         out.result(render_tree(status))
     elif args.show_only:
@@ -122,26 +126,25 @@ def _bundle_dir(args: Args) -> Path | None:
     return bundle
 
 
-def _archive_dir(args: Args, *, from_bundle: bool = True) -> Path | None:
-    """Where runtime archives are: the bundle's, `--python-archive-dir`, or the environment's setting."""
+def _archive_dir(args: Args, bundle: Path | None) -> Path | None:
+    """Where runtime archives are: the `bundle`'s, `--python-archive-dir`, or the environment's setting."""
     import os
     from pathlib import Path
 
     from ..runtimes.unpack import ARCHIVE_DIR_VARIABLE
 
-    bundle = _bundle_dir(args) if from_bundle else None
     if bundle is not None:
         return bundle / "runtimes"
     archive_dir = args.python_archive_dir or os.environ.get(ARCHIVE_DIR_VARIABLE) or None
     return Path(os.path.abspath(os.path.expanduser(archive_dir))) if archive_dir else None
 
 
-def _lock_settings(spec: StackSpec, args: Args) -> LockSettings:
+def _lock_settings(spec: StackSpec, args: Args, bundle: Path | None) -> LockSettings:
     from ..lock.locker import LockSettings, environ_exclude_newer
 
     return LockSettings(
         build_dir=_spec_relative(spec, args.build_dir),
-        archive_dir=_archive_dir(args),
+        archive_dir=_archive_dir(args, bundle),
         use_index=args.index,
         local_wheels=tuple(_spec_relative(spec, d) for d in args.local_wheels or ()),
         clean=args.clean,
@@ -189,14 +192,15 @@ def cmd_lock(args: Args, out: Output) -> int:
     if args.reset_lock:
         resets = _select(spec, args, out, args.reset_lock, "--reset-lock").included
         reset = frozenset(layer.build_name for layer in resets if layer.build_name in wants)
-    if _bundle_dir(args) is not None:
+    bundle = _bundle_dir(args)
+    if bundle is not None:
         lead = "with --bundle, locking can only confirm valid locks (pass --if-needed); these layers would need a package index"
         require_no_relocking(spec, wants, reset, lead=lead)
     operations = {name: ["reset-lock"] * (name in reset) + ["lock-if-needed" if want is None else "lock"] for name, want in wants.items()}
     stop, plan = _show_plan(spec, args, out, operations)
     if stop:
         return EXIT_OK
-    outcomes = lock_stack(spec, wants, _lock_settings(spec, args), uv=_uv_finder(args, out), reset=reset)
+    outcomes = lock_stack(spec, wants, _lock_settings(spec, args, bundle), uv=_uv_finder(args, out), reset=reset)
     document: LockDocument = {
         "command": "lock", "spec_path": str(spec.spec_path),
         "layers": [
@@ -230,12 +234,13 @@ def cmd_build(args: Args, out: Output) -> int:
     uv, bundle, layers = _uv_finder(args, out), _bundle_dir(args), list(plan.layers)
     publish_settings = _publish_settings(spec, args, plan.host) if args.publish else None  # checked before building
     if args.lock_if_needed:
-        ensure_locked(spec, layers, _lock_settings(spec, args), uv=uv, offline=bundle is not None)
+        checks = ensure_locked(spec, layers, _lock_settings(spec, args, bundle), uv=uv, offline=bundle is not None)
+    else:
+        checks = check_stack_locks(spec)
     settings = BuildSettings(
-        build_dir=_spec_relative(spec, args.build_dir), host=plan.host, archive_dir=_archive_dir(args), clean=args.clean,
+        build_dir=_spec_relative(spec, args.build_dir), host=plan.host, archive_dir=_archive_dir(args, bundle), clean=args.clean,
         bundle=bundle, jobs=args.jobs,
     )  # fmt: skip
-    checks = check_stack_locks(spec)
     outcomes = build_stack(spec, layers, settings, checks, uv=uv)
     document: BuildDocument = {
         "command": "build", "spec_path": str(spec.spec_path),
@@ -296,7 +301,7 @@ def _publish_or_export(args: Args, out: Output, *, export: bool) -> int:
     plan: LayerPlan = plan_publish(spec, _select(spec, args, out, args.include))
     layers = list(plan.layers)
     checks = require_valid_locks(spec, layers, lead="these layers have no valid lock (lock and build them first)")
-    stop, shown = _show_plan(spec, args, out, {layer.build_name: ["export" if export else "publish"] for layer in layers})
+    stop, shown = _show_plan(spec, args, out, {layer.build_name: ["export" if export else "publish"] for layer in layers}, checks)
     if stop:
         return EXIT_OK
     settings = _publish_settings(spec, args, plan.host)
@@ -337,7 +342,7 @@ def cmd_fetch(args: Args, out: Output) -> int:
     require_valid_locks(spec, layers)
     assert args.bundle is not None  # `fetch` requires --bundle
     bundle = Path(os.path.abspath(args.bundle))
-    counts = fetch_bundle(spec, layers, bundle, platforms, archive_dir=_archive_dir(args, from_bundle=False))
+    counts = fetch_bundle(spec, layers, bundle, platforms, archive_dir=_archive_dir(args, None))
     out.result(f"Bundle {bundle}: {counts['fetched']} files fetched, {counts['present']} already present\n")
     return EXIT_OK
 
