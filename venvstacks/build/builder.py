@@ -249,7 +249,7 @@ class _Builder:
 
     def _build_layered(self, layer: LayerSpec, path: Path) -> None:
         _remove(path)
-        runtime = self.spec.runtime(layer.runtime)  # type: ignore[union-attr]
+        runtime = self.spec.runtime_of(layer)
         implementation = runtime.python_implementation
         _create_environment(runtime_python(self.path(runtime)), path, implementation.version, implementation.short_version)
         self._link_python(layer, path)
@@ -262,7 +262,7 @@ class _Builder:
                 _copy_module(module, site / module.name)
 
     def _link_python(self, layer: LayerSpec, path: Path) -> None:
-        runtime = self.spec.runtime(layer.runtime)  # type: ignore[union-attr]
+        runtime = self.spec.runtime_of(layer)
         bin_dir = path / "bin"
         short = runtime.python_implementation.short_version
         for name in ("python", "python3", f"python{short}"):

@@ -74,6 +74,7 @@ class BundleManifest(TypedDict):
 
     files: dict[str, BundleFile]
 
+
 def _compatible(filename: str, platform: TargetPlatform, python: tuple[int, int], layer: LayerSpec) -> bool:
     wheel = parse_wheel_filename(filename)
     major, minor = python
@@ -91,7 +92,8 @@ def wheels_needed(spec: StackSpec, layers: Iterable[LayerSpec], platforms: Seque
     needs: dict[str, WheelNeed] = {}
     for layer in layers:
         runtime = spec.runtime_of(layer)
-        python = tuple(int(part) for part in runtime.python_implementation.short_version.split("."))
+        major, minor = runtime.python_implementation.short_version.split(".")[:2]
+        python = (int(major), int(minor))
         paths = LockPaths.for_layer(spec, layer)
         pylock = read_pylock(paths) or {}
         for package in tables(pylock.get("packages")):
@@ -99,7 +101,7 @@ def wheels_needed(spec: StackSpec, layers: Iterable[LayerSpec], platforms: Seque
                 continue
             for wheel in tables(package.get("wheels")):
                 filename = wheel_filename(wheel)
-                if not any(_compatible(filename, p, python, layer) for p in platforms if p in layer.platforms):  # type: ignore[arg-type]
+                if not any(_compatible(filename, p, python, layer) for p in platforms if p in layer.platforms):
                     continue
                 path, hashes = text_field(wheel, "path"), wheel.get("hashes")
                 local = (paths.folder / path).resolve() if path else None

@@ -279,10 +279,10 @@ def _lock_layer(run: _Run, layer: LayerSpec, want: bool | None) -> LockOutcome:
     check: LockCheck = check_layer_lock(spec, layer)
     below_changed = any(dep.build_name in run.changed for dep in spec.dependencies(layer))
     old = check.metadata
-    if want is None and check.valid and not below_changed:
+    if want is None and check.valid and not below_changed and old is not None:  # a valid lock has metadata
         pylock = read_pylock(paths) or {}
         run.stage(paths.summary, summary_text(layer.build_name, pylock))
-        return LockOutcome(layer.build_name, "skipped", paths.pylock, old.locked_at, old.lock_version)  # type: ignore[union-attr]
+        return LockOutcome(layer.build_name, "skipped", paths.pylock, old.locked_at, old.lock_version)
     if want is None and check.only_version_inputs and not below_changed and old is not None:
         metadata = replace(old, lock_version=old.lock_version + 1, locked_at=run.locked_at(),
                            version_inputs_hash=version_inputs_hash(layer))  # fmt: skip
