@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
 import importlib.resources
 import json
@@ -41,6 +42,7 @@ from ..publish.archive import (
     FileEntry,
     LinkEntry,
     archived_entries,
+    excluded,
     shipped_bytecode,
     write_layer_archive,
 )
@@ -117,10 +119,10 @@ class PublishedLayer:
     """`archived`, `exported`, `unchanged` or `dry run`."""
 
 
+@functools.cache
 def postinstall_source() -> bytes:
-    """The deploy-time script shipped in every layer (read from the package, zipapp or not)."""
+    """The deploy-time script shipped in every layer (read once from the package, zipapp or not)."""
     return importlib.resources.files("venvstacks").joinpath("postinstall.py").read_bytes()
-
 
 
 def _cache_tag(spec: StackSpec, layer: LayerSpec) -> str:
@@ -354,8 +356,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def _copy_tree(source: Path, target: Path, overrides: Mapping[str, FileEntry | LinkEntry | None], cache_tag: str | None) -> None:
     """Copy a built layer as it would be unpacked: hard links where possible, deployed files swapped in."""
-    from ..publish.archive import excluded
-
     for root, dirs, files in os.walk(source):
         rel_root = Path(root).relative_to(source)
         if cache_tag and rel_root.parts and "__pycache__" in dirs and (kept := shipped_bytecode(Path(root, "__pycache__"), cache_tag)):
