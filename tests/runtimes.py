@@ -38,6 +38,7 @@ OPTIONAL_VERSIONS = ("3.13",)
 DEV_DEPENDENCIES_HINT = "install the dev dependencies (see README.md)"
 _FINAL_RELEASE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
+
 def load_tool() -> ModuleType:
     """Import ``tools/make_runtime_archive.py`` by path (``tools`` is not a package)."""
     existing = sys.modules.get("make_runtime_archive")

@@ -65,6 +65,7 @@ class LayerConfig(_LayerPaths, total=False):
     precompiled: bool
     """The archive ships bytecode (`publish --precompile`): nothing to compile on the target."""
 
+
 StrPath = Union[str, "os.PathLike[str]"]
 
 LAYER_CONFIG = "share/venv/metadata/venvstacks_layer.json"
@@ -90,6 +91,7 @@ class ManifestDocument(TypedDict):
     written_on_target: Dict[str, ManifestEntry]
     """The files postinstall.py writes or rewrites (bytecode aside)."""
 
+
 BYTECODE_RECORD = "share/venv/metadata/venvstacks_bytecode.json"
 """The sha256 of every `__pycache__/*.pyc` of the layer once this script has compiled and run the hook."""
 
@@ -100,6 +102,7 @@ class BytecodeRecord(TypedDict):
     format: int
     bytecode: Dict[str, str]
     """sha256 by `/`-separated path inside the layer."""
+
 
 LOCAL_DIR = "share/venv/local"
 """Where a layer's post-install hook keeps what it makes on the target; `verify_layer` does not look inside."""

@@ -55,7 +55,8 @@ __all__ = ["DeployError", "DeployedLayer", "deploy", "RECORD_DIR"]
 _LOG = logging.getLogger(__name__)
 
 _TAR_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
-_CHUNK = 1 << 20
+
+
 def _check(stop: threading.Event) -> None:
     """Raise `cancel.Interrupted` once the deployment is abandoned: worker threads call this between steps.
 
@@ -254,7 +255,6 @@ def _layer_config(folder: Path) -> Mapping[str, object]:
     except (OSError, ValueError):
         return {}  # the post-install step reports a missing or broken config
     return config if isinstance(config, dict) else {}
-
 
 
 def _compile(layer: ManifestLayer, folder: Path, python: Path, stop: threading.Event, jobs: int | None, ahead: CompileAhead) -> None:

@@ -48,6 +48,7 @@ class DeployRecord(LayerMetadata, total=False):
     entries: Required[dict[str, RecordEntry]]
     """Every entry of the relinked layer, by `/`-separated relative path (`.` for the layer's folder)."""
 
+
 JOURNAL = "journal"
 """The file of the records folder naming the layers being swapped into place (see `_Swap`);
 while it exists, the deployment is unfinished and the next one undoes it."""

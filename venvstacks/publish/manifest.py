@@ -33,6 +33,7 @@ from ..postinstall import (
 
 __all__ = ["ManifestDocument", "ManifestEntry", "render_manifest", "scan_tree", "written_on_target", "MANIFEST"]
 
+
 def _file_entry(data: bytes, mode: int) -> ManifestEntry:
     return ["file", mode, len(data), hashlib.sha256(data).hexdigest()]
 

@@ -43,8 +43,8 @@ def did_you_mean(word: str, choices: Collection[str]) -> str:
     match = closest(word, choices)
     return f" (did you mean {match!r}?)" if match else ""
 
-_Value = TypeVar("_Value")
 
+_Value = TypeVar("_Value")
 
 
 class IssueLog:

@@ -34,6 +34,7 @@ __all__ = [
 UNKNOWN_VERSION = "???"
 """Shown in place of the lock version of a versioned layer that has no valid lock."""
 
+
 def _empty() -> Mapping[str, Never]:
     return MappingProxyType({})
 
