@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..standards.tomlwriter import TomlTable
 from ..errors import BuildError, RequirementError
 from ..lock.files import is_shared, tables, text_field
 from ..standards.markers import Marker
 from ..standards.requirements import canonicalize_name
+from ..standards.tomlwriter import TomlTable
 from ..standards.versions import Version
 
 __all__ = ["LockedSet", "locked_for", "installed_distributions", "install_problems", "check_installed"]

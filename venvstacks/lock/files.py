@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..standards.tomlwriter import TomlTable
 from ..fsutil import dump_json, file_sha256, write_beside
 from ..spec.model import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
+from ..standards.tomlwriter import TomlTable
 
 __all__ = [
     "LockPaths",

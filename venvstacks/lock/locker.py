@@ -36,16 +36,16 @@ from ..lock.files import (
     requirements_in_text,
     version_inputs_hash,
 )
+from ..lock.pylock import LayerTarget, constraint_lines, edit_pylock, lower_pins, render_pylock, summary_text
 from ..lock.state import LockCheck, check_layer_lock, check_stack_locks, read_pylock, require_valid_locks
 from ..progress import progress
-from ..lock.pylock import LayerTarget, constraint_lines, edit_pylock, lower_pins, render_pylock, summary_text
-from ..standards.requirements import canonicalize_name
 from ..runtimes.unpack import RuntimeInstall, ensure_runtime
 from ..spec.model import LayerSpec, RuntimeSpec, StackSpec
-from ..standards.tomlwriter import TomlTable, dumps
-from ..uv import Uv, export_argv, lock_argv
 from ..spec.uvconfig import parse_exclude_newer
+from ..standards.requirements import canonicalize_name
+from ..standards.tomlwriter import TomlTable, dumps
 from ..standards.wheels import describe_wheel_gaps
+from ..uv import Uv, export_argv, lock_argv
 
 __all__ = ["LockSettings", "LockOutcome", "lock_stack", "ensure_locked", "uv_config_text"]
 

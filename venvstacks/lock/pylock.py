@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..standards.tomlwriter import TomlTable
 from ..errors import RequirementError
 from ..lock.files import SHARED_MARKER, is_shared, own_marker, tables, text_field, wheel_filename
-from ..standards.markers import Marker
 from ..platforms import TargetPlatform, marker_environment
+from ..standards.markers import Marker
 from ..standards.requirements import canonicalize_name
-from ..standards.tomlwriter import dumps
+from ..standards.tomlwriter import TomlTable, dumps
 from ..standards.wheels import WheelGap, find_wheel_gaps
 
 __all__ = ["LowerPin", "lower_pins", "constraint_lines", "LayerTarget", "edit_pylock", "render_pylock", "summary_text"]

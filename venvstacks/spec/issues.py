@@ -12,6 +12,8 @@ from ..standards.tomlwriter import TomlTable
 
 __all__ = ["IssueLog", "TableReader", "describe_type", "closest"]
 
+_Value = TypeVar("_Value")
+
 
 def describe_type(value: object) -> str:
     """How a TOML value's type is named in messages (`a string`, `an array`...)."""
@@ -42,9 +44,6 @@ def did_you_mean(word: str, choices: Collection[str]) -> str:
     """` (did you mean 'x'?)` or the empty string."""
     match = closest(word, choices)
     return f" (did you mean {match!r}?)" if match else ""
-
-
-_Value = TypeVar("_Value")
 
 
 class IssueLog:

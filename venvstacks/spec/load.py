@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import SpecError, SpecIssue
-from ..standards.tomlwriter import TomlTable
-from ..spec.layering import infer_platforms, merge_package_indexes
 from ..platforms import DEFAULT_MACOSX_TARGET, MacOSTarget, parse_macosx_target
+from ..spec.fields import CommonFields, read_common_fields
+from ..spec.issues import IssueLog, TableReader, describe_type, did_you_mean
+from ..spec.layering import infer_platforms, merge_package_indexes
 from ..spec.model import (
     ApplicationSpec,
     FrameworkSpec,
@@ -28,11 +29,10 @@ from ..spec.model import (
     UvConfig,
     derived_file_names,
 )
-from ..spec.fields import CommonFields, read_common_fields
 from ..spec.modules import check_app_modules
 from ..spec.references import LayerRegistry
-from ..spec.issues import IssueLog, TableReader, did_you_mean, describe_type
 from ..spec.uvconfig import parse_uv_config
+from ..standards.tomlwriter import TomlTable
 
 __all__ = ["load_spec", "parse_spec", "read_toml", "UV_CONFIG_FILENAME"]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Never
 
-from ..standards.tomlwriter import TomlTable
 from ..platforms import LinuxTarget, MacOSTarget, TargetPlatform
 from ..standards.requirements import Requirement
+from ..standards.tomlwriter import TomlTable
 
 __all__ = [
     "LayerKind",

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..standards.tomlwriter import TomlTable
+from ..spec.issues import TableReader, did_you_mean
 from ..spec.layering import LinearisationError, linearise
 from ..spec.model import ApplicationSpec, FrameworkSpec, LayerKind, LayerSpec, RuntimeSpec
-from ..spec.issues import TableReader, did_you_mean
+from ..standards.tomlwriter import TomlTable
 
 __all__ = ["LayerRegistry"]
 

@@ -10,10 +10,10 @@ import datetime
 from pathlib import Path
 from types import MappingProxyType
 
+from ..spec.issues import IssueLog, TableReader, describe_type
+from ..spec.model import PackageIndex, UvConfig
 from ..standards.requirements import canonicalize_name
 from ..standards.tomlwriter import TomlTable
-from ..spec.model import PackageIndex, UvConfig
-from ..spec.issues import IssueLog, TableReader, describe_type
 
 __all__ = ["parse_uv_config", "freeze", "parse_exclude_newer"]
 
