@@ -14,7 +14,9 @@ stream is made of) and feeds them to its compressor one at a time. One pool
 serves every layer of a publish, so one huge layer uses every core and so
 do many small ones. The compressors release the GIL. Memory is bounded: one
 encoder and one piece per thread, and at most `SLOTS_PER_JOB * jobs`
-compressed blocks submitted and not yet written, over all layers.
+compressed blocks submitted and not yet written, over all layers: the
+oldest goes straight into its archive, and those ahead of it wait for their
+turn in unnamed temporary files rather than in memory.
 
 A `BlockReader` is the other way round, for deploy: a readable stream of
 blocks decompressed ahead on a pool and handed out in order. A reader that
@@ -28,10 +30,13 @@ import collections
 import gzip
 import io
 import lzma
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from pathlib import Path
+from typing import BinaryIO, TypeVar, cast
 
 from . import cancel
 
@@ -42,9 +47,13 @@ BLOCK_SIZE = 32 << 20
 SLOTS_PER_JOB = 2
 """How many blocks per compressing thread may be submitted and not yet written."""
 
+COPY_SIZE = 1 << 20
+"""How much of a compressed block is in memory at a time while it is copied into the archive."""
+
 Piece = bytes | memoryview
-Compress = Callable[[Iterable[Piece]], bytes]
-"""Turns the pieces of one block into a self-contained compressed stream."""
+Compress = Callable[[Iterable[Piece], BinaryIO], None]
+"""Writes the pieces of one block, as a self-contained compressed stream, to a file."""
+_T = TypeVar("_T")
 
 
 def _checked(pieces: Iterable[Piece]) -> Iterator[Piece]:
@@ -57,9 +66,11 @@ def _checked(pieces: Iterable[Piece]) -> Iterator[Piece]:
 def xz_block(filters: list[dict[str, int]]) -> Compress:
     """A block compressor writing one xz stream (CRC64 check) with the filter chain `filters`."""
 
-    def compress(pieces: Iterable[Piece]) -> bytes:
+    def compress(pieces: Iterable[Piece], out: BinaryIO) -> None:
         packer = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters)
-        return b"".join([*map(packer.compress, _checked(pieces)), packer.flush()])
+        for piece in _checked(pieces):
+            out.write(packer.compress(piece))
+        out.write(packer.flush())
 
     return compress
 
@@ -67,12 +78,10 @@ def xz_block(filters: list[dict[str, int]]) -> Compress:
 def gzip_block(level: int) -> Compress:
     """A block compressor writing one gzip member with no name and no time in its header."""
 
-    def compress(pieces: Iterable[Piece]) -> bytes:
-        out = io.BytesIO()
+    def compress(pieces: Iterable[Piece], out: BinaryIO) -> None:
         with gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=level, mtime=0) as packer:
             for piece in _checked(pieces):
                 packer.write(piece)
-        return out.getvalue()
 
     return compress
 
@@ -103,18 +112,18 @@ class BlockPool:
         """Give back a block's slot once it is written (or dropped)."""
         self._slots.release()
 
-    def submit_block(self, work: Callable[[int], bytes], index: int) -> Future[bytes]:
+    def submit_block(self, work: Callable[[int], _T], index: int) -> Future[_T]:
         """Run `work(index)`, which makes block `index`, on a pool thread (the caller holds a slot for it)."""
         return self._executor.submit(work, index)
 
-    def drop(self, pending: collections.deque[Future[bytes]]) -> None:
+    def drop(self, pending: collections.deque[Future[_T]]) -> None:
         """Cancel the blocks in `pending` (none of them wanted any more) and give back their slots."""
         while pending:
             pending.popleft().cancel()
             self.release()
 
 
-def _result(future: Future[bytes], check: Callable[[], None]) -> bytes:
+def _result(future: Future[_T], check: Callable[[], None]) -> _T:
     """The block `future` makes, calling `check` (which raises to stop waiting) every 50 ms meanwhile."""
     while True:
         check()
@@ -124,17 +133,89 @@ def _result(future: Future[bytes], check: Callable[[], None]) -> bytes:
             continue
 
 
-def write_blocks(sink: BinaryIO, pool: BlockPool, compress: Compress, count: int, pieces: Callable[[int], Iterable[Piece]]) -> None:
-    """Compress blocks 0 to `count - 1` (one at least) on `pool`, block `k` from `pieces(k)`, and write them to `sink` in order."""
-    pending: collections.deque[Future[bytes]] = collections.deque()
+class _BlockOutput(io.RawIOBase):
+    """Where one block's compressed bytes go: the archive itself once every block before it is written.
+
+    Until then they wait in an unnamed temporary file in the folder `spill`
+    (made only when there is something to keep), and are copied into the
+    archive when their turn comes. Writing after `close` raises ValueError,
+    which stops the block's compressor.
+    """
+
+    def __init__(self, spill: Path | None) -> None:
+        super().__init__()
+        self._spill = spill
+        self._lock = threading.Lock()
+        self._waiting: BinaryIO | None = None
+        self._sink: BinaryIO | None = None
+        self._ended = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Piece) -> int:  # type: ignore[override]  # Buffer is 3.12+
+        with self._lock:
+            if self._ended:
+                raise ValueError("this block is no longer wanted")
+            if self._sink is not None:
+                self._sink.write(data)
+            else:
+                if self._waiting is None:
+                    self._waiting = cast(BinaryIO, tempfile.TemporaryFile(dir=self._spill))
+                self._waiting.write(data)
+        return memoryview(data).nbytes
+
+    def send_to(self, sink: BinaryIO) -> None:
+        """Copy what waited into `sink`, and write straight into it from now on (once is enough)."""
+        with self._lock:
+            if self._sink is not None:
+                return
+            if self._waiting is not None:
+                self._waiting.seek(0)
+                shutil.copyfileobj(self._waiting, sink, COPY_SIZE)
+                self._waiting.close()
+                self._waiting = None
+            self._sink = sink
+
+    def close(self) -> None:
+        with self._lock:
+            self._ended = True
+            if self._waiting is not None:
+                self._waiting.close()
+                self._waiting = None
+        super().close()
+
+
+def write_blocks(
+    sink: BinaryIO, pool: BlockPool, compress: Compress, count: int, pieces: Callable[[int], Iterable[Piece]], spill: Path | None = None,
+) -> None:  # fmt: skip
+    """Compress blocks 0 to `count - 1` (one at least) on `pool`, block `k` from `pieces(k)`, and write them to `sink` in order.
+
+    The oldest block not yet written goes straight into `sink`; blocks ahead of
+    it wait in unnamed temporary files in the folder `spill` (the system's
+    default if None). So memory does not grow with how well the data compresses,
+    and a layer of one block takes no disk beyond its archive.
+    """
+    pending: collections.deque[tuple[_BlockOutput, Future[None]]] = collections.deque()
+
+    def submit(index: int) -> None:
+        output = _BlockOutput(spill)
+        if not pending:
+            output.send_to(sink)  # the oldest not written: none of it need wait
+        pending.append((output, pool.submit_block(lambda k: compress(pieces(k), cast(BinaryIO, output)), index)))
 
     def write_done(*, wait: bool) -> None:
         """Write finished blocks in order; with `wait`, wait for at least the oldest."""
-        while pending and (wait or pending[0].done()):
-            future = pending.popleft()
+        while pending:
+            output, future = pending[0]
+            output.send_to(sink)
+            if not (wait or future.done()):
+                return
+            pending.popleft()
             try:
-                sink.write(_result(future, cancel.check))
+                _result(future, cancel.check)
             finally:
+                output.close()
                 pool.release()
             wait = False
 
@@ -145,7 +226,7 @@ def write_blocks(sink: BinaryIO, pool: BlockPool, compress: Compress, count: int
                 cancel.check()
                 write_done(wait=bool(pending))
             try:
-                pending.append(pool.submit_block(lambda k: compress(pieces(k)), index))
+                submit(index)
             except BaseException:
                 pool.release()
                 raise
@@ -153,7 +234,10 @@ def write_blocks(sink: BinaryIO, pool: BlockPool, compress: Compress, count: int
         while pending:
             write_done(wait=True)
     finally:
-        pool.drop(pending)  # after a failure: what is not written
+        # After a failure: what is not written stops writing anywhere, and its compressor soon stops.
+        for output, _ in pending:
+            output.close()
+        pool.drop(collections.deque(future for _, future in pending))
 
 
 class BlockReader(io.RawIOBase):

@@ -295,7 +295,7 @@ def test_full_disk_while_writing_metadata_never_lies(stack: Path, pyz: Path, run
 cp -a {shlex.quote(str(out))}/. {mount}/
 VENVSTACKS_TEST_PAUSE=publish-moved:{flag} VENVSTACKS_PYTHON_ARCHIVE_DIR={shlex.quote(str(runtime_archive_dir))} \\
   {vs} publish --force --output-dir {mount} {stack} 2>{tmp_path}/stderr &
-while [ ! -e {flag} ]; do sleep 0.05; done
+while [ ! -e {flag} ] && kill -0 $! 2>/dev/null; do sleep 0.05; done
 dd if=/dev/zero of={mount}/filler bs=4k 2>/dev/null
 rm {flag}
 wait $!

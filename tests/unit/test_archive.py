@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import lzma
 import os
 import stat
 import tarfile
+import tempfile
 import time
 import tracemalloc
 import zipfile
@@ -20,7 +23,8 @@ from venvstacks.errors import ArchiveError
 
 from venvstacks.publish import archive
 from venvstacks.publish.archive import compression_memory
-from venvstacks.blockpack import BLOCK_SIZE, BlockPool
+from venvstacks.blockpack import BLOCK_SIZE, BlockPool, gzip_block, write_blocks
+from venvstacks.publish.members import content_group
 from venvstacks.publish.archive import (
     ArchiveFormat,
     ArchiveResult,
@@ -83,26 +87,27 @@ def link(name: str, target: str) -> Row:
     return (name, "link", 0o777, target.encode())
 
 
-EXPECTED: list[Row] = [
-    folder(""),
-    folder("bin"),
-    link("bin/run", "tool"),
+_FOLDERS = [folder(name) for name in ("", "bin", "lib", "lib/python3.11", SITE, f"{SITE}/pkg", f"{SITE}/pkg-1.0.dist-info")]
+_FILES = [
     file("bin/tool", mode=0o755),
-    folder("lib"),
-    folder("lib/python3.11"),
-    folder(SITE),
-    folder(f"{SITE}/pkg"),  # with its contents before pkg-1.0.dist-info, though "-" sorts before "/"
+    file(f"{SITE}/pkg-1.0.dist-info/RECORD"),
+]
+EXPECTED: list[Row] = [
+    # Folders first, each before its contents; "-" sorts before "/" in names, but not in paths.
+    *_FOLDERS,
+    folder("share"),
+    folder("share/empty"),
+    # Then files by kind, Python sources first; then the rest by suffix (none, cfg, txt).
     file(f"{SITE}/pkg/__init__.py"),
+    file(f"{SITE}/pkg/\u00fcn\u00efc\u00f8d\u00e9.py"),
+    *_FILES,
+    file("share/.keep"),
+    file("share/pyvenv.cfg"),
     file(f"{SITE}/pkg/copy.txt", FILES[f"{SITE}/pkg/data file.txt"]),
     file(f"{SITE}/pkg/data file.txt"),
-    file(f"{SITE}/pkg/\u00fcn\u00efc\u00f8d\u00e9.py"),
-    folder(f"{SITE}/pkg-1.0.dist-info"),
-    file(f"{SITE}/pkg-1.0.dist-info/RECORD"),
+    # Links last.
+    link("bin/run", "tool"),
     link("lib64", "lib"),
-    folder("share"),
-    file("share/.keep"),
-    folder("share/empty"),
-    file("share/pyvenv.cfg"),
 ]
 
 
@@ -240,18 +245,20 @@ def test_overrides(tree: Path, tmp_path: Path, fmt: ArchiveFormat) -> None:
     }
     result = write(tree, tmp_path / f"layer{fmt.suffix}", fmt, overrides=overrides)
     expected = [
-        folder(""),
-        folder("bin"),
-        link("bin/python_", "../../cpython-3.11/bin/python"),
-        file("bin/tool", mode=0o755),
+        *_FOLDERS[:2],
         folder("etc"),
         folder("etc/layer"),
-        ("etc/layer/conf.sh", "file", 0o755, b"#!/bin/sh\n"),
-        *EXPECTED[4:8],
+        *_FOLDERS[2:],
         file(f"{SITE}/pkg/__init__.py", b"VALUE = 2\n"),
-        *EXPECTED[9:15],
+        file(f"{SITE}/pkg/\u00fcn\u00efc\u00f8d\u00e9.py"),
         file("postinstall.py", b"print('deployed')\n"),
+        *_FILES,
         file("pyvenv.cfg", b"explicit entries win over the exclusions\n"),
+        ("etc/layer/conf.sh", "file", 0o755, b"#!/bin/sh\n"),
+        file(f"{SITE}/pkg/copy.txt", FILES[f"{SITE}/pkg/data file.txt"]),
+        file(f"{SITE}/pkg/data file.txt"),
+        link("bin/python_", "../../cpython-3.11/bin/python"),
+        link("lib64", "lib"),
     ]
     assert listing(result.path) == rooted(expected)
 
@@ -296,8 +303,9 @@ def test_symlinks_inside_the_layer_are_fine(tree: Path, tmp_path: Path) -> None:
     (tree / "share" / "deep" / "up").symlink_to("../../bin/./tool")
     (tree / "share" / "dangling").symlink_to("nowhere/yet")
     rows = listing(write(tree, tmp_path / "layer.tar.gz", ArchiveFormat.TAR_GZ).path)
-    added = [link("share/dangling", "nowhere/yet"), folder("share/deep"), link("share/deep/up", "../../bin/./tool")]
-    assert rows == rooted([*EXPECTED[:-2], *added, *EXPECTED[-2:]])
+    folders = len(_FOLDERS) + 1  # and share
+    added = [link("share/dangling", "nowhere/yet"), link("share/deep/up", "../../bin/./tool")]
+    assert rows == rooted([*EXPECTED[:folders], folder("share/deep"), *EXPECTED[folders:], *added])
 
 
 def test_refuses_special_files(tree: Path, tmp_path: Path) -> None:
@@ -415,6 +423,59 @@ def test_large_files_are_streamed_in_bounded_memory(tmp_path: Path, fmt: Archive
     # Bounded by the blocks in flight and the encoders, not by the file.
     bound = (compression_memory(fmt, None, jobs=2) if fmt is not ArchiveFormat.ZIP else 0) + (8 << 20)
     assert max(peaks) < bound < 640 << 20, f"peak Python memory {peaks} bytes"
+
+
+@pytest.mark.slow  # compresses 96 MiB of random bytes, for seconds
+def test_blocks_that_do_not_compress_are_not_held_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "noise.bin").write_bytes(os.urandom(3 * BLOCK_SIZE))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))  # blocks waiting their turn go beside the archive
+    fds = len(os.listdir("/proc/self/fd"))
+    peak, result = _peak_while_writing(tree, tmp_path / "out" / "noise.tar.gz", ArchiveFormat.TAR_GZ, jobs=2)
+    assert result.size > 3 * BLOCK_SIZE
+    # Three compressed blocks of 32 MiB each, yet the peak is a gzip encoder and a few buffers per thread.
+    assert peak < compression_memory(ArchiveFormat.TAR_GZ, None, jobs=2) + (8 << 20) < BLOCK_SIZE, peak
+    assert sorted(os.listdir(tmp_path / "out")) == ["noise.tar.gz"]
+    assert len(os.listdir("/proc/self/fd")) == fds
+    with tarfile.open(result.path) as tar:
+        assert tar.getnames() == [ROOT, f"{ROOT}/noise.bin"]
+
+
+def test_a_failing_block_leaves_no_temporary_file_open(tmp_path: Path) -> None:
+    def pieces(index: int) -> Iterator[bytes]:
+        yield b"x" * 1000
+        if index == 2:
+            raise OSError(28, "No space left on device")
+
+    fds = len(os.listdir("/proc/self/fd"))
+    with BlockPool(2) as pool, pytest.raises(OSError, match="No space"):
+        write_blocks(io.BytesIO(), pool, gzip_block(1), 6, pieces, tmp_path)  # type: ignore[arg-type]
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_oldest_block_goes_straight_into_the_archive(tmp_path: Path) -> None:
+    data = os.urandom(3 << 20)
+    sink = io.BytesIO()
+    with BlockPool(2) as pool:
+        write_blocks(sink, pool, gzip_block(1), 1, lambda k: [data], tmp_path / "missing")  # type: ignore[arg-type]
+    assert gzip.decompress(sink.getvalue()) == data  # and no temporary file was needed where none can be made
+
+
+def test_content_groups() -> None:
+    groups = {name: content_group(name) for name in ("a.py", "_x.cpython-311-x86_64-linux-gnu.so", "libz.so.1.3", "x.pyi",
+                                                      "RECORD", ".keep", "LICENSE.txt", "a.tar.gz", "Makefile.PY")}  # fmt: skip
+    assert groups == {
+        "a.py": "py", "_x.cpython-311-x86_64-linux-gnu.so": "so", "libz.so.1.3": "so", "x.pyi": "pyi",
+        "RECORD": "", ".keep": "", "LICENSE.txt": "txt", "a.tar.gz": "gz", "Makefile.PY": "py",
+    }  # fmt: skip
+
+
+def test_the_default_xz_settings_halve_the_dictionary_and_levels_keep_their_presets() -> None:
+    assert archive.xz_filters() == [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": 4 << 20}]
+    assert archive.xz_filters(6, x86_code=True) == [{"id": lzma.FILTER_X86}, {"id": lzma.FILTER_LZMA2, "preset": 6}]
+    assert compression_memory(ArchiveFormat.TAR_XZ, None, jobs=2) < 0.55 * compression_memory(ArchiveFormat.TAR_XZ, 6, jobs=2)
 
 
 def test_excluded() -> None:

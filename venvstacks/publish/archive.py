@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import IO, BinaryIO, cast
 
 from .. import cancel
-from ..blockpack import BLOCK_SIZE, SLOTS_PER_JOB, BlockPool, Compress, gzip_block, write_blocks, xz_block
+from ..blockpack import BLOCK_SIZE, COPY_SIZE, SLOTS_PER_JOB, BlockPool, Compress, gzip_block, write_blocks, xz_block
 from ..errors import ArchiveError
 from .members import (
     CHUNK_SIZE,
@@ -51,12 +51,14 @@ __all__ = [
 
 # Fixed compressor settings: changing any of them changes every archive's bytes.
 # `.tar.xz` and `.tar.gz` are compressed in independent 32 MiB blocks on every
-# core (see blockpack.py). The xz default matches upstream's preset 6 and adds
-# xz's x86 branch filter for layers of x86-64 platforms, whose shared libraries
-# it makes more compressible: on SciPy's installed tree that gives 23.05 MB
-# where upstream's single-stream preset 6 gives 23.31 MB (docs/benchmarks.md
-# has these and more figures).
+# core (see blockpack.py). The xz default is preset 6 with a 4 MiB dictionary
+# (half of preset 6's, so half its encoder's memory), plus xz's x86 branch
+# filter for layers of x86-64 platforms, whose shared libraries it makes more
+# compressible. With members grouped by kind (members.py) that is as small as
+# preset 6's own dictionary in path order, and smaller than upstream's single
+# stream: docs/benchmarks.md has the figures.
 XZ_PRESET = 6  # `.tar.xz`, with xz's CRC64 check
+XZ_DICT_SIZE = 4 << 20  # the default's dictionary; an explicit level keeps its preset's
 GZIP_LEVEL = 6  # `.tar.gz`, zlib's default level
 ZIP_LEVEL = 6  # deflated `.zip` members: zlib's own default, as upstream's zips use
 ZSTD_LEVEL = 3  # `.tar.zst`: zstd's own default
@@ -164,12 +166,17 @@ def _tar_info(name: str, member: Member, clamp: int) -> tarfile.TarInfo:
 
 def xz_filters(level: int | None = None, *, x86_code: bool = False) -> list[dict[str, int]]:
     """The xz filter chain for a compression level (0 to 9; None: the default), x86 branch filter first if asked."""
-    lzma2 = {"id": lzma.FILTER_LZMA2, "preset": XZ_PRESET if level is None else level}
+    if level is None:
+        lzma2 = {"id": lzma.FILTER_LZMA2, "preset": XZ_PRESET, "dict_size": XZ_DICT_SIZE}
+    else:
+        lzma2 = {"id": lzma.FILTER_LZMA2, "preset": level}
     return [{"id": lzma.FILTER_X86}, lzma2] if x86_code else [lzma2]
 
 
 _XZ_ENCODER_MIB = (3, 9, 17, 32, 48, 94, 94, 186, 370, 674)
 """The memory an xz encoder takes at presets 0 to 9 (xz's manual), in MiB."""
+_XZ_DEFAULT_ENCODER_MIB = 48
+"""The default's encoder: preset 4's dictionary and match finder, hence its memory."""
 _GZIP_ENCODER_MIB = 1
 
 
@@ -178,12 +185,15 @@ def compression_memory(fmt: ArchiveFormat, level: int | None, jobs: int) -> int:
 
     Per thread, one encoder and one piece of input (`CHUNK_SIZE`); and at most
     `SLOTS_PER_JOB * jobs` compressed blocks in flight (being made, or made and
-    waiting to be written in order), each at most a block's size (for data
-    that does not compress), plus a copy while a thread joins its block's
-    output. Compressible data takes far less: a compressed block is a few MiB.
+    waiting to be written in order), each in a temporary file with a write
+    buffer; and one buffer (`COPY_SIZE`) copying a block into the archive.
+    Neither the block size nor how well the data compresses counts.
     """
-    encoder = _GZIP_ENCODER_MIB if fmt is ArchiveFormat.TAR_GZ else _XZ_ENCODER_MIB[XZ_PRESET if level is None else level]
-    return jobs * ((encoder << 20) + CHUNK_SIZE) + (SLOTS_PER_JOB + 1) * jobs * BLOCK_SIZE
+    if fmt is ArchiveFormat.TAR_GZ:
+        encoder = _GZIP_ENCODER_MIB
+    else:
+        encoder = _XZ_DEFAULT_ENCODER_MIB if level is None else _XZ_ENCODER_MIB[level]
+    return jobs * ((encoder << 20) + CHUNK_SIZE) + SLOTS_PER_JOB * jobs * io.DEFAULT_BUFFER_SIZE + COPY_SIZE
 
 
 def _block_compressor(fmt: ArchiveFormat, level: int | None, x86_code: bool) -> Compress:
@@ -281,7 +291,7 @@ def _padded(size: int) -> int:
 
 def _write_tar(
     sink: _HashingWriter, fmt: ArchiveFormat, root: str, clamp: int, members: Iterable[Member],
-    pool: BlockPool | None, level: int | None, x86_code: bool,
+    pool: BlockPool | None, level: int | None, x86_code: bool, spill: Path,
 ) -> None:  # fmt: skip
     layout = _TarLayout(root, clamp, members)
     if fmt is ArchiveFormat.TAR_ZST:
@@ -297,7 +307,7 @@ def _write_tar(
             pool = stack.enter_context(BlockPool(os.cpu_count() or 1))
         write_blocks(
             cast(BinaryIO, sink), pool, _block_compressor(fmt, level, x86_code), count,
-            lambda k: layout.pieces(k * BLOCK_SIZE, min((k + 1) * BLOCK_SIZE, layout.size)),
+            lambda k: layout.pieces(k * BLOCK_SIZE, min((k + 1) * BLOCK_SIZE, layout.size)), spill,
         )  # fmt: skip
 
 
@@ -379,7 +389,7 @@ def write_layer_archive(
             if fmt is ArchiveFormat.ZIP:
                 _write_zip(sink, root, clamp, members, level)
             else:
-                _write_tar(sink, fmt, root, clamp, members, pool, level, x86_code)
+                _write_tar(sink, fmt, root, clamp, members, pool, level, x86_code, destination.parent)
             sink.flush()
         os.chmod(partial, 0o644)
         os.replace(partial, destination)
