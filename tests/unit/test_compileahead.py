@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import compileall
 import os
+import py_compile
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from venvstacks.deploy.compileahead import FILES_PER_WORKER, CompileAhead
+from venvstacks.publish.members import collect_members
 
 TAG = sys.implementation.cache_tag
 
@@ -53,6 +55,22 @@ def test_nothing_is_compiled_for_a_layer_that_ships_bytecode(tmp_path: Path) -> 
     _unpack(tmp_path, ahead, files)
     ahead.finish()
     assert _bytecode(tmp_path) == {f"lib/__pycache__/A.{TAG}.pyc": b"shipped", f"lib/__pycache__/b.{TAG}.pyc": b"shipped"}
+
+
+def test_nothing_is_compiled_for_a_layer_published_with_bytecode_in_archive_order(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    for relative, data in {"lib/a/A.py": b"A = 1\n", "lib/a/b.py": b"B = 1\n", "lib/c/c.py": b"C = 1\n", "lib/z.txt": b"z\n"}.items():
+        (tree / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tree / relative).write_bytes(data)
+    compileall.compile_dir(tree / "lib", quiet=2, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    order = [member for member in collect_members(tree, {}, TAG) if member.kind == "file"]
+    files = {"/".join(member.parts): b"shipped" if member.parts[-1].endswith(".pyc") else (tree.joinpath(*member.parts)).read_bytes() for member in order}
+    assert len(files) == 7 and sum(name.endswith(".pyc") for name in files) == 3
+    ahead = CompileAhead("layer", jobs=1)
+    _unpack(tmp_path / "deployed", ahead, files)  # a folder's sources, once complete, would be compiled after it starts
+    ahead.start(Path(sys.executable))
+    ahead.finish()
+    assert set(_bytecode(tmp_path / "deployed").values()) == {b"shipped"}
 
 
 def test_a_folder_is_compiled_only_once_complete(tmp_path: Path) -> None:

@@ -11,12 +11,13 @@ and `postinstall.py --compile-only` then finds it up to date.
 It is only a head start: nothing fails because of it. The final compile step
 still runs, compiles whatever is left and reports what does not compile.
 
-Sources are sent only once their folder is complete in the archive (archive
-members come sorted, so a folder is complete when a member outside it comes),
+Sources are sent only once their folder is complete in the archive (in a
+path-sorted archive a folder is complete when a member outside it comes),
 and none at all once the archive shows shipped bytecode (`__pycache__/*.pyc`,
 a layer published with `--precompile`): the extractor refuses to replace a
 file, so compiling a source whose shipped bytecode is still to come would
-fail the deployment.
+fail the deployment. Our archives put shipped bytecode before every source
+(publish/members.py), and a folder's sources together, so both hold there too.
 """
 
 from __future__ import annotations

@@ -224,16 +224,22 @@ def content_group(name: str) -> str:
 _KIND_RANK = {"dir": 0, "file": 1, "link": 2}
 
 
-def _archive_position(member: Member) -> tuple[int, bool, str, _Parts]:
+_GROUP_RANK = {"pyc": 0, "py": 1}
+"""Shipped bytecode (`--precompile`) first, then Python sources, then every other kind of file."""
+
+
+def _archive_position(member: Member) -> tuple[int, int, str, _Parts]:
     """Folders first (each before its contents), then files grouped by content (`content_group`), then links.
 
     Files of a kind (Python sources, shared libraries, text...) side by side
     compress better than files in folder order: the compressor finds more of
-    what it has just seen within its dictionary. Python sources come first,
-    so that a deployment can start compiling them while it unpacks the rest.
+    what it has just seen within its dictionary. Python sources come early,
+    so that a deployment can start compiling them while it unpacks the rest;
+    shipped bytecode comes before them, so that it knows not to (deploy's
+    compileahead.py: it must never write bytecode the archive still holds).
     """
     group = content_group(member.parts[-1]) if member.kind == "file" and member.parts else ""
-    return (_KIND_RANK[member.kind], group != "py", group, member.parts)
+    return (_KIND_RANK[member.kind], _GROUP_RANK.get(group, len(_GROUP_RANK)), group, member.parts)
 
 
 def archived_entries(
