@@ -148,14 +148,13 @@ class _BlockOutput(io.RawIOBase):
         self._lock = threading.Lock()
         self._waiting: BinaryIO | None = None
         self._sink: BinaryIO | None = None
-        self._ended = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Piece) -> int:  # type: ignore[override]  # Buffer is 3.12+
         with self._lock:
-            if self._ended:
+            if self.closed:
                 raise ValueError("this block is no longer wanted")
             if self._sink is not None:
                 self._sink.write(data)
@@ -179,11 +178,10 @@ class _BlockOutput(io.RawIOBase):
 
     def close(self) -> None:
         with self._lock:
-            self._ended = True
             if self._waiting is not None:
                 self._waiting.close()
                 self._waiting = None
-        super().close()
+            super().close()
 
 
 def write_blocks(

@@ -452,7 +452,6 @@ def test_a_failing_block_leaves_no_temporary_file_open(tmp_path: Path) -> None:
     with BlockPool(2) as pool, pytest.raises(OSError, match="No space"):
         write_blocks(io.BytesIO(), pool, gzip_block(1), 6, pieces, tmp_path)  # type: ignore[arg-type]
     assert len(os.listdir("/proc/self/fd")) == fds
-    assert not list(tmp_path.iterdir())
 
 
 def test_the_oldest_block_goes_straight_into_the_archive(tmp_path: Path) -> None:

@@ -175,8 +175,8 @@ def xz_filters(level: int | None = None, *, x86_code: bool = False) -> list[dict
 
 _XZ_ENCODER_MIB = (3, 9, 17, 32, 48, 94, 94, 186, 370, 674)
 """The memory an xz encoder takes at presets 0 to 9 (xz's manual), in MiB."""
-_XZ_DEFAULT_ENCODER_MIB = 48
-"""The default's encoder: preset 4's dictionary and match finder, hence its memory."""
+_XZ_DEFAULT_ENCODER_MIB = _XZ_ENCODER_MIB[4]
+"""The default's encoder: preset 4's dictionary (4 MiB) and match finder, hence its memory."""
 _GZIP_ENCODER_MIB = 1
 
 
