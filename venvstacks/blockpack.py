@@ -220,9 +220,10 @@ def write_blocks(
     try:
         for index in range(count):
             # While waiting for a slot, write what is done: the slots this writer holds may be the ones missing.
+            # It must not wait for its own oldest block meanwhile: another layer's writer may free a slot first.
             while not pool.try_reserve(timeout=0.05):
                 cancel.check()
-                write_done(wait=bool(pending))
+                write_done(wait=False)
             try:
                 submit(index)
             except BaseException:

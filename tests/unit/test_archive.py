@@ -10,10 +10,11 @@ import os
 import stat
 import tarfile
 import tempfile
+import threading
 import time
 import tracemalloc
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,7 +24,7 @@ from venvstacks.errors import ArchiveError
 
 from venvstacks.publish import archive
 from venvstacks.publish.archive import compression_memory
-from venvstacks.blockpack import BLOCK_SIZE, BlockPool, gzip_block, write_blocks
+from venvstacks.blockpack import BLOCK_SIZE, SLOTS_PER_JOB, BlockPool, Piece, gzip_block, write_blocks
 from venvstacks.publish.members import content_group
 from venvstacks.publish.archive import (
     ArchiveFormat,
@@ -460,6 +461,40 @@ def test_the_oldest_block_goes_straight_into_the_archive(tmp_path: Path) -> None
     with BlockPool(2) as pool:
         write_blocks(sink, pool, gzip_block(1), 1, lambda k: [data], tmp_path / "missing")  # type: ignore[arg-type]
     assert gzip.decompress(sink.getvalue()) == data  # and no temporary file was needed where none can be made
+
+
+def test_a_writer_waiting_for_a_slot_takes_one_another_writer_frees(tmp_path: Path) -> None:
+    # Two layers share a pool. While its oldest block is still being compressed, one layer's writer
+    # must take a slot as soon as the other layer frees it, not wait for that block first: else a
+    # core stays idle (as it did for seconds while the seed stack was published).
+    first_started, second_started = threading.Event(), threading.Event()
+    waited: list[bool] = []
+
+    def pieces(index: int) -> list[bytes]:
+        if index == 0:
+            first_started.set()
+            waited.append(second_started.wait(timeout=10))  # block 0 ends only once block 1 runs
+        else:
+            second_started.set()
+        return [bytes([index]) * 1000]
+
+    def raw(blocks: Iterable[Piece], out: BinaryIO) -> None:
+        for piece in blocks:
+            out.write(piece)
+
+    sink = io.BytesIO()
+    with BlockPool(2) as pool:
+        others = [pool.try_reserve(timeout=0) for _ in range(SLOTS_PER_JOB * pool.jobs - 1)]  # the other layer's blocks
+        assert all(others)
+        writer = threading.Thread(target=write_blocks, args=(sink, pool, raw, 2, pieces, tmp_path))
+        writer.start()
+        assert first_started.wait(timeout=10)
+        time.sleep(0.2)  # the writer is now waiting for a slot for block 1
+        for _ in others:
+            pool.release()  # the other layer's blocks are written
+        writer.join(timeout=20)
+    assert waited == [True]
+    assert sink.getvalue() == bytes([0]) * 1000 + bytes([1]) * 1000
 
 
 def test_content_groups() -> None:
