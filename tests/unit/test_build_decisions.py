@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
 from fakeuv import APP, FRAMEWORK, LAYERS, PYTHON, RUNTIME, SHORT, Stack, edit, write_stack
 from venvstacks.build.builder import BuildOutcome, _build_when_ready, _state
-from venvstacks.errors import VenvStacksError
+from venvstacks.errors import BuildError, VenvStacksError
 from venvstacks.fsutil import dump_json
 from venvstacks.lock.state import check_stack_locks
 from venvstacks.spec.load import load_spec
@@ -203,3 +204,43 @@ def test_a_framework_waits_only_for_the_layers_it_stands_on(tmp_path: Path) -> N
     position = {event: index for index, event in enumerate(events)}
     assert position[("end", "cpython-a")] < position[("start", "framework-on-a")] < position[("end", "cpython-b")]
     assert position[("end", "cpython-b")] < position[("start", "framework-on-b")]
+
+
+def test_a_framework_starts_once_its_runtimes_interpreter_is_unpacked(tmp_path: Path) -> None:
+    spec = load_spec(write_stack(tmp_path, TWO_RUNTIMES), environ={})
+    interpreters: dict[str, Future[None]] = {"cpython-a": Future(), "cpython-b": Future()}
+    framework_started = threading.Event()
+
+    def build(layer: LayerSpec) -> BuildOutcome:
+        if layer.build_name.startswith("cpython-"):
+            interpreters[layer.build_name].set_result(None)
+        if layer.build_name == "cpython-a":
+            # Runtime a installs its own packages while the framework on it builds: had the
+            # framework waited for the whole runtime, this would time out.
+            assert framework_started.wait(timeout=10), "the framework waited for its runtime's packages"
+        if layer.build_name == "framework-on-a":
+            framework_started.set()
+        return BuildOutcome(layer.build_name, tmp_path / layer.build_name, "built")
+
+    outcomes = _build_when_ready(spec, list(spec.layers()), build, jobs=4, interpreters=interpreters)
+    assert sorted(outcomes) == ["cpython-a", "cpython-b", "framework-on-a", "framework-on-b"]
+
+
+def test_a_runtime_that_fails_before_its_interpreter_is_unpacked_starts_nothing_on_it(tmp_path: Path) -> None:
+    spec = load_spec(write_stack(tmp_path, TWO_RUNTIMES), environ={})
+    interpreters: dict[str, Future[None]] = {"cpython-a": Future(), "cpython-b": Future()}
+    started: list[str] = []
+
+    def build(layer: LayerSpec) -> BuildOutcome:
+        started.append(layer.build_name)
+        if layer.build_name == "cpython-a":
+            error = BuildError("runtime 'cpython-a': the archive is damaged")
+            interpreters["cpython-a"].set_exception(error)
+            raise error
+        if layer.build_name == "cpython-b":
+            interpreters["cpython-b"].set_result(None)
+        return BuildOutcome(layer.build_name, tmp_path / layer.build_name, "built")
+
+    with pytest.raises(BuildError, match="damaged"):
+        _build_when_ready(spec, list(spec.layers()), build, jobs=4, interpreters=interpreters)
+    assert "framework-on-a" not in started

@@ -17,11 +17,11 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from .. import __version__, _hooks
 from ..build.bundle import bundle_pylock
@@ -173,16 +173,38 @@ def _remove(path: Path) -> None:
 class _Builder:
     """Builds the layers of one stack."""
 
-    def __init__(self, spec: StackSpec, settings: BuildSettings, checks: Mapping[str, LockCheck], uv: Callable[[], Uv]) -> None:
+    def __init__(
+        self, spec: StackSpec, settings: BuildSettings, checks: Mapping[str, LockCheck], uv: Callable[[], Uv], runtimes: Iterable[str] = ()
+    ) -> None:
         self.spec = spec
         self.settings = settings
         self.checks = checks
         self.uv = uv
+        self.interpreters: dict[str, Future[None]] = {name: Future() for name in runtimes}
+        """For each runtime being built: resolved once its interpreter is unpacked (or its build failed before)."""
 
     def path(self, layer: LayerSpec) -> Path:
         return self.settings.build_dir / layer.build_name
 
     def build(self, layer: LayerSpec) -> BuildOutcome:
+        try:
+            return self._build(layer)
+        except BaseException as exc:
+            self._interpreter_ready(layer, exc)
+            raise
+        finally:
+            self._interpreter_ready(layer)
+
+    def _interpreter_ready(self, layer: LayerSpec, error: BaseException | None = None) -> None:
+        """Say that a runtime's interpreter can run (or, with `error`, never will in this build); once only."""
+        ready = self.interpreters.get(layer.build_name)
+        if isinstance(layer, RuntimeSpec) and ready is not None and not ready.done():
+            if error is None:
+                ready.set_result(None)
+            else:
+                ready.set_exception(error)
+
+    def _build(self, layer: LayerSpec) -> BuildOutcome:
         path = self.path(layer)
         archive = None
         install = None
@@ -238,6 +260,7 @@ class _Builder:
             # Packages from an earlier build may be in it: start again from the archive.
             ensure_runtime(layer, self.settings.build_dir, archive_dir=self.settings.archive_dir,
                            uv=None if self.settings.archive_dir else self.uv(), clean=True)  # fmt: skip
+        self._interpreter_ready(layer)  # the layers on this runtime may start building now
         python = runtime_python(path)
         uv = self.uv()
         try:
@@ -348,9 +371,10 @@ def build_stack(
     what interrupted runs left in it is removed first.
     """
     require_valid_locks(spec, layers, checks=checks, lead="these layers must be locked before building (run 'venvstacks lock', or pass --lock-if-needed)")
-    builder = _Builder(spec, settings, checks, _once(uv))
+    runtimes = [layer.build_name for layer in layers if isinstance(layer, RuntimeSpec)]
+    builder = _Builder(spec, settings, checks, _once(uv), runtimes)
     with exclusive(settings.build_dir, command="build"):
-        outcomes = _build_when_ready(spec, layers, builder.build, settings.jobs or os.cpu_count() or 1)
+        outcomes = _build_when_ready(spec, layers, builder.build, settings.jobs or os.cpu_count() or 1, builder.interpreters)
     return [outcomes[layer.build_name] for layer in layers]
 
 
@@ -369,31 +393,47 @@ def _once(find: Callable[[], Uv]) -> Callable[[], Uv]:
 
 
 def _build_when_ready(
-    spec: StackSpec, layers: list[LayerSpec], build: Callable[[LayerSpec], BuildOutcome], jobs: int
+    spec: StackSpec,
+    layers: list[LayerSpec],
+    build: Callable[[LayerSpec], BuildOutcome],
+    jobs: int,
+    interpreters: Mapping[str, Future[None]] | None = None,
 ) -> dict[str, BuildOutcome]:
     """Build each layer as soon as the selected layers underneath it are built, up to `jobs` at once.
 
+    A layer needs its frameworks built, but of its runtime only the
+    interpreter, when `interpreters` has a future for it that `build` resolves
+    once the runtime is unpacked: the runtime's own packages go into the
+    runtime, never into the layers on it, so they install side by side.
     After a failure nothing more is started; the layers already building
     finish, and the error of the lowest failed layer is raised (all of them
     if several failed).
     """
+    interpreters = interpreters or {}
     selected = {layer.build_name for layer in layers}
     waiting = list(layers)
     running: dict[Future[BuildOutcome], LayerSpec] = {}
     outcomes: dict[str, BuildOutcome] = {}
     failures: list[BaseException] = []
+
+    def ready(dep: LayerSpec) -> bool:
+        if dep.build_name not in selected or dep.build_name in outcomes:
+            return True
+        interpreter = interpreters.get(dep.build_name) if isinstance(dep, RuntimeSpec) else None
+        return interpreter is not None and interpreter.done() and interpreter.exception() is None
+
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="build") as pool:
         try:
             while waiting or running:
                 for layer in [] if failures else list(waiting):
-                    below = [dep.build_name for dep in spec.dependencies(layer) if dep.build_name in selected]
-                    if all(name in outcomes for name in below):
+                    if all(ready(dep) for dep in spec.dependencies(layer)):
                         waiting.remove(layer)
                         running[pool.submit(build, layer)] = layer
                 if not running:
                     break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
+                watched: list[Future[Any]] = [*running, *(unpacked for unpacked in interpreters.values() if not unpacked.done())]
+                wait(watched, return_when=FIRST_COMPLETED)  # a build ends, or an interpreter is unpacked
+                for future in [future for future in running if future.done()]:
                     layer = running.pop(future)
                     if (error := future.exception()) is not None:
                         failures.append(error)
