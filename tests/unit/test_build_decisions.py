@@ -11,7 +11,7 @@ import pytest
 
 from fakeuv import APP, FRAMEWORK, LAYERS, PYTHON, RUNTIME, SHORT, Stack, edit, write_stack
 from venvstacks.build.builder import BuildOutcome, _build_when_ready, _state
-from venvstacks.errors import BuildError, VenvStacksError
+from venvstacks.errors import BuildError, MultipleErrors, VenvStacksError
 from venvstacks.fsutil import dump_json
 from venvstacks.lock.state import check_stack_locks
 from venvstacks.spec.load import load_spec
@@ -244,3 +244,27 @@ def test_a_runtime_that_fails_before_its_interpreter_is_unpacked_starts_nothing_
     with pytest.raises(BuildError, match="damaged"):
         _build_when_ready(spec, list(spec.layers()), build, jobs=4, interpreters=interpreters)
     assert "framework-on-a" not in started
+
+
+def test_failures_are_reported_in_layer_order_less_those_on_a_failed_runtime(tmp_path: Path) -> None:
+    spec = load_spec(write_stack(tmp_path, TWO_RUNTIMES), environ={})
+    interpreters: dict[str, Future[None]] = {"cpython-a": Future(), "cpython-b": Future()}
+    framework_failed, runtime_b_failed = threading.Event(), threading.Event()
+
+    def build(layer: LayerSpec) -> BuildOutcome:
+        if layer.build_name == "cpython-a":
+            interpreters["cpython-a"].set_result(None)
+            # Runtime a fails last: after the framework started on it, and after runtime b.
+            assert framework_failed.wait(timeout=10) and runtime_b_failed.wait(timeout=10)
+            raise BuildError("layer 'cpython-a' was not built")
+        if layer.build_name == "framework-on-a":
+            framework_failed.set()
+            raise BuildError("layer 'framework-on-a' was not built")
+        assert framework_failed.wait(timeout=10)  # the framework on runtime a has started, and failed, first
+        runtime_b_failed.set()
+        raise BuildError("layer 'cpython-b' was not built")
+
+    with pytest.raises(MultipleErrors) as caught:
+        _build_when_ready(spec, list(spec.layers()), build, jobs=4, interpreters=interpreters)
+    # The framework's failure is left out (it comes again once its runtime builds); the runtimes' come in layer order.
+    assert [str(error) for error in caught.value.errors] == ["layer 'cpython-a' was not built", "layer 'cpython-b' was not built"]

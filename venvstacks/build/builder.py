@@ -407,14 +407,16 @@ def _build_when_ready(
     runtime, never into the layers on it, so they install side by side.
     After a failure nothing more is started; the layers already building
     finish, and the error of the lowest failed layer is raised (all of them
-    if several failed).
+    if several failed, in layer order). A layer started on a runtime that then
+    failed is left out of that report: its error comes again once the
+    runtime builds, and which of the two ends first is chance.
     """
     interpreters = interpreters or {}
     selected = {layer.build_name for layer in layers}
     waiting = list(layers)
     running: dict[Future[BuildOutcome], LayerSpec] = {}
     outcomes: dict[str, BuildOutcome] = {}
-    failures: list[BaseException] = []
+    failures: dict[str, BaseException] = {}
 
     def ready(dep: LayerSpec) -> bool:
         if dep.build_name not in selected or dep.build_name in outcomes:
@@ -425,23 +427,35 @@ def _build_when_ready(
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="build") as pool:
         try:
             while waiting or running:
+                # Taken before looking at what can start: one unpacked from then on ends the wait at once.
+                unpacking: list[Future[Any]] = [interpreter for interpreter in interpreters.values() if not interpreter.done()]
                 for layer in [] if failures else list(waiting):
                     if all(ready(dep) for dep in spec.dependencies(layer)):
                         waiting.remove(layer)
                         running[pool.submit(build, layer)] = layer
                 if not running:
                     break
-                watched: list[Future[Any]] = [*running, *(unpacked for unpacked in interpreters.values() if not unpacked.done())]
-                wait(watched, return_when=FIRST_COMPLETED)  # a build ends, or an interpreter is unpacked
+                wait([*running, *unpacking], return_when=FIRST_COMPLETED)  # a build ends, or an interpreter is unpacked
                 for future in [future for future in running if future.done()]:
                     layer = running.pop(future)
                     if (error := future.exception()) is not None:
-                        failures.append(error)
+                        failures[layer.build_name] = error
                     else:
                         outcomes[layer.build_name] = future.result()
         except BaseException:
             for future in running:
                 future.cancel()
             raise
-    raise_failures(failures)
+    raise_failures([failures[layer.build_name] for layer in layers if _reported(spec, layer, failures)])
     return outcomes
+
+
+def _reported(spec: StackSpec, layer: LayerSpec, failures: Mapping[str, BaseException]) -> bool:
+    """Whether the failure of `layer` (if it failed) is reported: not when a layer underneath failed too.
+
+    Bugs and interruptions (anything but a VenvStacksError) are always raised.
+    """
+    error = failures.get(layer.build_name)
+    if error is None:
+        return False
+    return not isinstance(error, VenvStacksError) or not any(dep.build_name in failures for dep in spec.dependencies(layer))
