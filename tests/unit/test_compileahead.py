@@ -64,7 +64,7 @@ def test_nothing_is_compiled_for_a_layer_published_with_bytecode_in_archive_orde
         (tree / relative).write_bytes(data)
     compileall.compile_dir(tree / "lib", quiet=2, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
     order = [member for member in collect_members(tree, {}, TAG) if member.kind == "file"]
-    files = {"/".join(member.parts): b"shipped" if member.parts[-1].endswith(".pyc") else (tree.joinpath(*member.parts)).read_bytes() for member in order}
+    files = {"/".join(member.parts): b"shipped" if member.parts[-1].endswith(".pyc") else tree.joinpath(*member.parts).read_bytes() for member in order}
     assert len(files) == 7 and sum(name.endswith(".pyc") for name in files) == 3
     ahead = CompileAhead("layer", jobs=1)
     _unpack(tmp_path / "deployed", ahead, files)  # a folder's sources, once complete, would be compiled after it starts

@@ -188,17 +188,17 @@ class _Builder:
 
     def build(self, layer: LayerSpec) -> BuildOutcome:
         try:
-            return self._build(layer)
+            outcome = self._build(layer)
         except BaseException as exc:
             self._interpreter_ready(layer, exc)
             raise
-        finally:
-            self._interpreter_ready(layer)
+        self._interpreter_ready(layer)  # a runtime up to date was never unpacked again
+        return outcome
 
     def _interpreter_ready(self, layer: LayerSpec, error: BaseException | None = None) -> None:
         """Say that a runtime's interpreter can run (or, with `error`, never will in this build); once only."""
         ready = self.interpreters.get(layer.build_name)
-        if isinstance(layer, RuntimeSpec) and ready is not None and not ready.done():
+        if ready is not None and not ready.done():
             if error is None:
                 ready.set_result(None)
             else:
