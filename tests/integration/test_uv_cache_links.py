@@ -1,4 +1,4 @@
-"""Builds take installed files from uv's cache by hard link, and nothing the tool does afterwards changes the cache."""
+"""Builds take installed files from uv's cache, and runtimes from their unpacked archive, by hard link; nothing the tool does afterwards changes either."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from support import EXCLUDE_NEWER, PY311_RUNTIME, StackFactory, run
+from venvstacks.runtimes.unpacked import UNPACKED_DIR
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -44,11 +45,16 @@ def _cache_state(cache: Path) -> dict[str, tuple[int, str]]:
     return state
 
 
+def _tree_state(tree: Path) -> dict[str, tuple[int, str]]:
+    """Every file under `tree`: its mode and sha256."""
+    return {str(p.relative_to(tree)): (p.lstat().st_mode, hashlib.sha256(p.read_bytes()).hexdigest()) for p in tree.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
 def _inodes(tree: Path) -> dict[tuple[int, int], Path]:
     return {(p.lstat().st_dev, p.lstat().st_ino): p for p in tree.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
-def test_installed_files_are_linked_from_the_cache_and_the_cache_never_changes(
+def test_installed_files_are_linked_from_the_caches_and_the_caches_never_change(
     tmp_path: Path, make_stack: StackFactory, runtime_versions: dict[str, str], runtime_archive_dir: Path, pyz: Path
 ) -> None:
     spec = make_stack(STACK, {"launch/sum.py": "import idna, numpy\nprint('sum', numpy.arange(5).sum())\n"}, folder=tmp_path)
@@ -70,6 +76,12 @@ def test_installed_files_are_linked_from_the_cache_and_the_cache_never_changes(
     assert (numpy_init.stat().st_dev, numpy_init.stat().st_ino) in cached  # the cache's own file, not a copy
     linked = [p for key, p in _inodes(build).items() if key in cached]
     assert len(linked) > 100
+    unpacked = build / UNPACKED_DIR / "cpython-3.11" / "python"
+    runtime_before = _tree_state(unpacked)
+    assert len(runtime_before) > 500
+    runtime_inodes = _inodes(unpacked)
+    assert (build / "cpython-3.11" / "bin" / "python3").resolve().stat().st_ino in {ino for _dev, ino in runtime_inodes}
+    assert len([p for key, p in _inodes(build / "cpython-3.11").items() if key in runtime_inodes]) > 500
 
     # Everything that rewrites, removes or relinks files after installing: a clean rebuild, archives
     # with and without bytecode, and a local export relinked by its post-install step.
@@ -80,3 +92,4 @@ def test_installed_files_are_linked_from_the_cache_and_the_cache_never_changes(
     launched = run([str(tmp_path / "export" / "app-sum" / "bin" / "python"), "-m", "sum"])
     assert launched.returncode == 0 and launched.stdout == "sum 10\n", launched.stderr
     assert _cache_state(cache) == before
+    assert _tree_state(unpacked) == runtime_before

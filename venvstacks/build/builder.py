@@ -37,6 +37,7 @@ from ..build.portability import prune_records, relativise_symlinks, remove_forei
 from ..postinstall import DYNLIB_DIR, LAYER_CONFIG, LayerConfig, render_python_wrapper, render_pyvenv_cfg, render_sitecustomize
 from ..progress import progress
 from ..runtimes.unpack import ensure_runtime, runtime_python
+from ..runtimes.unpacked import UNPACKED_DIR
 from ..spec.model import ApplicationSpec, LayerSpec, RuntimeSpec, StackSpec
 from ..uv import Uv, pip_install_argv, pip_uninstall_argv
 
@@ -373,7 +374,7 @@ def build_stack(
     require_valid_locks(spec, layers, checks=checks, lead="these layers must be locked before building (run 'venvstacks lock', or pass --lock-if-needed)")
     runtimes = [layer.build_name for layer in layers if isinstance(layer, RuntimeSpec)]
     builder = _Builder(spec, settings, checks, _once(uv), runtimes)
-    with exclusive(settings.build_dir, command="build"):
+    with exclusive(settings.build_dir, command="build", nested=(UNPACKED_DIR,)):
         outcomes = _build_when_ready(spec, layers, builder.build, settings.jobs or os.cpu_count() or 1, builder.interpreters)
     return [outcomes[layer.build_name] for layer in layers]
 

@@ -168,7 +168,7 @@ def add_lock_options(parser: argparse.ArgumentParser) -> None:
         "--clean",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="unpack the runtimes afresh before locking",
+        help="make the runtimes afresh before locking",
     )
 
 

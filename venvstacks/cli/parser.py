@@ -184,7 +184,7 @@ def _add_build(commands: argparse._SubParsersAction[_Parser], spec_options: _Par
         "--clean",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="rebuild the selected layers from scratch, runtimes unpacked afresh",
+        help="rebuild the selected layers from scratch, runtimes included",
     )
     add_source_options(build)
     add_output_options(build, suppress=True)

@@ -40,6 +40,7 @@ from ..lock.pylock import LayerTarget, constraint_lines, edit_pylock, lower_pins
 from ..lock.state import LockCheck, check_layer_lock, check_stack_locks, read_pylock, require_valid_locks
 from ..progress import progress
 from ..runtimes.unpack import RuntimeInstall, ensure_runtime
+from ..runtimes.unpacked import UNPACKED_DIR
 from ..spec.model import LayerSpec, RuntimeSpec, StackSpec
 from ..spec.uvconfig import parse_exclude_newer
 from ..standards.requirements import canonicalize_name
@@ -344,7 +345,7 @@ def lock_stack(
             if dep.build_name not in wants and not check_layer_lock(spec, dep).valid:
                 msg = f"layer {layer.build_name!r} cannot be locked: layer {dep.build_name!r} underneath it has no valid lock"
                 raise LockError(msg)
-    with exclusive(settings.build_dir, command="lock"):
+    with exclusive(settings.build_dir, command="lock", nested=(UNPACKED_DIR,)):
         for layer in layers:  # what a lock run killed while renaming left
             remove_temporaries(LockPaths.for_layer(spec, layer).folder)
         outcomes = _lock_waves(run, layers, wants, reset)

@@ -3,6 +3,8 @@
 The interpreter comes from a folder of python-build-standalone archives when
 one is given (`--python-archive-dir` or `VENVSTACKS_PYTHON_ARCHIVE_DIR`), and
 otherwise from uv's managed Python downloads, installed into the build folder.
+An archive is unpacked once, and the runtime made of hard links to that copy
+(`unpacked.py`), so a clean build does not unpack it again.
 A small record next to the unpacked runtime says which archive it came from,
 so a different archive later is noticed, and so a half-finished unpack is
 never taken for a complete one.
@@ -18,11 +20,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ArchiveError, RuntimeSourceError, UvError
-from ..extract import safe_extract_tar
+from ..errors import RuntimeSourceError, UvError
 from ..fsutil import dump_json, remove_path, write_text_atomic
 from ..progress import progress
 from ..runtimes.pbs import find_runtime_archive
+from ..runtimes.unpacked import link_runtime
 from ..spec.model import RuntimeSpec
 from ..uv import Uv, python_install_argv
 
@@ -101,12 +103,7 @@ def ensure_runtime(
                 layer.name, record.get("archive"), record.get("sha256"), archive.name.filename, archive.sha256,
             )  # fmt: skip
         _remove(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        progress(_LOG, "unpacking %s for runtime %r", archive.path.name, layer.name)
-        try:
-            safe_extract_tar(archive.path, destination, strip_prefix="python")
-        except ArchiveError as exc:
-            raise RuntimeSourceError(f"runtime {layer.name!r}: {exc}") from exc
+        link_runtime(archive, build_dir, layer.build_name, destination)
         install = RuntimeInstall(destination, archive.name.filename, archive.sha256, fresh=True)
     else:
         if record is not None:
