@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import logging
 import os
 import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,35 @@ def test_a_bad_archive_names_the_runtime_and_leaves_nothing(tmp_path: Path) -> N
         link_runtime(archive, build, "rt", build / "rt")
     assert not (build / "rt").exists()
     assert os.listdir(build / UNPACKED_DIR) == []
+
+
+def test_a_file_missing_from_the_unpacked_copy_has_the_archive_unpacked_again(tmp_path: Path) -> None:
+    archive, build = _archive(tmp_path), tmp_path / "_build"
+    link_runtime(archive, build, "rt", build / "rt")
+    shutil.rmtree(build / "rt")
+    (build / UNPACKED_DIR / "rt" / "python" / "lib" / "python3.11" / "os.py").unlink()
+    link_runtime(archive, build, "rt", build / "rt")
+    assert _tree(build / "rt") == EXPECTED
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda data: {**data, "links": [["../../outside", "/etc/passwd"]]}, id="a-path-leaving-the-tree"),
+        pytest.param(lambda data: {**data, "links": [["bin/python", "/etc/passwd"]]}, id="an-absolute-link"),
+        pytest.param(lambda data: {**data, "links": [["bin/python", "../../../outside"]]}, id="a-link-leaving-the-tree"),
+        pytest.param(lambda data: {**data, "folders": []}, id="no-tree"),
+        pytest.param(lambda data: {**data, "files": [["bin/python3", "755"]]}, id="a-short-entry"),
+        pytest.param(lambda data: [data], id="not-a-table"),
+    ],
+)
+def test_a_snapshot_the_tool_did_not_write_has_the_archive_unpacked_again(tmp_path: Path, edit: Callable[[dict[str, object]], object]) -> None:
+    archive, build = _archive(tmp_path), tmp_path / "_build"
+    link_runtime(archive, build, "rt", build / "rt")
+    shutil.rmtree(build / "rt")
+    snapshot = build / UNPACKED_DIR / "rt" / "snapshot.json"
+    snapshot.write_text(json.dumps(edit(json.loads(snapshot.read_text(encoding="utf-8")))), encoding="utf-8")
+    link_runtime(archive, build, "rt", build / "rt")
+    assert _tree(build / "rt") == EXPECTED
+    assert not (build / "outside").exists()
+    assert os.readlink(build / "rt" / "bin" / "python") == "python3"

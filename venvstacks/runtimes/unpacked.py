@@ -24,6 +24,7 @@ import errno
 import json
 import logging
 import os
+import posixpath
 import shutil
 import stat
 import tempfile
@@ -101,7 +102,24 @@ def _read_snapshot(home: Path) -> SnapshotData | None:
         }
     except (OSError, ValueError, TypeError, KeyError):
         return None
+    folders, links, files = snapshot["folders"], snapshot["links"], snapshot["files"]
+    paths = [path for path, _ in folders[1:]] + [path for path, _ in links] + [path for path, *_ in files]
+    if [path for path, _mode in folders[:1]] != [""] or not all(map(_plain_path, paths)):
+        return None  # not written by `_scan`
+    if not all(_inside(path, target) for path, target in links):
+        return None  # the extractor refuses links out of the tree
     return snapshot
+
+
+def _inside(link: str, target: str) -> bool:
+    """Whether the relative `target` of the link at `link` stays inside the tree."""
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link), target))
+    return not posixpath.isabs(target) and resolved != ".." and not resolved.startswith("../")
+
+
+def _plain_path(path: str) -> bool:
+    """Whether `path` is relative, `/`-separated and free of `.`, `..` and empty parts."""
+    return all(part not in ("", ".", "..") and "\\" not in part for part in path.split("/"))
 
 
 def _unpack(archive: RuntimeArchive, home: Path, runtime: str) -> _Unpacked:
@@ -133,6 +151,15 @@ def _link_or_copy(source: Path, destination: Path) -> None:
         shutil.copy2(source, destination)
 
 
+def _state(path: Path) -> tuple[int, int, int, int] | None:
+    """A regular file's mode, size, mtime_ns and inode, as the snapshot records them; None for anything else."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.S_IMODE(info.st_mode), info.st_size, info.st_mtime_ns, info.st_ino) if stat.S_ISREG(info.st_mode) else None
+
+
 def _link_tree(unpacked: _Unpacked, destination: Path) -> bool:
     """Make the absent `destination` from the unpacked tree; False, with nothing made, if a file there is not as recorded."""
     partial = Path(tempfile.mkdtemp(prefix=f"{destination.name}.partial-", dir=destination.parent))
@@ -142,8 +169,7 @@ def _link_tree(unpacked: _Unpacked, destination: Path) -> bool:
             os.mkdir(partial / path)
         for path, mode, size, mtime_ns, inode in snapshot["files"]:
             source = unpacked.tree / path
-            info = os.lstat(source)
-            if not stat.S_ISREG(info.st_mode) or (stat.S_IMODE(info.st_mode), info.st_size, info.st_mtime_ns, info.st_ino) != (mode, size, mtime_ns, inode):
+            if _state(source) != (mode, size, mtime_ns, inode):
                 _LOG.warning("%s changed since it was unpacked (edited through a runtime's hard link?)", source)
                 remove_path(partial)
                 return False
