@@ -445,7 +445,7 @@ def _peer_stack(stack: PeerStack, folder: Path, tools: dict[str, list[str]], our
     floor = f"tar | xz -T{cores} -6"
     results = {
         "lock": PeerResult("lock", label, "full relock of an existing lock folder", [], [], e2e=True),
-        "build": PeerResult("build", label, "build --clean (from the lock, runtime unpacked afresh)", [], [], ("<=", 0.5), e2e=True),
+        "build": PeerResult("build", label, "build --clean (from the lock, runtimes made afresh)", [], [], ("<=", 0.5), e2e=True),
         "publish": PeerResult("publish", label, "publish tar.xz into a fresh output dir (ours --force)", [], [], ("<=", 0.5), e2e=True),
         "floor": PeerResult(
             "publish",
