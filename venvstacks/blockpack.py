@@ -12,7 +12,9 @@ A block is never held whole: the thread compressing it gets its pieces from
 a function that makes them (`archive` reads them from the files the tar
 stream is made of) and feeds them to its compressor one at a time. One pool
 serves every layer of a publish, so one huge layer uses every core and so
-do many small ones. The compressors release the GIL. Memory is bounded: one
+do many small ones; each stream's last block, usually short, starts only
+when no other block waits, so that the cores finish together. The
+compressors release the GIL. Memory is bounded: one
 encoder and one piece per thread, and at most `SLOTS_PER_JOB * jobs`
 compressed blocks submitted and not yet written, over all layers: the
 oldest goes straight into its archive, and those ahead of it wait for their
@@ -28,7 +30,9 @@ from __future__ import annotations
 
 import collections
 import gzip
+import heapq
 import io
+import itertools
 import lzma
 import shutil
 import tempfile
@@ -36,16 +40,24 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 from . import cancel
 
-__all__ = ["BLOCK_SIZE", "SLOTS_PER_JOB", "BlockPool", "BlockReader", "write_blocks", "xz_block", "gzip_block"]
+__all__ = ["BLOCK_SIZE", "READ_AHEAD_PER_JOB", "SLOTS_PER_JOB", "BlockPool", "BlockReader", "write_blocks", "xz_block", "gzip_block"]
 
 BLOCK_SIZE = 32 << 20
 """How much of the uncompressed stream each block holds (fixed: it decides the archive's bytes)."""
-SLOTS_PER_JOB = 2
-"""How many blocks per compressing thread may be submitted and not yet written."""
+SLOTS_PER_JOB = 3
+"""How many blocks per compressing thread may be submitted and not yet written.
+
+More than two, so that a thread that frees up finds more than one block waiting
+and can leave each stream's short last block for the end (see `BlockPool`).
+Waiting blocks take no memory: a block's pieces are made as it is compressed,
+and a block made ahead of its turn waits on disk.
+"""
+READ_AHEAD_PER_JOB = 2
+"""How many blocks per thread a `BlockReader` decompresses ahead (each held in memory until read)."""
 
 COPY_SIZE = 1 << 20
 """How much of a compressed block is in memory at a time while it is copied into the archive."""
@@ -87,12 +99,23 @@ def gzip_block(level: int) -> Compress:
 
 
 class BlockPool:
-    """Threads that compress blocks, with a bound on the blocks submitted and not yet written."""
+    """Threads that compress blocks, with a bound on the blocks submitted and not yet written.
 
-    def __init__(self, jobs: int, name: str = "compress") -> None:
+    A block submitted as `last` (a stream's final block, usually short) runs
+    only when no other block is waiting: a thread that takes it early may
+    leave the other cores a full block of the slowest layer to finish alone.
+    """
+
+    def __init__(self, jobs: int, name: str = "compress", *, slots_per_job: int = SLOTS_PER_JOB) -> None:
         self.jobs = max(1, jobs)
+        self.slots = slots_per_job * self.jobs
+        """How many blocks may be submitted and not yet written (or read) at once."""
         self._executor = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix=name)
-        self._slots = threading.Semaphore(SLOTS_PER_JOB * self.jobs)
+        self._slots = threading.Semaphore(self.slots)
+        self._waiting: list[tuple[bool, int, Future[Any], Callable[[int], Any], int]] = []
+        """Blocks submitted and not started, as a heap: (last, submission number, future, work, index)."""
+        self._submitted = itertools.count()
+        self._lock = threading.Lock()
 
     def __enter__(self) -> BlockPool:
         return self
@@ -101,8 +124,12 @@ class BlockPool:
         self.close()
 
     def close(self) -> None:
-        """Stop the threads once queued blocks are done (queued ones are dropped after a failure)."""
+        """Stop the threads once running blocks are done; those not started are dropped (after a failure)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            for _last, _number, future, _work, _index in self._waiting:
+                future.cancel()
+            self._waiting.clear()
 
     def try_reserve(self, timeout: float) -> bool:
         """Take a slot for one more block, waiting at most `timeout` seconds."""
@@ -112,9 +139,28 @@ class BlockPool:
         """Give back a block's slot once it is written (or dropped)."""
         self._slots.release()
 
-    def submit_block(self, work: Callable[[int], _T], index: int) -> Future[_T]:
-        """Run `work(index)`, which makes block `index`, on a pool thread (the caller holds a slot for it)."""
-        return self._executor.submit(work, index)
+    def submit_block(self, work: Callable[[int], _T], index: int, *, last: bool = False) -> Future[_T]:
+        """Run `work(index)`, which makes block `index`, on a pool thread (the caller holds a slot for it).
+
+        Blocks start in the order submitted, those submitted as `last` after all others waiting.
+        """
+        future: Future[_T] = Future()
+        with self._lock:
+            heapq.heappush(self._waiting, (last, next(self._submitted), future, work, index))
+        self._executor.submit(self._run_next)  # one run per block: each takes the first block waiting
+        return future
+
+    def _run_next(self) -> None:
+        with self._lock:
+            _last, _number, future, work, index = heapq.heappop(self._waiting)
+        if not future.set_running_or_notify_cancel():
+            return  # dropped meanwhile
+        try:
+            result = work(index)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
 
     def drop(self, pending: collections.deque[Future[_T]]) -> None:
         """Cancel the blocks in `pending` (none of them wanted any more) and give back their slots."""
@@ -200,7 +246,7 @@ def write_blocks(
         output = _BlockOutput(spill)
         if not pending:
             output.send_to(sink)  # the oldest not written: none of it need wait
-        pending.append((output, pool.submit_block(lambda k: compress(pieces(k), cast(BinaryIO, output)), index)))
+        pending.append((output, pool.submit_block(lambda k: compress(pieces(k), cast(BinaryIO, output)), index, last=index == count - 1)))
 
     def write_done(*, wait: bool) -> None:
         """Write finished blocks in order; with `wait`, wait for at least the oldest."""
@@ -259,7 +305,7 @@ class BlockReader(io.RawIOBase):
         return True
 
     def _submit_ahead(self) -> None:
-        while self._submitted < self._count and len(self._pending) < SLOTS_PER_JOB * self._pool.jobs:
+        while self._submitted < self._count and len(self._pending) < self._pool.slots:
             if not self._pool.try_reserve(timeout=0):
                 return
             try:

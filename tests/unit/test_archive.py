@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
 import hashlib
 import io
@@ -495,6 +496,42 @@ def test_a_writer_waiting_for_a_slot_takes_one_another_writer_frees(tmp_path: Pa
         writer.join(timeout=20)
     assert waited == [True]
     assert sink.getvalue() == bytes([0]) * 1000 + bytes([1]) * 1000
+
+
+def test_a_streams_last_block_starts_only_when_no_other_block_waits() -> None:
+    # A thread that took a short last block early could leave another core a full block to finish alone.
+    started: list[str] = []
+    running, go_on = threading.Event(), threading.Event()
+
+    def work(name: str) -> None:
+        if name == "busy":
+            running.set()
+            go_on.wait(timeout=10)
+        started.append(name)
+
+    with BlockPool(1) as pool:
+        futures = [pool.submit_block(lambda _k: work("busy"), 0)]
+        assert running.wait(timeout=10)  # the one thread is taken: the rest wait
+        for name, last in (("a-last", True), ("b-1", False), ("c-last", True), ("d-2", False)):
+            futures.append(pool.submit_block(lambda _k, name=name: work(name), 0, last=last))
+        go_on.set()
+        for future in futures:
+            future.result(timeout=10)
+    assert started == ["busy", "b-1", "d-2", "a-last", "c-last"]
+
+
+def test_blocks_dropped_before_they_start_never_run(tmp_path: Path) -> None:
+    ran: list[int] = []
+    release = threading.Event()
+    with BlockPool(1) as pool:
+        busy = pool.submit_block(lambda _k: release.wait(timeout=10), 0)
+        waiting = collections.deque(pool.submit_block(ran.append, index) for index in (1, 2))
+        for _ in waiting:
+            assert pool.try_reserve(timeout=0)
+        pool.drop(waiting)
+        release.set()
+        busy.result(timeout=10)
+    assert ran == []
 
 
 def test_content_groups() -> None:

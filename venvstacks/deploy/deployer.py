@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import _hooks, _proc, cancel
-from ..blockpack import BlockPool
+from ..blockpack import READ_AHEAD_PER_JOB, BlockPool
 from ..deploy.compileahead import CompileAhead
 from ..errors import CommandError, DeployError, MultipleErrors, raise_failures
 from ..extract import extract_into
@@ -318,7 +318,7 @@ def _unpack_all(artifacts: Path, layers: Sequence[ManifestLayer], target: Path, 
     aheads = {layer.install_target: CompileAhead(layer.install_target, cores) for layer in layers}
     try:
         # The block threads outlive the layer threads reading through them.
-        with BlockPool(cores, "unpack") as blocks, _pool(_workers(len(layers), jobs), stop) as pool:
+        with BlockPool(cores, "unpack", slots_per_job=READ_AHEAD_PER_JOB) as blocks, _pool(_workers(len(layers), jobs), stop) as pool:
             _start_ahead(layers, runtimes, aheads)
             unpacking.update(
                 {pool.submit(_unpack, artifacts, layer, target, stop, blocks, aheads[layer.install_target]): layer for layer in layers}
