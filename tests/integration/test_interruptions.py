@@ -217,6 +217,25 @@ def test_build_killed_then_rebuilt_and_leftovers_removed(stack: Path, pyz: Path,
     assert assert_consistent(out)
 
 
+@pytest.mark.parametrize("point", ["runtime-unpacked", "runtime-linked"])
+def test_build_killed_while_making_a_runtime_builds_it_whole_next_time(stack: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path, point: str) -> None:
+    import shutil
+
+    build_dir, flag = stack.parent / "_build", tmp_path / "paused"
+    shutil.rmtree(build_dir / "_python-unpacked", ignore_errors=True)  # so the archive is unpacked again
+    process = _start(pyz, runtime_archive_dir, ["build", "--clean", str(stack)], pause=point, flag=flag)
+    _wait_for(flag, process)
+    process.kill()
+    process.communicate()
+    assert not (build_dir / "cpython-3.11" / "bin" / "python3").exists()  # never half there under its name
+    result = _vs(pyz, runtime_archive_dir, "build", str(stack))
+    assert result.returncode == 0, result.stderr
+    assert _leftovers(build_dir) == [] and _leftovers(build_dir / "_python-unpacked") == []
+    assert (build_dir / "_python-unpacked" / "cpython-3.11" / "snapshot.json").is_file()
+    version = run([str(build_dir / "cpython-3.11" / "bin" / "python3"), "-c", "import sys; print(sys.version_info[0])"])
+    assert version.returncode == 0 and version.stdout == "3\n"
+
+
 @pytest.mark.parametrize(("command", "point"), [("build", "build-layer"), ("publish", "publish-commit")])
 def test_a_second_run_on_the_same_folders_is_refused(
     stack: Path, pyz: Path, runtime_archive_dir: Path, tmp_path: Path, command: str, point: str

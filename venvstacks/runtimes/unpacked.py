@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
+from .. import _hooks
 from ..errors import ArchiveError, RuntimeSourceError
 from ..extract import safe_extract_tar
 from ..fsutil import dump_json, remove_path, write_text_atomic
@@ -132,6 +133,7 @@ def _unpack(archive: RuntimeArchive, home: Path, runtime: str) -> _Unpacked:
         safe_extract_tar(archive.path, partial / _TREE, strip_prefix="python")
         snapshot = _scan(partial / _TREE, archive)
         write_text_atomic(partial / _SNAPSHOT, dump_json(snapshot))
+        _hooks.pause("runtime-unpacked")  # a test hook: unpacked, not yet in place
         os.replace(partial, home)
     except ArchiveError as exc:
         remove_path(partial)
@@ -178,6 +180,7 @@ def _link_tree(unpacked: _Unpacked, destination: Path) -> bool:
             os.symlink(target, partial / path)
         for path, mode in reversed(snapshot["folders"]):  # the innermost first: a read-only folder is made so last
             os.chmod(partial / path, mode)
+        _hooks.pause("runtime-linked")  # a test hook: linked, not yet in place
         os.replace(partial, destination)
     except BaseException:
         remove_path(partial)
