@@ -279,6 +279,11 @@ class FedCommand:
         _wait_killed(self._process)
         self._close()
 
+    def abort(self) -> None:
+        """Kill the command without waiting for it, for another thread to call while one waits in `finish` (which then fails)."""
+        with contextlib.suppress(OSError):
+            self._process.kill()
+
     def _close(self) -> None:
         for stream in (self._process.stdin, self._out, self._err):
             with contextlib.suppress(OSError, ValueError):

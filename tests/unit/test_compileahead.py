@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from venvstacks.deploy.compileahead import FILES_PER_WORKER, CompileAhead
+from venvstacks.deploy.compileahead import FILES_PER_WORKER, CompileAhead, CompileGroup
 from venvstacks.publish.members import collect_members
 
 TAG = sys.implementation.cache_tag
@@ -36,7 +36,7 @@ def _bytecode(folder: Path) -> dict[str, bytes]:
 def test_sources_are_compiled_as_compileall_compiles_them(tmp_path: Path) -> None:
     files = {f"lib/pkg/m{index:03}.py": f"X = {index}\n".encode() for index in range(2 * FILES_PER_WORKER + 5)}
     files |= {"lib/top.py": b"T = 1\n", "lib/notes.txt": b"not python\n", "bin/tool.py": b"outside lib\n", "postinstall.py": b""}
-    ahead = CompileAhead("layer", jobs=2)
+    ahead = CompileGroup("runtime", 2, 1).ahead("layer")
     ahead.start(Path(sys.executable))
     _unpack(tmp_path / "ahead", ahead, files)
     ahead.finish()
@@ -50,7 +50,7 @@ def test_sources_are_compiled_as_compileall_compiles_them(tmp_path: Path) -> Non
 def test_nothing_is_compiled_for_a_layer_that_ships_bytecode(tmp_path: Path) -> None:
     # An upper-case module sorts before __pycache__: its source arrives before its shipped bytecode.
     files = {"lib/A.py": b"A = 1\n", f"lib/__pycache__/A.{TAG}.pyc": b"shipped", f"lib/__pycache__/b.{TAG}.pyc": b"shipped", "lib/b.py": b"B = 1\n"}
-    ahead = CompileAhead("layer", jobs=2)
+    ahead = CompileGroup("runtime", 2, 1).ahead("layer")
     ahead.start(Path(sys.executable))
     _unpack(tmp_path, ahead, files)
     ahead.finish()
@@ -66,7 +66,7 @@ def test_nothing_is_compiled_for_a_layer_published_with_bytecode_in_archive_orde
     order = [member for member in collect_members(tree, {}, TAG) if member.kind == "file"]
     files = {"/".join(member.parts): b"shipped" if member.parts[-1].endswith(".pyc") else tree.joinpath(*member.parts).read_bytes() for member in order}
     assert len(files) == 7 and sum(name.endswith(".pyc") for name in files) == 3
-    ahead = CompileAhead("layer", jobs=1)
+    ahead = CompileGroup("runtime", 1, 1).ahead("layer")
     _unpack(tmp_path / "deployed", ahead, files)  # a folder's sources, once complete, would be compiled after it starts
     ahead.start(Path(sys.executable))
     ahead.finish()
@@ -74,7 +74,7 @@ def test_nothing_is_compiled_for_a_layer_published_with_bytecode_in_archive_orde
 
 
 def test_a_folder_is_compiled_only_once_complete(tmp_path: Path) -> None:
-    ahead = CompileAhead("layer", jobs=1)
+    ahead = CompileGroup("runtime", 1, 1).ahead("layer")
     ahead.start(Path(sys.executable))
     ahead.unpacking_into(tmp_path)
     (tmp_path / "lib" / "pkg").mkdir(parents=True)
@@ -93,7 +93,7 @@ def test_a_folder_is_compiled_only_once_complete(tmp_path: Path) -> None:
 
 
 def test_a_python_that_cannot_start_is_no_error(tmp_path: Path) -> None:
-    ahead = CompileAhead("layer", jobs=2)
+    ahead = CompileGroup("runtime", 2, 1).ahead("layer")
     ahead.start(tmp_path / "no-such-python")
     _unpack(tmp_path / "layer", ahead, {"lib/a.py": b"A = 1\n"})
     ahead.finish()  # the final compile step compiles what is left, and reports failures
@@ -116,7 +116,7 @@ def _compiling_children() -> list[int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_stopping_kills_the_compiling_processes(tmp_path: Path) -> None:
-    ahead = CompileAhead("layer", jobs=2)
+    ahead = CompileGroup("runtime", 2, 1).ahead("layer")
     ahead.start(Path(sys.executable))
     _unpack(tmp_path, ahead, {f"lib/m{index}.py": b"X = 1\n" * 20000 for index in range(400)})
     deadline = time.monotonic() + 10
@@ -134,7 +134,7 @@ def test_stopping_while_another_thread_starts_is_safe(tmp_path: Path) -> None:
 
     failures: list[BaseException] = []
     for _ in range(300):
-        ahead = CompileAhead("layer", jobs=1)
+        ahead = CompileGroup("runtime", 1, 1).ahead("layer")
         ahead.unpacking_into(tmp_path)
         starter = threading.Thread(target=ahead.start, args=(Path(sys.executable),))
         starter.start()
@@ -145,3 +145,48 @@ def test_stopping_while_another_thread_starts_is_safe(tmp_path: Path) -> None:
         starter.join()
         ahead.stop()
     assert failures == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_layers_on_one_runtime_share_its_groups_processes(tmp_path: Path) -> None:
+    group = CompileGroup("runtime", 2, 3)
+    aheads = [group.ahead(f"layer-{index}") for index in range(3)]
+    aheads[0].start(Path(sys.executable))
+    counts = []
+    for index, ahead in enumerate(aheads):
+        _unpack(tmp_path / f"layer-{index}", ahead, {f"lib/m{number:03}.py": b"X = 1\n" * 2000 for number in range(FILES_PER_WORKER)})
+        counts.append(len(_compiling_children()))
+    aheads[1].finish()
+    assert max(counts) <= 2  # not two per layer
+    for index in range(3):
+        assert len(_bytecode(tmp_path / f"layer-{index}")) == FILES_PER_WORKER
+    assert _compiling_children() == []
+
+
+def test_a_group_finishes_once_all_its_layers_are_unpacked(tmp_path: Path) -> None:
+    import threading
+
+    group = CompileGroup("runtime", 1, 2)
+    first, second = group.ahead("first"), group.ahead("second")
+    first.start(Path(sys.executable))
+    _unpack(tmp_path / "first", first, {"lib/a.py": b"A = 1\n"})
+    finishing = threading.Thread(target=first.finish)
+    finishing.start()
+    finishing.join(0.5)
+    assert finishing.is_alive()  # the second layer may still send sources
+    _unpack(tmp_path / "second", second, {"lib/b.py": b"B = 1\n"})
+    finishing.join(30)
+    assert not finishing.is_alive()
+    assert list(_bytecode(tmp_path / "first")) == [f"lib/__pycache__/a.{TAG}.pyc"]
+    assert list(_bytecode(tmp_path / "second")) == [f"lib/__pycache__/b.{TAG}.pyc"]
+
+
+def test_stopping_one_layer_stops_its_group(tmp_path: Path) -> None:
+    group = CompileGroup("runtime", 1, 2)
+    first, second = group.ahead("first"), group.ahead("second")
+    first.start(Path(sys.executable))
+    _unpack(tmp_path / "first", first, {"lib/a.py": b"A = 1\n"})
+    second.stop()  # its unpacking failed: the first layer's wait ends too
+    first.finish()
+    second.unpacked()  # too late to count: nothing more is compiled
+    assert _bytecode(tmp_path / "second") == {}

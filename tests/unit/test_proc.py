@@ -122,3 +122,30 @@ def test_a_stop_request_kills_running_commands() -> None:
     assert len(errors) == 1 and isinstance(errors[0], cancel.Interrupted)
     with pytest.raises(CommandError):  # the flag is clear again: commands run (and fail) normally
         _proc.run([sys.executable, "-c", "raise SystemExit(1)"], description="after the stop")
+
+
+def test_a_fed_command_gets_its_input_and_fails_when_aborted_while_another_thread_waits() -> None:
+    import threading
+
+    echo = _proc.FedCommand([sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read().upper())"], description="shouting")
+    echo.send(b"hello", flush=True)
+    assert echo.finish().stdout == "HELLO"
+    sleeper = _proc.FedCommand([sys.executable, "-c", "import sys, time; sys.stdin.read(); time.sleep(60)"], description="sleeping")
+    outcome: list[BaseException | None] = []
+
+    def wait() -> None:
+        try:
+            sleeper.finish()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    waiting = threading.Thread(target=wait)
+    waiting.start()
+    time.sleep(0.2)  # let it wait
+    started = time.monotonic()
+    sleeper.abort()
+    waiting.join(30)
+    assert time.monotonic() - started < 10
+    assert len(outcome) == 1 and isinstance(outcome[0], CommandError) and "sleeping" in str(outcome[0])

@@ -37,7 +37,7 @@ from typing import Literal
 
 from .. import _hooks, _proc, cancel
 from ..blockpack import READ_AHEAD_PER_JOB, BlockPool
-from ..deploy.compileahead import CompileAhead
+from ..deploy.compileahead import CompileAhead, CompileGroup
 from ..errors import CommandError, DeployError, MultipleErrors, raise_failures
 from ..extract import extract_into
 from ..fsutil import file_sha256, write_text_atomic
@@ -296,9 +296,26 @@ def _start_ahead(layers: Sequence[ManifestLayer], runtimes: _Runtimes, aheads: M
             aheads[layer.install_target].start(python)
 
 
+def _compile_groups(layers: Sequence[ManifestLayer], jobs: int) -> dict[str, CompileAhead]:
+    """Each layer's head start, the layers on one runtime sharing one group of at most `jobs` compiling processes."""
+    runtimes = [layer.entry["runtime_layer"] for layer in layers]
+    groups = {runtime: CompileGroup(runtime, jobs, runtimes.count(runtime)) for runtime in runtimes}
+    return {layer.install_target: groups[runtime].ahead(layer.install_target) for layer, runtime in zip(layers, runtimes)}
+
+
 def _stop_all(aheads: Mapping[str, CompileAhead]) -> None:
     for ahead in aheads.values():
         ahead.stop()
+
+
+@contextlib.contextmanager
+def _stopping(aheads: Mapping[str, CompileAhead]) -> Iterator[None]:
+    """Stop compiling ahead as soon as the block fails: before the pool waits for compile steps that wait for it."""
+    try:
+        yield
+    except BaseException:
+        _stop_all(aheads)
+        raise
 
 
 def _unpack_all(artifacts: Path, layers: Sequence[ManifestLayer], target: Path, stop: threading.Event, jobs: int | None) -> dict[str, _Unpacked]:
@@ -315,10 +332,10 @@ def _unpack_all(artifacts: Path, layers: Sequence[ManifestLayer], target: Path, 
     unpacking: dict[Future[_Unpacked], ManifestLayer] = {}
     runtimes = _Runtimes(target, order, unpacked)
     cores = jobs or os.cpu_count() or 1
-    aheads = {layer.install_target: CompileAhead(layer.install_target, cores) for layer in layers}
+    aheads = _compile_groups(layers, cores)
     try:
         # The block threads outlive the layer threads reading through them.
-        with BlockPool(cores, "unpack", slots_per_job=READ_AHEAD_PER_JOB) as blocks, _pool(_workers(len(layers), jobs), stop) as pool:
+        with BlockPool(cores, "unpack", slots_per_job=READ_AHEAD_PER_JOB) as blocks, _pool(_workers(len(layers), jobs), stop) as pool, _stopping(aheads):
             _start_ahead(layers, runtimes, aheads)
             unpacking.update(
                 {pool.submit(_unpack, artifacts, layer, target, stop, blocks, aheads[layer.install_target]): layer for layer in layers}
@@ -331,6 +348,7 @@ def _unpack_all(artifacts: Path, layers: Sequence[ManifestLayer], target: Path, 
                     continue
                 if (error := future.exception()) is not None:
                     errors.append((order[layer.install_target], error))
+                    _stop_all(aheads)  # a group waits for all its layers to be unpacked, and some never will be
                     for unpacking_one in unpacking:
                         unpacking_one.cancel()
                     for compiling_one in compiling:
