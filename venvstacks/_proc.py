@@ -163,7 +163,7 @@ def run(
 
 def _start(
     words: tuple[str, ...], description: str, env: Mapping[str, str] | None, cwd: Path | None,
-    stdin: int, out: IO[bytes], err: IO[bytes],
+    stdin: int, out: int | IO[bytes], err: IO[bytes],
 ) -> subprocess.Popen[bytes]:  # fmt: skip
     """Log and start a command with a scrubbed environment, dying with this process and known to `_stop_children`."""
     _LOG.info("$ %s", format_command(words))
@@ -240,16 +240,19 @@ class FedCommand:
 
     Like `run`'s commands it gets a scrubbed environment, dies with this
     process and is killed when the user interrupts; its output goes to
-    temporary files. `finish` closes its input, waits for it, and raises
+    temporary files, or with `replies` its standard output comes back through
+    a pipe, for `receive`. `finish` closes its input, waits for it, and raises
     CommandError (with its last lines of output) if it failed.
     """
 
-    def __init__(self, argv: Sequence[str | os.PathLike[str]], *, description: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: Sequence[str | os.PathLike[str]], *, description: str, env: Mapping[str, str] | None = None, replies: bool = False
+    ) -> None:
         self._words = tuple(os.fspath(arg) for arg in argv)
         self._description = description
         self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         try:
-            self._process = _start(self._words, description, env, None, subprocess.PIPE, self._out, self._err)
+            self._process = _start(self._words, description, env, None, subprocess.PIPE, subprocess.PIPE if replies else self._out, self._err)
         except BaseException:
             self._out.close()
             self._err.close()
@@ -263,6 +266,25 @@ class FedCommand:
             stdin.write(data)
             if flush:
                 stdin.flush()
+
+    def receive(self) -> bytes:
+        """What the command has written to its output since the last call, waiting for some; b"" once it ends.
+
+        With `replies` only, and from one thread, which must go on until b""
+        (which closes the pipe: nothing else does, so no other thread can
+        close it under a waiting read).
+        """
+        stdout = self._process.stdout
+        assert stdout is not None
+        if stdout.closed:
+            return b""
+        try:
+            data = os.read(stdout.fileno(), 1 << 12)
+        except OSError:
+            data = b""
+        if not data:
+            stdout.close()
+        return data
 
     def finish(self) -> CommandResult:
         """Close the command's input and wait for it to end; CommandError if it failed."""

@@ -190,3 +190,16 @@ def test_stopping_one_layer_stops_its_group(tmp_path: Path) -> None:
     first.finish()
     second.unpacked()  # too late to count: nothing more is compiled
     assert _bytecode(tmp_path / "second") == {}
+
+
+def test_a_compiling_process_that_ends_early_stops_the_head_start(tmp_path: Path) -> None:
+    quitter = tmp_path / "python"  # takes the place of the runtime's Python: reads a little, then leaves
+    quitter.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import os; os.read(0, 10)'\n", encoding="utf-8")
+    quitter.chmod(0o755)
+    group = CompileGroup("runtime", 1, 1)
+    ahead = group.ahead("layer")
+    ahead.start(quitter)
+    _unpack(tmp_path / "layer", ahead, {f"lib/m{index:02}.py": b"X = 1\n" for index in range(40)})
+    ahead.finish()  # returns: the rest is left to the final compile step
+    assert _bytecode(tmp_path / "layer") == {}
+    assert _compiling_children() == []

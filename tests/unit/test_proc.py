@@ -149,3 +149,16 @@ def test_a_fed_command_gets_its_input_and_fails_when_aborted_while_another_threa
     waiting.join(30)
     assert time.monotonic() - started < 10
     assert len(outcome) == 1 and isinstance(outcome[0], CommandError) and "sleeping" in str(outcome[0])
+
+
+def test_a_fed_command_replies_through_a_pipe_until_it_ends() -> None:
+    doubler = _proc.FedCommand(
+        [sys.executable, "-c", "import os\nwhile data := os.read(0, 100):\n    os.write(1, data * 2)\n"], description="doubling", replies=True
+    )
+    doubler.send(b"ab", flush=True)
+    received = b""
+    while len(received) < 4:
+        received += doubler.receive()
+    assert received == b"abab"
+    doubler.finish()
+    assert doubler.receive() == doubler.receive() == b""  # ended: the pipe is closed, and stays so

@@ -13,7 +13,11 @@ that runtime's Python, fed by every layer's head start, rather than up to `jobs`
 per layer. More processes than cores only take turns, and each switch costs
 the compiler its warm caches (six processes on two cores took 17% more CPU
 time than two for the same sources). The group's processes end once every
-one of its layers is unpacked and all their sources are compiled.
+one of its layers is unpacked and all their sources are compiled. A process
+holds a few sources at a time and gets another for each one it reports
+done, so that none sits idle at the end while another still has a backlog
+(sources used to be dealt out in turn, and at the end one of two processes
+often had half a second of work left).
 
 It is only a head start: nothing fails because of it. The final compile step
 still runs, compiles whatever is left and reports what does not compile.
@@ -44,7 +48,10 @@ __all__ = ["CompileAhead", "CompileGroup", "FILES_PER_WORKER"]
 _LOG = logging.getLogger(__name__)
 
 FILES_PER_WORKER = 200
-"""One more compiling process starts for every this many sources, up to the jobs allowed."""
+"""One more compiling process starts for every this many sources received, up to the jobs allowed."""
+
+IN_FLIGHT = 8
+"""How many sources a compiling process is given before it has compiled the first of them."""
 
 _WORKER = """\
 import compileall, os
@@ -56,8 +63,9 @@ while True:
     *paths, rest = (rest + chunk).split(b"\\0")
     for path in paths:
         compileall.compile_file(os.fsdecode(path), quiet=2)
+        os.write(1, b".")
 """
-"""The compiling process: paths arrive on its input, each ended by a NUL byte."""
+"""The compiling process: paths arrive on its input, each ended by a NUL byte; a dot comes back for each one done."""
 
 
 class CompileGroup:
@@ -101,13 +109,24 @@ class CompileGroup:
     def _feed(self, python: Path) -> None:
         # This thread starts the compiling processes and waits for them: they die with the thread that
         # started them (PR_SET_PDEATHSIG is per thread on Linux).
+        # Each source goes to whichever process has room: up to IN_FLIGHT sources each, and a process
+        # gets another for each one it reports done, so none idles while another has a backlog.
         sent = 0
+        room: queue.SimpleQueue[int] = queue.SimpleQueue()
+        readers: list[threading.Thread] = []
         try:
             while (path := self._ready.get()) is not None and not self._stopped.is_set():
-                if len(self._workers) < self._jobs and sent >= len(self._workers) * FILES_PER_WORKER:
+                if len(self._workers) < self._jobs and sent + self._ready.qsize() >= len(self._workers) * FILES_PER_WORKER:
                     command: list[str | os.PathLike[str]] = [python, "-X", "utf8", "-I", "-c", _WORKER]
-                    self._workers.append(FedCommand(command, description=f"compiling the layers on {self._name!r} ahead"))
-                self._workers[sent % len(self._workers)].send(path, flush=self._ready.empty())
+                    worker = FedCommand(command, description=f"compiling the layers on {self._name!r} ahead", replies=True)
+                    self._workers.append(worker)
+                    readers.append(threading.Thread(target=_count_replies, args=(worker, len(self._workers) - 1, room), daemon=True))
+                    readers[-1].start()
+                    for _ in range(IN_FLIGHT):
+                        room.put(len(self._workers) - 1)
+                if (index := room.get()) < 0:
+                    raise OSError(f"compiling process {-index} of {len(self._workers)} ended early")
+                self._workers[index].send(path, flush=True)
                 sent += 1
         except (CommandError, OSError, cancel.Interrupted) as exc:  # a head start only: the final step compiles what is left
             _LOG.debug("compiling the layers on %r ahead stopped: %s", self._name, exc)
@@ -120,6 +139,8 @@ class CompileGroup:
                 worker.finish()
             except (CommandError, cancel.Interrupted) as exc:
                 _LOG.debug("compiling the layers on %r ahead failed: %s", self._name, exc)
+        for reader in readers:
+            reader.join()
 
     def finish(self) -> None:
         """Wait until every layer is unpacked and what was sent is compiled; failures are left to the final step."""
@@ -138,6 +159,14 @@ class CompileGroup:
             worker.abort()  # the feeder, waiting for it or about to kill it, reaps it and closes its files
         if feeder is not None:
             feeder.join()
+
+
+def _count_replies(worker: FedCommand, index: int, room: queue.SimpleQueue[int]) -> None:
+    """Make room for another source at process `index` for each one it reports done; -(index + 1) once it ends."""
+    while replies := worker.receive():
+        for _ in range(len(replies)):
+            room.put(index)
+    room.put(-(index + 1))
 
 
 class CompileAhead:
