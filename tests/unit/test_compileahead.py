@@ -36,7 +36,7 @@ def _bytecode(folder: Path) -> dict[str, bytes]:
 def test_sources_are_compiled_as_compileall_compiles_them(tmp_path: Path) -> None:
     files = {f"lib/pkg/m{index:03}.py": f"X = {index}\n".encode() for index in range(2 * FILES_PER_WORKER + 5)}
     files |= {"lib/top.py": b"T = 1\n", "lib/notes.txt": b"not python\n", "bin/tool.py": b"outside lib\n", "postinstall.py": b""}
-    ahead = CompileGroup("runtime", 2, 1).ahead("layer")
+    ahead = CompileGroup("runtime", 2, 1).ahead()
     ahead.start(Path(sys.executable))
     _unpack(tmp_path / "ahead", ahead, files)
     ahead.finish()
@@ -50,7 +50,7 @@ def test_sources_are_compiled_as_compileall_compiles_them(tmp_path: Path) -> Non
 def test_nothing_is_compiled_for_a_layer_that_ships_bytecode(tmp_path: Path) -> None:
     # An upper-case module sorts before __pycache__: its source arrives before its shipped bytecode.
     files = {"lib/A.py": b"A = 1\n", f"lib/__pycache__/A.{TAG}.pyc": b"shipped", f"lib/__pycache__/b.{TAG}.pyc": b"shipped", "lib/b.py": b"B = 1\n"}
-    ahead = CompileGroup("runtime", 2, 1).ahead("layer")
+    ahead = CompileGroup("runtime", 2, 1).ahead()
     ahead.start(Path(sys.executable))
     _unpack(tmp_path, ahead, files)
     ahead.finish()
@@ -66,7 +66,7 @@ def test_nothing_is_compiled_for_a_layer_published_with_bytecode_in_archive_orde
     order = [member for member in collect_members(tree, {}, TAG) if member.kind == "file"]
     files = {"/".join(member.parts): b"shipped" if member.parts[-1].endswith(".pyc") else tree.joinpath(*member.parts).read_bytes() for member in order}
     assert len(files) == 7 and sum(name.endswith(".pyc") for name in files) == 3
-    ahead = CompileGroup("runtime", 1, 1).ahead("layer")
+    ahead = CompileGroup("runtime", 1, 1).ahead()
     _unpack(tmp_path / "deployed", ahead, files)  # a folder's sources, once complete, would be compiled after it starts
     ahead.start(Path(sys.executable))
     ahead.finish()
@@ -74,7 +74,7 @@ def test_nothing_is_compiled_for_a_layer_published_with_bytecode_in_archive_orde
 
 
 def test_a_folder_is_compiled_only_once_complete(tmp_path: Path) -> None:
-    ahead = CompileGroup("runtime", 1, 1).ahead("layer")
+    ahead = CompileGroup("runtime", 1, 1).ahead()
     ahead.start(Path(sys.executable))
     ahead.unpacking_into(tmp_path)
     (tmp_path / "lib" / "pkg").mkdir(parents=True)
@@ -93,7 +93,7 @@ def test_a_folder_is_compiled_only_once_complete(tmp_path: Path) -> None:
 
 
 def test_a_python_that_cannot_start_is_no_error(tmp_path: Path) -> None:
-    ahead = CompileGroup("runtime", 2, 1).ahead("layer")
+    ahead = CompileGroup("runtime", 2, 1).ahead()
     ahead.start(tmp_path / "no-such-python")
     _unpack(tmp_path / "layer", ahead, {"lib/a.py": b"A = 1\n"})
     ahead.finish()  # the final compile step compiles what is left, and reports failures
@@ -116,7 +116,7 @@ def _compiling_children() -> list[int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_stopping_kills_the_compiling_processes(tmp_path: Path) -> None:
-    ahead = CompileGroup("runtime", 2, 1).ahead("layer")
+    ahead = CompileGroup("runtime", 2, 1).ahead()
     ahead.start(Path(sys.executable))
     _unpack(tmp_path, ahead, {f"lib/m{index}.py": b"X = 1\n" * 20000 for index in range(400)})
     deadline = time.monotonic() + 10
@@ -134,7 +134,7 @@ def test_stopping_while_another_thread_starts_is_safe(tmp_path: Path) -> None:
 
     failures: list[BaseException] = []
     for _ in range(300):
-        ahead = CompileGroup("runtime", 1, 1).ahead("layer")
+        ahead = CompileGroup("runtime", 1, 1).ahead()
         ahead.unpacking_into(tmp_path)
         starter = threading.Thread(target=ahead.start, args=(Path(sys.executable),))
         starter.start()
@@ -150,7 +150,7 @@ def test_stopping_while_another_thread_starts_is_safe(tmp_path: Path) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_the_layers_on_one_runtime_share_its_groups_processes(tmp_path: Path) -> None:
     group = CompileGroup("runtime", 2, 3)
-    aheads = [group.ahead(f"layer-{index}") for index in range(3)]
+    aheads = [group.ahead() for _ in range(3)]
     aheads[0].start(Path(sys.executable))
     counts = []
     for index, ahead in enumerate(aheads):
@@ -167,7 +167,7 @@ def test_a_group_finishes_once_all_its_layers_are_unpacked(tmp_path: Path) -> No
     import threading
 
     group = CompileGroup("runtime", 1, 2)
-    first, second = group.ahead("first"), group.ahead("second")
+    first, second = group.ahead(), group.ahead()
     first.start(Path(sys.executable))
     _unpack(tmp_path / "first", first, {"lib/a.py": b"A = 1\n"})
     finishing = threading.Thread(target=first.finish)
@@ -183,7 +183,7 @@ def test_a_group_finishes_once_all_its_layers_are_unpacked(tmp_path: Path) -> No
 
 def test_stopping_one_layer_stops_its_group(tmp_path: Path) -> None:
     group = CompileGroup("runtime", 1, 2)
-    first, second = group.ahead("first"), group.ahead("second")
+    first, second = group.ahead(), group.ahead()
     first.start(Path(sys.executable))
     _unpack(tmp_path / "first", first, {"lib/a.py": b"A = 1\n"})
     second.stop()  # its unpacking failed: the first layer's wait ends too
@@ -197,7 +197,7 @@ def test_a_compiling_process_that_ends_early_stops_the_head_start(tmp_path: Path
     quitter.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import os; os.read(0, 10)'\n", encoding="utf-8")
     quitter.chmod(0o755)
     group = CompileGroup("runtime", 1, 1)
-    ahead = group.ahead("layer")
+    ahead = group.ahead()
     ahead.start(quitter)
     _unpack(tmp_path / "layer", ahead, {f"lib/m{index:02}.py": b"X = 1\n" for index in range(40)})
     ahead.finish()  # returns: the rest is left to the final compile step

@@ -82,9 +82,9 @@ class CompileGroup:
         self._lock = threading.Lock()
         """Held while the feeder is started (so that `stop` sees it started or not at all) and while layers are counted."""
 
-    def ahead(self, layer: str) -> CompileAhead:
+    def ahead(self) -> CompileAhead:
         """The head start of one of the group's layers."""
-        return CompileAhead(layer, self)
+        return CompileAhead(self)
 
     def send(self, sources: list[Path]) -> None:
         """Have `sources` (complete files, not to be written again) compiled."""
@@ -172,8 +172,7 @@ def _count_replies(worker: FedCommand, index: int, room: queue.SimpleQueue[int])
 class CompileAhead:
     """What one layer being unpacked into `folder` gives its `CompileGroup` to compile."""
 
-    def __init__(self, name: str, group: CompileGroup) -> None:
-        self._name = name
+    def __init__(self, group: CompileGroup) -> None:
         self._group = group
         self._folder: Path | None = None
         self._open: list[tuple[str, list[str]]] = []

@@ -300,7 +300,7 @@ def _compile_groups(layers: Sequence[ManifestLayer], jobs: int) -> dict[str, Com
     """Each layer's head start, the layers on one runtime sharing one group of at most `jobs` compiling processes."""
     runtimes = [layer.entry["runtime_layer"] for layer in layers]
     groups = {runtime: CompileGroup(runtime, jobs, runtimes.count(runtime)) for runtime in runtimes}
-    return {layer.install_target: groups[runtime].ahead(layer.install_target) for layer, runtime in zip(layers, runtimes)}
+    return {layer.install_target: groups[runtime].ahead() for layer, runtime in zip(layers, runtimes)}
 
 
 def _stop_all(aheads: Mapping[str, CompileAhead]) -> None:
