@@ -182,13 +182,19 @@ def test_a_group_finishes_once_all_its_layers_are_unpacked(tmp_path: Path) -> No
 
 
 def test_stopping_one_layer_stops_its_group(tmp_path: Path) -> None:
+    import threading
+
     group = CompileGroup("runtime", 1, 2)
     first, second = group.ahead(), group.ahead()
     first.start(Path(sys.executable))
     _unpack(tmp_path / "first", first, {"lib/a.py": b"A = 1\n"})
-    second.stop()  # its unpacking failed: the first layer's wait ends too
+    second.stop()  # its unpacking failed: the first layer's wait ends, though the second never says it is unpacked
+    finishing = threading.Thread(target=first.finish)
+    finishing.start()
+    finishing.join(30)
+    assert not finishing.is_alive()
+    _unpack(tmp_path / "second", second, {"lib/b.py": b"B = 1\n"})  # too late: nothing more is compiled
     first.finish()
-    second.unpacked()  # too late to count: nothing more is compiled
     assert _bytecode(tmp_path / "second") == {}
 
 
